@@ -1,0 +1,179 @@
+"""The `tailor` command line: a thin layer over the library (run, predict, report, methods)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    help="Adapt a pretrained language model to your task by prompting and by fine-tuning, and measure which wins.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    _console(stderr=True).print(f"[bold red]error:[/bold red] {message}", markup=True, highlight=False)
+    raise typer.Exit(code)
+
+
+@app.command()
+def run(
+    task_file: Annotated[Path, typer.Argument(help="The task file (YAML): data, fields, model and methods.")],
+    overrides: Annotated[list[str] | None, typer.Argument(
+        help="key=value overrides on top of the task file, dotted for nesting: seed=3 methods.1.k=4 limit.test=200.",
+        show_default=False)] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Run folder to write; default: RUNS_ROOT/TASK-TIMESTAMP.")] = None,
+    runs_root: Annotated[Path, typer.Option(help="Where new run folders are made when --out is not given.")] = Path("runs"),
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or per-method lines.")] = False,
+) -> None:
+    """Run every method of TASK_FILE on the same splits, evaluate on the held-out test set, store and report."""
+    from .config import load_task
+    from .errors import TailorError
+    from .progress import NULL_PROGRESS, RichProgress
+    from .report import write_reports
+    from .run import new_run_dir, run_task
+
+    try:
+        spec, base = load_task(task_file, overrides or [])
+    except TailorError as exc:
+        _fail(str(exc))
+    run_dir = out or new_run_dir(spec, runs_root)
+    progress = NULL_PROGRESS if quiet else RichProgress()
+    console = _console()
+    interrupted = False
+    try:
+        run_task(spec, base, run_dir, task_file=str(task_file), progress=progress)
+    except TailorError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        interrupted = True
+        console.print("[yellow]interrupted: the finished methods' results are kept[/yellow]")
+    if not (run_dir / "run.sqlite").exists():
+        raise typer.Exit(130 if interrupted else 1)
+    paths = write_reports(run_dir)
+    _print_leaderboard(run_dir, console)
+    console.print(f"\nrun folder: {run_dir}\nreports: " + ", ".join(str(p) for p in paths.values()))
+    if interrupted:
+        raise typer.Exit(130)
+
+
+@app.command()
+def predict(
+    adapted_dir: Annotated[Path, typer.Argument(help="A saved method folder: RUN_DIR/adapted/METHOD.")],
+    input_file: Annotated[Path, typer.Argument(help="Examples to predict (JSONL/CSV/Parquet) with the task's input fields.")],
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Write predictions (JSONL) here instead of standard output.")] = None,
+    scores: Annotated[bool, typer.Option(help="Include per-label scores in the output.")] = False,
+) -> None:
+    """Predict with an adapted model saved by a run; gives the same predictions as during the run."""
+    from .errors import TailorError
+    from .predict import predict_file
+    from .progress import RichProgress
+
+    try:
+        sink = output.open("w", encoding="utf-8") if output else sys.stdout
+        for ex, pred in predict_file(adapted_dir, input_file, RichProgress() if output else _silent()):
+            row = {"id": ex.id, "output": pred.output, "label": pred.label}
+            if scores and pred.scores is not None:
+                row["scores"] = dict(pred.scores)
+            sink.write(json.dumps(row, ensure_ascii=False) + "\n")
+        if output:
+            sink.close()
+            _console(stderr=True).print(f"predictions written to {output}")
+    except TailorError as exc:
+        _fail(str(exc))
+
+
+def _silent():
+    from .progress import NULL_PROGRESS
+
+    return NULL_PROGRESS
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `tailor run`.")],
+) -> None:
+    """Rebuild report.md, report.json and report.html from a run's store, and print the leaderboard."""
+    from .errors import TailorError
+    from .report import write_reports
+
+    try:
+        paths = write_reports(run_dir)
+    except TailorError as exc:
+        _fail(str(exc))
+    console = _console()
+    _print_leaderboard(run_dir, console)
+    console.print("reports: " + ", ".join(str(p) for p in paths.values()))
+
+
+@app.command()
+def methods(
+    name: Annotated[str | None, typer.Argument(help="Show only this method.")] = None,
+) -> None:
+    """List the registered methods, their route and every option with its default and meaning."""
+    from rich.table import Table
+
+    from .errors import TailorError
+    from .methods import METHODS, get_method
+
+    console = _console()
+    try:
+        chosen = {name: get_method(name)} if name else METHODS
+    except TailorError as exc:
+        _fail(str(exc))
+    for key, method in chosen.items():
+        table = Table(title=f"{key}  ({method.route} route) — {method.summary}", title_justify="left",
+                      show_lines=False, expand=False)
+        table.add_column("option")
+        table.add_column("default")
+        table.add_column("meaning")
+        for field, info in method.Options.model_fields.items():
+            default = "—" if info.is_required() else repr(info.get_default(call_default_factory=True))
+            table.add_row(field, default, (info.description or "").replace("\n", " "))
+        console.print(table)
+        console.print(f"  tasks: {', '.join(sorted(method.task_kinds))}; models: {', '.join(sorted(method.model_kinds))}\n")
+
+
+def _print_leaderboard(run_dir: Path, console) -> None:
+    from rich.table import Table
+
+    from .report import _table_rows, build_report
+
+    rep = build_report(run_dir)
+    table = Table(title=f"{rep['task']}: test {rep['primary_metric']} with "
+                        f"{rep['confidence']:.0%} CI ({rep['status']})", title_justify="left")
+    for col in ("method", "route", rep["primary_metric"], "dev", "adapt", "infer/1k", "params", "disk", "n train"):
+        table.add_column(col, justify="left" if col in ("method", "route") else "right")
+    for t in _table_rows(rep):
+        table.add_row(t["method"], t["route"], t["quality"], t["dev"], t["adapt"], t["infer"], t["params"],
+                      t["disk"], t["n_train"])
+    console.print(table)
+    w = rep["winner"]
+    if w:
+        better = f"; significantly better than {', '.join(w['significantly_better_than'])}" \
+            if w["significantly_better_than"] else ""
+        console.print(f"winner (chosen on {w['chosen_on']}): [bold]{w['method']}[/bold] ({w['route']}){better}")
+
+
+def main() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    app()
+
+
+if __name__ == "__main__":
+    main()

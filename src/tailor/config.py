@@ -1,0 +1,268 @@
+"""The task file: a YAML document validated into frozen pydantic models.
+
+Every field carries its own docstring; those docstrings are what ``tailor run --help-task`` and
+the error messages show. Loading never guesses: an unknown key, a wrong type or a missing file is
+an error that names the file and the key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import TaskFileError
+from .types import TaskKind
+
+_STRICT = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+class DataSpec(BaseModel):
+    """Where the examples come from: one file split by tailor, files per split, or a hub dataset."""
+
+    model_config = _STRICT
+
+    path: str | None = None
+    """One local file (.jsonl, .csv or .parquet) with all examples; tailor splits it by content hash."""
+    train: str | None = None
+    """A local file with the training examples (given splits are used as they are)."""
+    dev: str | None = None
+    """A local file with the development examples, used to choose between variants and for early stopping."""
+    test: str | None = None
+    """A local file with the held-out test examples, seen by no method while it adapts."""
+    hub: str | None = None
+    """A dataset id on the Hugging Face hub, loaded with ``datasets.load_dataset`` (needs a network)."""
+    hub_config: str | None = None
+    """The hub dataset's configuration name, if it has several."""
+    hub_splits: dict[Literal["train", "dev", "test"], str] = Field(default_factory=dict)
+    """Which hub split serves as train, dev and test, e.g. ``{dev: validation}``; default: same names."""
+    format: Literal["jsonl", "csv", "parquet"] | None = None
+    """File format; inferred from the file extension when omitted."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataSpec:
+        kinds = [bool(self.path), bool(self.train or self.dev or self.test), bool(self.hub)]
+        if sum(kinds) != 1:
+            raise ValueError("give exactly one of: `path` (one file), `train`/`dev`/`test` (files), or `hub`")
+        if (self.dev or self.test) and not self.train:
+            raise ValueError("`dev`/`test` files were given without a `train` file")
+        return self
+
+
+class FieldsSpec(BaseModel):
+    """Which columns of the data are the input, the target and the id."""
+
+    model_config = _STRICT
+
+    input: str | list[str] = "text"
+    """Column(s) forming the input. Several columns are kept by name (templates can use each)."""
+    target: str = "label"
+    """Column holding the target: the label for classification, the reference text otherwise."""
+    id: str | None = None
+    """Column holding a stable example id; default: derived from the file name and line number."""
+
+    @property
+    def inputs(self) -> list[str]:
+        return [self.input] if isinstance(self.input, str) else list(self.input)
+
+
+class SplitSpec(BaseModel):
+    """How a single data file is split. Each example's split is fixed by a hash of its content."""
+
+    model_config = _STRICT
+
+    train: float = 0.7
+    """Fraction of examples for training."""
+    dev: float = 0.1
+    """Fraction of examples for development (choices, early stopping); 0 for none."""
+    test: float = 0.2
+    """Fraction of examples held out for the test report."""
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> SplitSpec:
+        total = self.train + self.dev + self.test
+        if abs(total - 1.0) > 1e-6 or min(self.train, self.dev, self.test) < 0 or self.train == 0 or self.test == 0:
+            raise ValueError(f"fractions must be >= 0, train and test > 0, and sum to 1 (they sum to {total:g})")
+        return self
+
+
+class ModelSpec(BaseModel):
+    """The base model every method adapts."""
+
+    model_config = _STRICT
+
+    name: str = "all-MiniLM-L6-v2"
+    """A hub id or a local folder. `all-MiniLM-L6-v2` resolves to the copy installed from PyPI when present."""
+    kind: Literal["auto", "encoder", "causal", "seq2seq", "api"] = "auto"
+    """What sort of model it is; `auto` reads the folder's configuration."""
+    device: str | None = None
+    """Device to run on (cpu, cuda, cuda:1, mps); default: the best one present."""
+    batch_size: int = Field(64, ge=1)
+    """Examples per forward pass at inference."""
+    max_length: int | None = Field(None, ge=8)
+    """Longest input in tokens; default: the model's own limit."""
+    trust_remote_code: bool = False
+    """Allow code shipped with the model to run (off unless you trust its author)."""
+
+
+class MethodSpec(BaseModel):
+    """One method to run: its registered `name`, an optional display `label`, and its own options."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str
+    """A registered method (see `tailor methods`)."""
+    label: str | None = None
+    """Name shown in the report; default: the method name (made unique)."""
+
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class StatsSpec(BaseModel):
+    """How confidence intervals and paired tests are computed."""
+
+    model_config = _STRICT
+
+    bootstrap: int = Field(1000, ge=100)
+    """Bootstrap resamples for confidence intervals and paired tests."""
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    """Confidence level of the intervals."""
+
+
+_DEFAULT_METRICS: dict[str, list[str]] = {
+    "classification": ["accuracy", "macro_f1"],
+    "summarization": ["rouge1", "rouge2", "rougeL"],
+    "translation": ["chrf", "bleu"],
+    "qa": ["exact_match", "f1"],
+}
+
+
+class TaskSpec(BaseModel):
+    """A task: its data, what to predict, the base model, and the methods to compare."""
+
+    model_config = _STRICT
+
+    name: str
+    """Short name of the task, used in reports and run folders."""
+    kind: TaskKind = "classification"
+    """What is predicted: a label (classification) or text (summarization, translation, qa)."""
+    data: DataSpec
+    """Where the examples come from."""
+    fields: FieldsSpec = Field(default_factory=FieldsSpec)
+    """Which columns are the input, the target and the id."""
+    labels: list[str] | None = None
+    """The label set; inferred from the training split when omitted (classification only)."""
+    metrics: list[str] | None = None
+    """Metrics to report; the first is primary (used for choices). Default depends on `kind`."""
+    splits: SplitSpec = Field(default_factory=SplitSpec)
+    """Split fractions, used only when `data.path` is one file."""
+    seed: int = 0
+    """Seed for every random choice: sampling, demonstrations, training."""
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    """The base model."""
+    methods: list[MethodSpec] = Field(min_length=1)
+    """The methods to run, in order, each with its options."""
+    on_bad_rows: Literal["error", "skip"] = "error"
+    """What to do with a row that can't be used: stop with an error, or skip it and count it in the report."""
+    limit: dict[Literal["train", "dev", "test"], int] = Field(default_factory=dict)
+    """Keep at most this many examples of a split (a deterministic sample, reported), e.g. `{dev: 500}`."""
+    stats: StatsSpec = Field(default_factory=StatsSpec)
+    """Confidence intervals and paired tests."""
+
+    @property
+    def metric_names(self) -> list[str]:
+        return list(self.metrics or _DEFAULT_METRICS[self.kind])
+
+    @model_validator(mode="after")
+    def _check(self) -> TaskSpec:
+        if self.labels is not None:
+            if len(set(self.labels)) != len(self.labels):
+                raise ValueError("`labels` has duplicates")
+            if len(self.labels) < 2:
+                raise ValueError("`labels` needs at least two labels")
+        if self.kind != "classification" and self.labels:
+            raise ValueError(f"`labels` only applies to classification, not {self.kind}")
+        return self
+
+
+def _set_dotted(doc: dict[str, Any], dotted: str, value: Any, origin: str) -> None:
+    keys = dotted.split(".")
+    node: Any = doc
+    for i, key in enumerate(keys[:-1]):
+        nxt = keys[i + 1]
+        if isinstance(node, list):
+            if not key.isdigit() or int(key) >= len(node):
+                raise TaskFileError(origin, dotted, f"`{key}` is not an index of a list of {len(node)}")
+            node = node[int(key)]
+        else:
+            if key not in node or node[key] is None:
+                node[key] = [] if nxt.isdigit() else {}
+            node = node[key]
+    last = keys[-1]
+    if isinstance(node, list):
+        if not last.isdigit() or int(last) >= len(node):
+            raise TaskFileError(origin, dotted, f"`{last}` is not an index of a list of {len(node)}")
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+def apply_overrides(doc: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Layer ``key=value`` overrides (dotted keys, YAML values) on a parsed task document."""
+    for item in overrides:
+        if "=" not in item:
+            raise TaskFileError("command line", item, "an override must look like key=value, e.g. seed=3")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as exc:
+            raise TaskFileError("command line", key, f"value {raw!r} is not valid YAML: {exc}") from exc
+        _set_dotted(doc, key.strip(), value, "command line")
+    return doc
+
+
+def _format_validation(exc: ValidationError) -> list[tuple[str, str]]:
+    out = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        out.append((key, msg))
+    return out
+
+
+def parse_task(doc: Any, origin: str) -> TaskSpec:
+    if not isinstance(doc, dict):
+        raise TaskFileError(origin, "(top level)", "a task file must be a YAML mapping of keys to values")
+    try:
+        return TaskSpec.model_validate(doc)
+    except ValidationError as exc:
+        problems = _format_validation(exc)
+        key, msg = problems[0]
+        more = "".join(f"\n  {k}: {m}" for k, m in problems[1:])
+        raise TaskFileError(origin, key, msg + more) from None
+
+
+def load_task(path: str | Path, overrides: list[str] | None = None) -> tuple[TaskSpec, Path]:
+    """Read, override and validate a task file. Relative data paths are resolved against its folder.
+
+    Returns:
+        The validated spec and the folder that relative paths are resolved against.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise TaskFileError(str(path), None, "task file not found")
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        line = getattr(getattr(exc, "problem_mark", None), "line", None)
+        where = f"line {line + 1}" if line is not None else None
+        raise TaskFileError(str(path), where, f"not valid YAML: {exc}") from None
+    doc = apply_overrides(doc if isinstance(doc, dict) else doc, list(overrides or []))
+    return parse_task(doc, str(path)), path.resolve().parent

@@ -1,0 +1,135 @@
+"""The one contract every adaptation method implements, prompt route and fine-tune route alike.
+
+A method is a class with a name, a route, an options model and four verbs::
+
+    check(options, train, ctx)            # fail fast on options that can't work with this data
+    variants(options) -> {name: options}  # hand-written alternatives to score side by side
+    adapt(options, train, dev, ctx) -> Adapted
+    load(path, ctx) -> Adapted
+
+An :class:`Adapted` model predicts, saves itself, and says how many parameters were trained.
+The runner measures the rest of the cost (wall time, inference time, size on disk) the same way
+for every method, so the numbers are comparable. Nothing here assumes an encoder: a causal LM
+behind a prompt, a LoRA adapter or a remote API all fit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .config import ModelSpec
+from .progress import NULL_PROGRESS, Progress
+from .types import Example, Prediction, Route, Split, TaskKind
+
+
+class MethodOptions(BaseModel):
+    """Options every method accepts. Each method extends this with its own, one level deep."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    train_per_class: int | None = Field(None, ge=1)
+    """Train on at most this many examples per class (a seeded sample); default: all of train."""
+    seed: int | None = None
+    """Seed for this method's random choices; default: the task's seed."""
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """What a method may know about the task: never the data of the test split."""
+
+    name: str
+    kind: TaskKind
+    labels: tuple[str, ...] | None
+    input_fields: tuple[str, ...]
+    metrics: tuple[str, ...]
+
+    @property
+    def primary_metric(self) -> str:
+        return self.metrics[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "labels": list(self.labels) if self.labels else None,
+            "input_fields": list(self.input_fields),
+            "metrics": list(self.metrics),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TaskInfo:
+        return cls(
+            name=d["name"],
+            kind=d["kind"],
+            labels=tuple(d["labels"]) if d.get("labels") else None,
+            input_fields=tuple(d["input_fields"]),
+            metrics=tuple(d["metrics"]),
+        )
+
+
+@dataclass
+class Context:
+    """What the runner gives a method besides its options and data.
+
+    Attributes:
+        task: The task's description (kind, labels, fields, metrics).
+        model: The base model to adapt.
+        seed: The seed to use (the method's own, or the task's).
+        workdir: A folder the method may use for checkpoints and scratch files.
+        progress: Where to show progress bars.
+        score: Scores predictions on a split with the task's primary metric (higher is better), for choices on dev.
+        resources: Shared per-run objects (loaded models, embedding caches), keyed by the backend that owns them.
+    """
+
+    task: TaskInfo
+    model: ModelSpec
+    seed: int = 0
+    workdir: Path = Path(".")
+    progress: Progress = NULL_PROGRESS
+    score: Callable[[Sequence[Prediction], Split], float] | None = None
+    resources: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Adapted(Protocol):
+    """A model adapted to a task by some method."""
+
+    trainable_params: int
+    """Parameters the method trained (0 for prompts)."""
+
+    def predict(self, examples: Sequence[Example]) -> list[Prediction]:
+        """One prediction per example, in order."""
+        ...
+
+    def save(self, path: Path) -> None:
+        """Write everything needed to predict again into the (existing, empty) folder ``path``."""
+        ...
+
+
+class Method(Protocol):
+    """An adaptation method. See the module docstring."""
+
+    name: ClassVar[str]
+    route: ClassVar[Route]
+    summary: ClassVar[str]
+    Options: ClassVar[type[MethodOptions]]
+    task_kinds: ClassVar[frozenset[str]]
+    model_kinds: ClassVar[frozenset[str]]
+
+    def check(self, options: Any, train: Split, ctx: Context) -> None: ...
+
+    def variants(self, options: Any) -> dict[str, Any]: ...
+
+    def adapt(self, options: Any, train: Split, dev: Split | None, ctx: Context) -> Adapted: ...
+
+    def load(self, path: Path, ctx: Context) -> Adapted: ...
+
+
+def count_trainable(module: Any) -> int:
+    """Trainable parameters of a torch module."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)

@@ -1,0 +1,346 @@
+"""Loading a task's examples: files or hub dataset → validated :class:`Example` rows → splits.
+
+Every row is accounted for: it becomes an example, or it is an error naming its file and line,
+or (with ``on_bad_rows: skip``) it is skipped and counted with its reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import TaskSpec
+from .errors import DataError, TaskFileError
+from .types import Example, SealedSplit, Split
+
+
+@dataclass(frozen=True)
+class BadRow:
+    split: str
+    where: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Overlap:
+    """Examples of one split whose input also appears (after normalization) in another split."""
+
+    split_a: str
+    split_b: str
+    ids: tuple[tuple[str, str], ...]
+
+
+@dataclass
+class TaskData:
+    """The task's examples, split, validated and accounted for."""
+
+    train: Split
+    dev: Split | None
+    test: SealedSplit
+    labels: list[str] | None
+    bad_rows: list[BadRow] = field(default_factory=list)
+    overlaps: list[Overlap] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    rows_read: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        reasons = Counter(b.reason.split(":")[0] for b in self.bad_rows)
+        return {
+            "rows_read": self.rows_read,
+            "train": len(self.train),
+            "dev": len(self.dev) if self.dev is not None else 0,
+            "test": len(self.test),
+            "labels": self.labels,
+            "skipped_rows": len(self.bad_rows),
+            "skipped_by_reason": dict(reasons),
+            "overlaps": [{"splits": [o.split_a, o.split_b], "count": len(o.ids)} for o in self.overlaps],
+            "notes": self.notes,
+        }
+
+
+# ---------------------------------------------------------------------------------------------- reading files
+
+
+def _read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
+    # JSONL is parsed here line by line rather than through `datasets`, because a bad line must be
+    # reported by its number and, with on_bad_rows=skip, skipped alone; `datasets` fails the whole file.
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield lineno, json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield lineno, DataError(f"{path}:{lineno}", f"not valid JSON ({exc.msg} at column {exc.colno})")
+
+
+def _read_table(path: Path, fmt: str) -> Iterator[tuple[int, Any]]:
+    import datasets
+
+    datasets.disable_progress_bars()
+    try:
+        ds = datasets.Dataset.from_csv(str(path)) if fmt == "csv" else datasets.Dataset.from_parquet(str(path))
+    except Exception as exc:  # the libraries raise many types for a malformed file
+        raise DataError(str(path), f"could not read as {fmt}: {exc}") from None
+    offset = 2 if fmt == "csv" else 1  # CSV line numbers count the header line
+    for i, row in enumerate(ds):
+        yield i + offset, row
+
+
+def read_rows(path_str: str, base: Path, fmt: str | None, key: str) -> tuple[str, Iterator[tuple[int, Any]]]:
+    """Open a local data file; returns its display name and an iterator of (line, row or error)."""
+    path = Path(path_str)
+    if not path.is_absolute():
+        path = base / path
+    if not path.is_file():
+        raise TaskFileError("task file", key, f"data file not found: {path}")
+    fmt = fmt or {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet"}.get(path.suffix.lower())
+    if fmt is None:
+        raise TaskFileError("task file", "data.format", f"can't tell the format of {path.name}; say jsonl, csv or parquet")
+    return str(path), (_read_jsonl(path) if fmt == "jsonl" else _read_table(path, fmt))
+
+
+def _read_hub(spec: TaskSpec, split: str) -> tuple[str, Iterator[tuple[int, Any]]]:
+    import datasets
+
+    name = spec.data.hub_splits.get(split, split)  # type: ignore[call-overload]
+    try:
+        ds = datasets.load_dataset(spec.data.hub, spec.data.hub_config, split=name)
+    except Exception as exc:
+        raise DataError(f"hub dataset {spec.data.hub}", f"could not load split {name!r}: {exc}") from None
+    return f"{spec.data.hub}[{name}]", ((i + 1, row) for i, row in enumerate(ds))
+
+
+# ---------------------------------------------------------------------------------------------- rows → examples
+
+
+def _target_value(raw: Any, kind: str) -> str | tuple[str, ...] | None:
+    if raw is None:
+        return None
+    if kind == "classification":
+        if isinstance(raw, bool) or not isinstance(raw, (str, int)):
+            return None
+        return str(raw)
+    if isinstance(raw, str):
+        return raw
+    if isinstance(raw, Mapping) and "text" in raw:  # SQuAD-style answers {text: [...], answer_start: [...]}
+        raw = raw["text"]
+    if isinstance(raw, (list, tuple)) and raw and all(isinstance(x, str) for x in raw):
+        return tuple(raw)
+    return None
+
+
+class _RowReader:
+    """Turns raw rows into examples, checking each and routing bad ones to an error or the skip list."""
+
+    def __init__(self, spec: TaskSpec, bad_rows: list[BadRow]):
+        self.spec = spec
+        self.bad_rows = bad_rows
+        self.fields = spec.fields
+        self.seen_ids: dict[str, str] = {}
+
+    def bad(self, split: str, where: str, reason: str) -> None:
+        if self.spec.on_bad_rows == "error":
+            raise DataError(where, reason)
+        self.bad_rows.append(BadRow(split, where, reason))
+
+    def read(self, split: str, name: str, rows: Iterable[tuple[int, Any]]) -> list[Example]:
+        out: list[Example] = []
+        stem = Path(name).stem if "[" not in name else split
+        columns_checked = False
+        for lineno, row in rows:
+            where = f"{name}:{lineno}"
+            if isinstance(row, DataError):
+                self.bad(split, row.where, row.message)
+                continue
+            if not isinstance(row, Mapping):
+                self.bad(split, where, f"expected an object with fields, got {type(row).__name__}")
+                continue
+            if not columns_checked:
+                self._check_columns(name, row)
+                columns_checked = True
+            ex = self._example(split, where, stem, lineno, row)
+            if ex is not None:
+                out.append(ex)
+        return out
+
+    def _check_columns(self, name: str, row: Mapping[str, Any]) -> None:
+        # A mapping naming a column the data doesn't have is a task-file error, not a bad row.
+        available = ", ".join(sorted(row))
+        for col in self.fields.inputs:
+            if col not in row:
+                raise TaskFileError("task file", "fields.input", f"column {col!r} is not in {name} (columns: {available})")
+        if self.fields.target not in row:
+            raise TaskFileError(
+                "task file", "fields.target", f"column {self.fields.target!r} is not in {name} (columns: {available})"
+            )
+        if self.fields.id and self.fields.id not in row:
+            raise TaskFileError("task file", "fields.id", f"column {self.fields.id!r} is not in {name} (columns: {available})")
+
+    def _example(self, split: str, where: str, stem: str, lineno: int, row: Mapping[str, Any]) -> Example | None:
+        inputs: dict[str, str] = {}
+        for col in self.fields.inputs:
+            value = row.get(col)
+            if not isinstance(value, str):
+                self.bad(split, where, f"input column {col!r}: expected text, got {type(value).__name__}")
+                return None
+            if not value.strip():
+                self.bad(split, where, f"empty input text in column {col!r}")
+                return None
+            inputs[col] = value
+        target = _target_value(row.get(self.fields.target), self.spec.kind)
+        if target is None:
+            self.bad(split, where, f"target column {self.fields.target!r}: missing or not a valid {self.spec.kind} target")
+            return None
+        ex_id = str(row[self.fields.id]) if self.fields.id else f"{stem}:{lineno}"
+        if ex_id in self.seen_ids:
+            self.bad(split, where, f"duplicate id {ex_id!r} (first at {self.seen_ids[ex_id]})")
+            return None
+        self.seen_ids[ex_id] = where
+        return Example(id=ex_id, inputs=inputs, target=target, source=where)
+
+
+# ---------------------------------------------------------------------------------------------- splitting
+
+
+def content_hash(ex: Example) -> str:
+    """A hash of an example's content (inputs and target), independent of its position in the file."""
+    payload = json.dumps([sorted(ex.inputs.items()), ex.target], ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def _bucket(ex: Example, salt: str = "") -> float:
+    return int(hashlib.sha256((salt + content_hash(ex)).encode()).hexdigest()[:15], 16) / 16**15
+
+
+def hash_split(examples: list[Example], fractions: dict[str, float]) -> dict[str, list[Example]]:
+    """Assign each example to a split by its content hash: the same example lands in the same split always."""
+    out: dict[str, list[Example]] = {name: [] for name in fractions}
+    edges, acc = [], 0.0
+    for name, frac in fractions.items():
+        acc += frac
+        edges.append((acc, name))
+    for ex in examples:
+        u = _bucket(ex)
+        out[next((name for edge, name in edges if u < edge), edges[-1][1])].append(ex)
+    return out
+
+
+def _normalize(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def find_overlaps(a: Split, b: Split) -> Overlap:
+    """Examples whose normalized input text occurs in both splits (a leak from one into the other)."""
+    index: dict[str, str] = {}
+    for ex in a.examples:
+        index.setdefault(_normalize(ex.text), ex.id)
+    pairs = tuple((index[k], ex.id) for ex in b.examples if (k := _normalize(ex.text)) in index)
+    return Overlap(a.name, b.name, pairs)
+
+
+def _limit(examples: list[Example], n: int, seed: int) -> list[Example]:
+    if len(examples) <= n:
+        return examples
+    ranked = sorted(examples, key=lambda ex: _bucket(ex, salt=f"limit{seed}"))[:n]
+    keep = {ex.id for ex in ranked}
+    return [ex for ex in examples if ex.id in keep]
+
+
+# ---------------------------------------------------------------------------------------------- the whole load
+
+
+def load_task_data(spec: TaskSpec, base: Path) -> TaskData:
+    """Read, validate and split the task's data. The test split comes back sealed."""
+    bad_rows: list[BadRow] = []
+    reader = _RowReader(spec, bad_rows)
+    notes: list[str] = []
+    parts: dict[str, list[Example]] = {}
+    rows_read = 0
+
+    def take(split: str, name: str, rows: Iterable[tuple[int, Any]]) -> list[Example]:
+        nonlocal rows_read
+        before = len(bad_rows)
+        got = reader.read(split, name, rows)
+        rows_read += len(got) + len(bad_rows) - before
+        return got
+
+    d = spec.data
+    if d.path:
+        name, rows = read_rows(d.path, base, d.format, "data.path")
+        fr = spec.splits
+        parts = hash_split(take("all", name, rows), {"train": fr.train, "dev": fr.dev, "test": fr.test})
+        notes.append(f"split {name} by content hash: train {fr.train:g}, dev {fr.dev:g}, test {fr.test:g}")
+    else:
+        for split in ("train", "dev", "test"):
+            if d.hub:
+                if split == "dev" and "dev" not in d.hub_splits:
+                    continue
+                name, rows = _read_hub(spec, split)
+            else:
+                path = getattr(d, split)
+                if not path:
+                    continue
+                name, rows = read_rows(path, base, d.format, f"data.{split}")
+            parts[split] = take(split, name, rows)
+        if "test" not in parts:
+            raise TaskFileError("task file", "data.test", "no test split given: add a `test` file, or use `path` to split one file")
+        if "dev" not in parts and spec.splits.dev > 0:
+            frac = spec.splits.dev
+            carved = hash_split(parts["train"], {"dev": frac, "train": 1 - frac})
+            parts["train"], parts["dev"] = carved["train"], carved["dev"]
+            notes.append(f"no dev file: {frac:g} of train held out as dev by content hash")
+
+    for split, n in spec.limit.items():
+        if split in parts and len(parts[split]) > n:
+            notes.append(f"limit: kept {n} of {len(parts[split])} {split} examples (deterministic sample)")
+            parts[split] = _limit(parts[split], n, spec.seed)
+
+    train = parts.get("train", [])
+    if not train:
+        raise DataError("train split", "no usable training examples")
+    labels = _resolve_labels(spec, parts, reader)
+    splits = {k: Split(k, tuple(v)) for k, v in parts.items() if v or k != "dev"}
+    test = splits["test"]
+    if not len(test):
+        raise DataError("test split", "no usable test examples")
+    dev = splits.get("dev")
+    overlaps = [o for o in (find_overlaps(splits["train"], test), *([find_overlaps(dev, test)] if dev else [])) if o.ids]
+    return TaskData(
+        train=splits["train"],
+        dev=dev if dev is not None and len(dev) else None,
+        test=SealedSplit(test),
+        labels=labels,
+        bad_rows=bad_rows,
+        overlaps=overlaps,
+        notes=notes,
+        rows_read=rows_read,
+    )
+
+
+def _resolve_labels(spec: TaskSpec, parts: dict[str, list[Example]], reader: _RowReader) -> list[str] | None:
+    if spec.kind != "classification":
+        return None
+    if spec.labels is not None:
+        labels, origin = list(spec.labels), "the task file's `labels`"
+    else:
+        labels, origin = sorted({ex.label for ex in parts["train"]}), "labels inferred from train"
+    allowed = set(labels)
+    for split, examples in parts.items():
+        kept = []
+        for ex in examples:
+            if ex.label in allowed:
+                kept.append(ex)
+            else:
+                reader.bad(split, ex.source, f"label {ex.label!r} is not in the label set ({origin}: {', '.join(labels)})")
+        parts[split] = kept
+    present = {ex.label for ex in parts["train"]}
+    if len(present) < 2:
+        only = ", ".join(sorted(present)) or "none"
+        raise DataError("train split", f"only one class in train ({only}); classification needs at least two")
+    return labels

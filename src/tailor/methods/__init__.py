@@ -1,0 +1,32 @@
+"""The method registry: every adaptation method tailor knows, in one plain dict.
+
+Adding a method is adding a file that implements :class:`tailor.contract.Method` and a row here.
+Method modules import their heavy libraries (torch, transformers) inside functions, so importing
+this registry stays fast.
+"""
+
+from __future__ import annotations
+
+from ..contract import Method
+from .contrastive import Contrastive
+from .few_shot import FewShot
+from .full import Full
+from .head import Head
+from .zero_shot import ZeroShot
+
+METHODS: dict[str, Method] = {
+    "zero-shot": ZeroShot(),
+    "few-shot": FewShot(),
+    "head": Head(),
+    "contrastive": Contrastive(),
+    "full": Full(),
+}
+
+
+def get_method(name: str) -> Method:
+    from ..errors import TailorError
+
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise TailorError(f"unknown method {name!r}; registered: {', '.join(METHODS)}") from None

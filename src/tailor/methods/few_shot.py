@@ -1,0 +1,137 @@
+"""`few-shot` (prompt route): k labelled demonstrations per class from train; an input takes the
+class it is most similar to (class centroids, or a similarity-weighted vote of nearest demonstrations).
+
+Nothing is trained: the demonstrations are the whole adaptation, as in in-context learning.
+Demonstrations come from train only, and never include the very text being predicted.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Literal
+
+import numpy as np
+from pydantic import Field
+
+from ..backends.encoder import Encoder, shared_encoder
+from ..contract import Context, MethodOptions
+from ..errors import MethodError
+from ..types import Example, Prediction, Split
+from ._linear import scores_to_predictions
+
+
+class FewShotOptions(MethodOptions):
+    k: int = Field(8, ge=1)
+    """Demonstrations per class (so k × classes in all)."""
+    select: Literal["random", "balanced", "nearest"] = "balanced"
+    """How demonstrations are chosen: at random from train, k at random from each class, or, for each
+    input, the k × classes training examples nearest to it."""
+    classify: Literal["centroid", "knn"] = "centroid"
+    """Class by similarity to each class's mean demonstration, or by a similarity-weighted vote of the
+    `neighbors` most similar demonstrations."""
+    neighbors: int | None = Field(None, ge=1)
+    """Demonstrations that vote with `classify: knn`; default: k."""
+
+
+@dataclass
+class FewShotAdapted:
+    encoder: Encoder
+    texts: list[str]  # the demonstrations (or, for `nearest`, the candidates they are drawn from)
+    labels: list[str]
+    classes: list[str]
+    options: FewShotOptions
+    trainable_params: int = 0
+
+    def __post_init__(self) -> None:
+        # Demonstrations are embedded once, when adapted or loaded; predicting embeds only the inputs.
+        self.demo = self.encoder.embed(self.texts)
+
+    def predict(self, examples: Sequence[Example]) -> list[Prediction]:
+        o = self.options
+        x = self.encoder.embed([ex.text for ex in examples])
+        demo = self.demo
+        sims = x @ demo.T  # (n_inputs, n_demos)
+        # Never demonstrate an input with itself.
+        position = {t: i for i, t in enumerate(self.texts)}
+        for row, ex in enumerate(examples):
+            if (j := position.get(ex.text)) is not None:
+                sims[row, j] = -np.inf
+        label_idx = np.array([self.classes.index(lb) for lb in self.labels])
+        n_classes = len(self.classes)
+        if o.select == "nearest":
+            pool = np.argsort(-sims, axis=1)[:, : o.k * n_classes]
+        else:
+            pool = np.tile(np.arange(len(self.texts)), (len(examples), 1))
+        scores = np.full((len(examples), n_classes), -np.inf)
+        for row in range(len(examples)):
+            members = pool[row][np.isfinite(sims[row, pool[row]])]
+            if o.classify == "centroid":
+                for c in range(n_classes):
+                    sel = members[label_idx[members] == c]
+                    if len(sel):
+                        centre = demo[sel].mean(axis=0)
+                        scores[row, c] = float(x[row] @ centre / np.linalg.norm(centre))
+            else:
+                top = members[np.argsort(-sims[row, members])[: o.neighbors or o.k]]
+                votes = np.bincount(label_idx[top], weights=np.maximum(sims[row, top], 0) + 1e-6, minlength=n_classes)
+                scores[row] = np.where(votes > 0, votes, -np.inf)
+        return scores_to_predictions([ex.id for ex in examples], scores, self.classes)
+
+    def save(self, path: Path) -> None:
+        spec = {"texts": self.texts, "labels": self.labels, "classes": self.classes,
+                "options": self.options.model_dump()}
+        (path / "demonstrations.json").write_text(json.dumps(spec, ensure_ascii=False))
+
+
+class FewShot:
+    name: ClassVar[str] = "few-shot"
+    route: ClassVar[str] = "prompt"
+    summary: ClassVar[str] = "k demonstrations per class from train; class by similarity to them. No training."
+    Options: ClassVar[type[FewShotOptions]] = FewShotOptions
+    task_kinds: ClassVar[frozenset[str]] = frozenset({"classification"})
+    model_kinds: ClassVar[frozenset[str]] = frozenset({"encoder"})
+
+    def check(self, options: FewShotOptions, train: Split, ctx: Context) -> None:
+        counts: dict[str, int] = defaultdict(int)
+        for ex in train:
+            counts[ex.label] += 1
+        if options.select == "balanced":
+            short = {c: n for c, n in counts.items() if n < options.k}
+            if short:
+                listed = ", ".join(f"{c!r} has {n}" for c, n in sorted(short.items()))
+                raise MethodError(f"k={options.k} demonstrations per class, but in train {listed}", key="k")
+        else:
+            need = options.k * len(counts)
+            if need > len(train):
+                raise MethodError(f"k={options.k} × {len(counts)} classes = {need} demonstrations, "
+                                  f"but train has only {len(train)} examples", key="k")
+
+    def variants(self, options: FewShotOptions) -> dict[str, FewShotOptions]:
+        return {"": options}
+
+    def adapt(self, options: FewShotOptions, train: Split, dev: Split | None, ctx: Context) -> FewShotAdapted:
+        rng = random.Random(ctx.seed)
+        examples = list(train)
+        classes = sorted({ex.label for ex in examples})
+        if options.select == "balanced":
+            by_class: dict[str, list[Example]] = defaultdict(list)
+            for ex in examples:
+                by_class[ex.label].append(ex)
+            chosen = [ex for c in classes for ex in rng.sample(by_class[c], options.k)]
+        elif options.select == "random":
+            chosen = rng.sample(examples, options.k * len(classes))
+        else:
+            chosen = examples  # candidates; each input picks its nearest at predict time
+        encoder = shared_encoder(ctx.model, ctx.resources)
+        encoder.embed([ex.text for ex in chosen], ctx.progress, "embedding demonstrations")  # fills the cache, with a bar
+        return FewShotAdapted(encoder, [ex.text for ex in chosen], [ex.label for ex in chosen], classes, options)
+
+    def load(self, path: Path, ctx: Context) -> FewShotAdapted:
+        spec = json.loads((path / "demonstrations.json").read_text())
+        return FewShotAdapted(shared_encoder(ctx.model, ctx.resources), spec["texts"], spec["labels"],
+                              spec["classes"], FewShotOptions(**spec["options"]))

@@ -1,0 +1,237 @@
+"""`full` (fine-tune route): every weight of the encoder, plus a fresh classification head, trained
+with transformers' `Trainer`.
+
+With a dev split, dev accuracy is measured after each epoch and the best epoch's weights are kept.
+They are kept as a copy of the state dict in memory, not through `load_best_model_at_end`: that
+needs a checkpoint on disk every epoch (optimizer state included, ~3× the model) only to read one
+back, while a copy in memory costs one model's size and never touches the disk.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import Field
+
+from ..backends.models import best_device, resolve_path
+from ..contract import Context, MethodOptions, count_trainable
+from ..errors import MethodError
+from ..types import Example, Prediction, Split
+
+
+class FullOptions(MethodOptions):
+    epochs: int = Field(3, ge=1)
+    """Passes over the training examples."""
+    batch_size: int = Field(16, ge=1)
+    """Examples per training step."""
+    learning_rate: float = Field(5e-5, gt=0)
+    """Peak learning rate (AdamW, linear decay)."""
+    weight_decay: float = Field(0.01, ge=0)
+    """AdamW weight decay."""
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    """Fraction of the training steps spent warming the learning rate up from zero."""
+    max_length: int = Field(128, ge=8)
+    """Longest input in tokens, in training and prediction alike (longer ones are truncated); capped at the
+    model's own limit."""
+
+
+@dataclass
+class FullAdapted:
+    model: Any  # a transformers *ForSequenceClassification model
+    tokenizer: Any
+    batch_size: int = 64
+
+    @property
+    def trainable_params(self) -> int:
+        return count_trainable(self.model)
+
+    @property
+    def labels(self) -> list[str]:
+        id2label = self.model.config.id2label
+        return [id2label[i] for i in range(len(id2label))]
+
+    def predict(self, examples: Sequence[Example]) -> list[Prediction]:
+        import torch
+
+        labels = self.labels
+        self.model.eval()
+        out: list[Prediction] = []
+        with torch.inference_mode():
+            for start in range(0, len(examples), self.batch_size):
+                batch = examples[start : start + self.batch_size]
+                texts = [ex.text for ex in batch]
+                enc = self.tokenizer(texts, padding=True, truncation=True, return_tensors="pt").to(self.model.device)
+                probs = torch.softmax(self.model(**enc).logits.float(), dim=-1).cpu().numpy()
+                for ex, row in zip(batch, probs, strict=True):
+                    best = labels[int(np.argmax(row))]
+                    scores = {lb: float(p) for lb, p in zip(labels, row, strict=True)}
+                    out.append(Prediction(id=ex.id, output=best, label=best, scores=scores))
+        return out
+
+    def save(self, path: Path) -> None:
+        # An ordinary HF folder: AutoModelForSequenceClassification / AutoTokenizer load it as it is.
+        self.model.save_pretrained(str(path))
+        self.tokenizer.save_pretrained(str(path))
+
+
+class Full:
+    name: ClassVar[str] = "full"
+    route: ClassVar[str] = "finetune"
+    summary: ClassVar[str] = "Full fine-tuning of the encoder with a classification head (transformers Trainer)."
+    Options: ClassVar[type[FullOptions]] = FullOptions
+    task_kinds: ClassVar[frozenset[str]] = frozenset({"classification"})
+    model_kinds: ClassVar[frozenset[str]] = frozenset({"encoder"})
+
+    def check(self, options: FullOptions, train: Split, ctx: Context) -> None:
+        if not ctx.task.labels:
+            raise MethodError("full fine-tuning needs the task's label set")
+        unknown = sorted(set(train.labels()) - set(ctx.task.labels))
+        if unknown:
+            raise MethodError(f"train has labels outside the task's label set: {', '.join(unknown)}")
+
+    def variants(self, options: FullOptions) -> dict[str, FullOptions]:
+        return {"": options}
+
+    def adapt(self, options: FullOptions, train: Split, dev: Split | None, ctx: Context) -> FullAdapted:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
+
+        self.check(options, train, ctx)
+        labels = list(ctx.task.labels or ())
+        label2id = {lb: i for i, lb in enumerate(labels)}
+        set_seed(ctx.seed)  # before loading: the new head's initial weights are random
+        path = resolve_path(ctx.model.name)
+        trust = ctx.model.trust_remote_code
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path,
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id=label2id,
+            trust_remote_code=trust,
+        )
+        # Truncate at the same length in training and prediction; the saved tokenizer keeps it.
+        limit = getattr(model.config, "max_position_embeddings", None) or options.max_length
+        tokenizer.model_max_length = min(options.max_length, limit, tokenizer.model_max_length)
+        model.to(best_device(ctx.model.device))
+
+        train_rows = _encode(tokenizer, train, label2id)
+        dev_rows = _encode(tokenizer, dev, label2id) if dev is not None and len(dev) else None
+        best = _train(model, tokenizer, train_rows, dev_rows, options, ctx)
+        if best is not None:
+            ctx.progress.log(f"full: kept epoch {best[0]} of {options.epochs} (dev accuracy {best[1]:.3f})")
+        model.eval()
+        return FullAdapted(model, tokenizer, batch_size=ctx.model.batch_size)
+
+    def load(self, path: Path, ctx: Context) -> FullAdapted:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        trust = ctx.model.trust_remote_code
+        tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust)
+        model = AutoModelForSequenceClassification.from_pretrained(str(path), trust_remote_code=trust)
+        model.to(best_device(ctx.model.device)).eval()
+        return FullAdapted(model, tokenizer, batch_size=ctx.model.batch_size)
+
+
+def _encode(tokenizer: Any, split: Split, label2id: dict[str, int]) -> list[dict[str, Any]]:
+    """Tokenized rows (unpadded; the collator pads each batch) with integer labels."""
+    unknown = sorted({lb for lb in split.labels() if lb not in label2id})
+    if unknown:
+        raise MethodError(f"{split.name} has labels outside the task's label set: {', '.join(unknown)}")
+    enc = tokenizer(split.texts(), truncation=True)
+    ids = [label2id[lb] for lb in split.labels()]
+    return [{**{k: v[i] for k, v in enc.items()}, "labels": ids[i]} for i in range(len(split))]
+
+
+def _train(
+    model: Any,
+    tokenizer: Any,
+    train_rows: list[dict[str, Any]],
+    dev_rows: list[dict[str, Any]] | None,
+    options: FullOptions,
+    ctx: Context,
+) -> tuple[int, float] | None:
+    """Train ``model`` in place; with dev rows, leave it at the best epoch. Returns (epoch, dev accuracy) or None."""
+    from transformers import DataCollatorWithPadding, PrinterCallback, Trainer, TrainingArguments
+
+    args = TrainingArguments(
+        output_dir=str(ctx.workdir / "full"),  # nothing is written there: no checkpoints, no logs
+        num_train_epochs=options.epochs,
+        per_device_train_batch_size=options.batch_size,
+        per_device_eval_batch_size=ctx.model.batch_size,
+        learning_rate=options.learning_rate,
+        weight_decay=options.weight_decay,
+        warmup_steps=float(options.warmup_ratio),  # transformers 5: a float below 1 is a ratio of all steps
+        seed=ctx.seed,
+        data_seed=ctx.seed,
+        use_cpu=str(model.device) == "cpu",
+        report_to="none",
+        disable_tqdm=True,
+        save_strategy="no",
+        eval_strategy="epoch" if dev_rows else "no",
+        logging_strategy="no",
+        dataloader_num_workers=0,
+    )
+    keeper = _KeepBest() if dev_rows else None
+    steps = math.ceil(len(train_rows) / options.batch_size) * options.epochs
+    with ctx.progress.bar("fine-tuning all weights", steps) as bar:
+        callbacks = [_advance(bar)] + ([keeper.callback()] if keeper else [])
+        trainer = Trainer(
+            model=model,
+            args=args,
+            train_dataset=train_rows,
+            eval_dataset=dev_rows,
+            data_collator=DataCollatorWithPadding(tokenizer),
+            processing_class=tokenizer,
+            compute_metrics=_accuracy if dev_rows else None,
+            callbacks=callbacks,
+        )
+        trainer.remove_callback(PrinterCallback)  # with tqdm off, transformers would print every log dict
+        trainer.train()
+    if keeper is None or keeper.state is None:
+        return None
+    model.load_state_dict(keeper.state)
+    return keeper.epoch, keeper.accuracy
+
+
+def _accuracy(pred: Any) -> dict[str, float]:
+    logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
+    return {"accuracy": float(np.mean(np.argmax(logits, axis=-1) == pred.label_ids))}
+
+
+class _KeepBest:
+    """Holds a copy of the weights of the epoch with the best dev accuracy (the earliest, on ties)."""
+
+    def __init__(self) -> None:
+        self.state: dict[str, Any] | None = None
+        self.accuracy = -math.inf
+        self.epoch = 0
+
+    def callback(self) -> Any:
+        from transformers import TrainerCallback
+
+        keeper = self
+
+        class _Keep(TrainerCallback):
+            def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+                acc = (metrics or {}).get("eval_accuracy")
+                if acc is not None and model is not None and acc > keeper.accuracy:
+                    keeper.accuracy, keeper.epoch = float(acc), round(state.epoch or 0)
+                    keeper.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+        return _Keep()
+
+
+def _advance(bar: Any) -> Any:
+    """A trainer callback that advances ``bar`` by one per optimizer step."""
+    from transformers import TrainerCallback
+
+    class _Advance(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            bar.advance(1)
+
+    return _Advance()

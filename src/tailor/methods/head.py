@@ -1,0 +1,63 @@
+"""`head` (fine-tune route): a logistic-regression head trained on the frozen encoder's embeddings."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import Field
+
+from ..backends.encoder import Encoder, shared_encoder
+from ..contract import Context, MethodOptions
+from ..types import Example, Prediction, Split
+from ._linear import LinearHead, scores_to_predictions
+
+
+class HeadOptions(MethodOptions):
+    C: float = Field(1.0, gt=0)
+    """Inverse regularization strength of the logistic regression (smaller = stronger)."""
+    max_iter: int = Field(1000, ge=10)
+    """Iterations allowed to the solver."""
+
+
+@dataclass
+class HeadAdapted:
+    encoder: Encoder
+    head: LinearHead
+
+    @property
+    def trainable_params(self) -> int:
+        return self.head.n_params
+
+    def predict(self, examples: Sequence[Example]) -> list[Prediction]:
+        x = self.encoder.embed([ex.text for ex in examples])
+        return scores_to_predictions([ex.id for ex in examples], self.head.probabilities(x), self.head.classes)
+
+    def save(self, path: Path) -> None:
+        self.head.save(path / "head.npz")
+
+
+class Head:
+    name: ClassVar[str] = "head"
+    route: ClassVar[str] = "finetune"
+    summary: ClassVar[str] = "Logistic-regression head on frozen sentence embeddings."
+    Options: ClassVar[type[HeadOptions]] = HeadOptions
+    task_kinds: ClassVar[frozenset[str]] = frozenset({"classification"})
+    model_kinds: ClassVar[frozenset[str]] = frozenset({"encoder"})
+
+    def check(self, options: HeadOptions, train: Split, ctx: Context) -> None:
+        pass
+
+    def variants(self, options: HeadOptions) -> dict[str, HeadOptions]:
+        return {"": options}
+
+    def adapt(self, options: HeadOptions, train: Split, dev: Split | None, ctx: Context) -> HeadAdapted:
+        encoder = shared_encoder(ctx.model, ctx.resources)
+        x = encoder.embed(train.texts(), ctx.progress, "embedding train")
+        head = LinearHead.fit(x, train.labels(), C=options.C, max_iter=options.max_iter, seed=ctx.seed)
+        return HeadAdapted(encoder, head)
+
+    def load(self, path: Path, ctx: Context) -> HeadAdapted:
+        return HeadAdapted(shared_encoder(ctx.model, ctx.resources), LinearHead.load(path / "head.npz"))

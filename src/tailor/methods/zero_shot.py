@@ -1,0 +1,109 @@
+"""`zero-shot` (prompt route): no training. Each input is wrapped in an instruction template and
+compared with words describing each label; the most similar label wins.
+
+For a sentence encoder this is classification by embedding similarity. Several templates in one
+entry become variants, each scored on dev and test, so the report shows what the wording did.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Literal
+
+import numpy as np
+from pydantic import Field
+
+from ..backends.encoder import Encoder, shared_encoder
+from ..contract import Context, MethodOptions
+from ..errors import MethodError
+from ..prompts import Template, compile_template
+from ..types import Example, Prediction, Split
+from ._linear import scores_to_predictions
+
+
+class ZeroShotOptions(MethodOptions):
+    templates: list[str] = Field(default_factory=lambda: ["{{ text }}"], min_length=1)
+    """Jinja2 templates wrapping the input (`{{ text }}`, or any input field by name); each is a variant."""
+    label_descriptions: dict[str, str | list[str]] | None = None
+    """Words describing each label (several per label allowed); default: the label's own name."""
+    aggregate: Literal["mean", "max"] = "mean"
+    """How several descriptions of a label combine: similarity to their mean embedding, or the best one."""
+
+
+def describe_labels(labels: Sequence[str], given: dict[str, str | list[str]] | None) -> dict[str, list[str]]:
+    given = given or {}
+    return {
+        label: ([d] if isinstance(d, str) else list(d)) if (d := given.get(label)) else [label.replace("_", " ")]
+        for label in labels
+    }
+
+
+@dataclass
+class ZeroShotAdapted:
+    encoder: Encoder
+    template: Template
+    descriptions: dict[str, list[str]]
+    aggregate: str
+    trainable_params: int = 0
+
+    def __post_init__(self) -> None:
+        # Label descriptions are embedded once; predicting embeds only the prompts.
+        self.label_vectors = {label: self.encoder.embed(d) for label, d in self.descriptions.items()}
+
+    def predict(self, examples: Sequence[Example]) -> list[Prediction]:
+        prompts = [self.template.render_example(ex) for ex in examples]
+        x = self.encoder.embed(prompts)
+        labels = list(self.descriptions)
+        cols = []
+        for label in labels:
+            d = self.label_vectors[label]
+            if self.aggregate == "mean":
+                centre = d.mean(axis=0)
+                cols.append(x @ (centre / np.linalg.norm(centre)))
+            else:
+                cols.append((x @ d.T).max(axis=1))
+        preds = scores_to_predictions([ex.id for ex in examples], np.stack(cols, axis=1), labels)
+        return [Prediction(p.id, p.output, p.label, p.scores, prompt) for p, prompt in zip(preds, prompts)]
+
+    def save(self, path: Path) -> None:
+        spec = {"template": self.template.source, "descriptions": self.descriptions, "aggregate": self.aggregate}
+        (path / "prompt.json").write_text(json.dumps(spec, indent=2, ensure_ascii=False))
+
+
+class ZeroShot:
+    name: ClassVar[str] = "zero-shot"
+    route: ClassVar[str] = "prompt"
+    summary: ClassVar[str] = "Instruction template + label descriptions; the most similar label wins. No training."
+    Options: ClassVar[type[ZeroShotOptions]] = ZeroShotOptions
+    task_kinds: ClassVar[frozenset[str]] = frozenset({"classification"})
+    model_kinds: ClassVar[frozenset[str]] = frozenset({"encoder"})
+
+    def check(self, options: ZeroShotOptions, train: Split, ctx: Context) -> None:
+        for i, source in enumerate(options.templates):
+            compile_template(source, f"templates[{i}]", ctx.task.input_fields)
+        labels = set(ctx.task.labels or ())
+        for label, desc in (options.label_descriptions or {}).items():
+            if label not in labels:
+                raise MethodError(f"label_descriptions names {label!r}, not a label (labels: {', '.join(sorted(labels))})",
+                                  key=f"label_descriptions.{label}")
+            if not desc or any(not str(d).strip() for d in ([desc] if isinstance(desc, str) else desc)):
+                raise MethodError(f"empty description for label {label!r}", key=f"label_descriptions.{label}")
+
+    def variants(self, options: ZeroShotOptions) -> dict[str, ZeroShotOptions]:
+        if len(options.templates) == 1:
+            return {"": options}
+        return {f"v{i + 1}": options.model_copy(update={"templates": [t]}) for i, t in enumerate(options.templates)}
+
+    def adapt(self, options: ZeroShotOptions, train: Split, dev: Split | None, ctx: Context) -> ZeroShotAdapted:
+        template = compile_template(options.templates[0], "templates[0]", ctx.task.input_fields)
+        assert ctx.task.labels is not None
+        descriptions = describe_labels(ctx.task.labels, options.label_descriptions)
+        return ZeroShotAdapted(shared_encoder(ctx.model, ctx.resources), template, descriptions, options.aggregate)
+
+    def load(self, path: Path, ctx: Context) -> ZeroShotAdapted:
+        spec = json.loads((path / "prompt.json").read_text())
+        template = compile_template(spec["template"], "template", ctx.task.input_fields)
+        return ZeroShotAdapted(shared_encoder(ctx.model, ctx.resources), template, spec["descriptions"], spec["aggregate"])

@@ -1,0 +1,305 @@
+"""The whole run, top to bottom: load task → split → adapt each method → evaluate on held-out
+test → store → report.
+
+Everything a report shows is written to the run's store as it happens; a method that fails is
+recorded as failed and the run goes on; Ctrl-C keeps every finished method's results.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import time
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from .backends import load_shared
+from .config import TaskSpec
+from .contract import Adapted, Context, TaskInfo
+from .data import TaskData, load_task_data
+from .errors import MethodError, TailorError, TaskFileError
+from .methods import METHODS
+from .metrics import METRICS, estimate, point
+from .predict import ADAPTED_FILE
+from .progress import NULL_PROGRESS, Progress
+from .record import dir_size, git_revision, versions
+from .store import MethodResult, RunStore
+from .types import Example, Prediction, Split, adapting
+
+_PREDICT_CHUNK = 256
+
+
+@dataclass(frozen=True)
+class PlannedMethod:
+    """One method entry of the task file, resolved against the registry, with validated options."""
+
+    index: int
+    family: str  # display name of the entry
+    registered: str
+    options: Any
+
+
+# ---------------------------------------------------------------------------------------------- planning
+
+
+def plan_methods(spec: TaskSpec, origin: str, kind_of_model: str) -> list[PlannedMethod]:
+    """Resolve every method entry and validate its options, before any data is read or model loaded."""
+    planned, taken = [], set()
+    for i, entry in enumerate(spec.methods):
+        if entry.name not in METHODS:
+            raise TaskFileError(origin, f"methods[{i}].name",
+                                f"unknown method {entry.name!r}; registered: {', '.join(METHODS)}")
+        method = METHODS[entry.name]
+        try:
+            options = method.Options.model_validate(entry.options())
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            key = ".".join(str(p) for p in err["loc"])
+            msg = "unknown option" if err["type"] == "extra_forbidden" else err["msg"]
+            allowed = ", ".join(method.Options.model_fields)
+            raise TaskFileError(origin, f"methods[{i}].{key}", f"{msg} (options of {entry.name}: {allowed})") from None
+        if spec.kind not in method.task_kinds:
+            raise TaskFileError(origin, f"methods[{i}].name",
+                                f"{entry.name} does not handle {spec.kind} tasks (it handles {', '.join(method.task_kinds)})")
+        if kind_of_model not in method.model_kinds:
+            raise TaskFileError(origin, f"methods[{i}].name",
+                                f"{entry.name} needs a model of kind {', '.join(sorted(method.model_kinds))}; "
+                                f"{spec.model.name} is {kind_of_model}")
+        family = entry.label or entry.name
+        n = 2
+        while family in taken:
+            family, n = f"{entry.label or entry.name}-{n}", n + 1
+        taken.add(family)
+        planned.append(PlannedMethod(i, family, entry.name, options))
+    return planned
+
+
+def sample_per_class(train: Split, n: int | None, seed: int) -> Split:
+    """At most ``n`` training examples per class, a seeded sample in the split's original order."""
+    if n is None:
+        return train
+    by_class: dict[str, list[int]] = defaultdict(list)
+    for i, ex in enumerate(train.examples):
+        by_class[ex.label].append(i)
+    rng = random.Random(seed)
+    keep = sorted(i for c in sorted(by_class) for i in rng.sample(by_class[c], min(n, len(by_class[c]))))
+    return Split(train.name, tuple(train.examples[i] for i in keep))
+
+
+# ---------------------------------------------------------------------------------------------- evaluating
+
+
+def predict_all(adapted: Adapted, examples: Sequence[Example], progress: Progress, what: str) -> list[Prediction]:
+    out: list[Prediction] = []
+    with progress.bar(what, len(examples)) as bar:
+        for start in range(0, len(examples), _PREDICT_CHUNK):
+            chunk = examples[start : start + _PREDICT_CHUNK]
+            preds = adapted.predict(chunk)
+            if len(preds) != len(chunk) or any(p.id != ex.id for p, ex in zip(preds, chunk)):
+                raise RuntimeError("the method returned predictions that don't match its inputs one to one")
+            out.extend(preds)
+            bar.advance(len(chunk))
+    return out
+
+
+def _gold_and_pred(examples: Sequence[Example], preds: Sequence[Prediction]) -> tuple[list, list]:
+    return [ex.target for ex in examples], [p.label if p.label is not None else None for p in preds]
+
+
+def score_split(
+    spec: TaskSpec, labels: Sequence[str] | None, examples: Sequence[Example], preds: Sequence[Prediction],
+    with_ci: bool,
+) -> dict[str, Any]:
+    gold, pred = _gold_and_pred(examples, preds)
+    out: dict[str, Any] = {}
+    for name in spec.metric_names:
+        prep = METRICS[name].prepare(gold, pred, labels)
+        if with_ci:
+            out[name] = estimate(prep, spec.stats.bootstrap, spec.stats.confidence, spec.seed).to_dict()
+        else:
+            out[name] = point(prep)
+    valid = sum(1 for p in preds if p.label is not None) if spec.kind == "classification" else len(preds)
+    out["valid_rate"] = valid / len(preds) if preds else 0.0
+    out["n"] = len(preds)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- the run
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def new_run_dir(spec: TaskSpec, root: Path) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = root / f"{_safe(spec.name)}-{stamp}"
+    n = 2
+    while path.exists():
+        path, n = root / f"{_safe(spec.name)}-{stamp}-{n}", n + 1
+    return path
+
+
+def run_task(
+    spec: TaskSpec,
+    base: Path,
+    run_dir: Path,
+    *,
+    task_file: str | None = None,
+    progress: Progress = NULL_PROGRESS,
+) -> Path:
+    """Run every method of ``spec`` and store the results in ``run_dir``. Returns ``run_dir``."""
+    from .backends.models import model_kind
+
+    origin = task_file or "task"
+    missing_metrics = [m for m in spec.metric_names if m not in METRICS or spec.kind not in METRICS[m].kinds]
+    if missing_metrics:
+        raise TaskFileError(origin, "metrics", f"not available for {spec.kind}: {', '.join(missing_metrics)} "
+                            f"(available: {', '.join(k for k, m in METRICS.items() if spec.kind in m.kinds) or 'none'})")
+    kind = model_kind(spec.model)
+    planned = plan_methods(spec, origin, kind)
+    data = load_task_data(spec, base)
+    task = TaskInfo(spec.name, spec.kind, tuple(data.labels) if data.labels else None,
+                    tuple(spec.fields.inputs), tuple(spec.metric_names))
+    resources: dict[str, Any] = {}  # shared across methods: one frozen base model, one embedding cache
+    contexts = _check_methods(spec, planned, data, task, run_dir, progress, origin, resources)
+    t0 = time.perf_counter()
+    if load_shared(kind, spec.model, resources) is not None:
+        data.notes.append(f"base model {spec.model.name} loaded once for all methods in {time.perf_counter() - t0:.1f} s "
+                          "(not counted in any method's adapt time)")
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    store = RunStore(run_dir)
+    store.start_run(task=spec.name, seed=spec.seed, git_rev=git_revision(), task_file=task_file,
+                    config=spec.model_dump(mode="json"), versions=versions(), data=data.summary())
+    store.add_bad_rows((b.split, b.where, b.reason) for b in data.bad_rows)
+    status = "failed"
+    try:
+        for plan, (ctx, train) in zip(planned, contexts):
+            method = METHODS[plan.registered]
+            for variant, options in method.variants(plan.options).items():
+                name = f"{plan.family}/{variant}" if variant else plan.family
+                progress.log(f"[bold]{name}[/bold] ({method.route}) on {len(train)} training examples")
+                result = _run_one(spec, plan, name, variant, options, ctx, train, data, run_dir, store, progress)
+                progress.log(_one_line(result))
+        status = "finished"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        store.finish_run(status)
+        store.close()
+    return run_dir
+
+
+def _check_methods(spec, planned, data: TaskData, task, run_dir, progress, origin, resources
+                   ) -> list[tuple[Context, Split]]:
+    out = []
+    for plan in planned:
+        seed = plan.options.seed if plan.options.seed is not None else spec.seed
+        ctx = Context(task=task, model=spec.model, seed=seed, workdir=run_dir / "work" / _safe(plan.family),
+                      progress=progress, resources=resources)
+        train = sample_per_class(data.train, plan.options.train_per_class, seed)
+        try:
+            METHODS[plan.registered].check(plan.options, train, ctx)
+        except MethodError as exc:
+            key = f"methods[{plan.index}]" + (f".{exc.key}" if exc.key else "")
+            raise TaskFileError(origin, key, exc.message) from None
+        out.append((ctx, train))
+    return out
+
+
+@contextmanager
+def _cold(resources: dict[str, Any]) -> Iterator[None]:
+    """Bypass shared caches while a cost is timed.
+
+    Adapting and test inference are timed cold: embeddings an earlier method computed (of the
+    train or test texts) are not reused, so every method pays its own cost whatever the order.
+    Dev evaluation, which is not timed, does use the caches.
+    """
+    with ExitStack() as stack:
+        for resource in resources.values():
+            if hasattr(resource, "cache_disabled"):
+                stack.enter_context(resource.cache_disabled())
+        yield
+
+
+def _run_one(spec, plan, name, variant, options, ctx: Context, train: Split, data: TaskData, run_dir: Path,
+             store: RunStore, progress: Progress) -> MethodResult:
+    method = METHODS[plan.registered]
+    result = MethodResult(method=name, family=plan.family, variant=variant or None, registered=plan.registered,
+                          route=method.route, status="failed", options=options.model_dump(mode="json"),
+                          n_train=len(train))
+    try:
+        ctx.workdir.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        with adapting(name), _cold(ctx.resources):  # the sealed test split refuses to open inside this block
+            adapted = method.adapt(options, train, data.dev, ctx)
+        adapt_seconds = time.perf_counter() - t0
+
+        predictions: dict[str, list[tuple[Example, Prediction]]] = {}
+        if data.dev is not None:
+            dev_preds = predict_all(adapted, data.dev.examples, progress, f"{name}: dev")
+            result.dev = score_split(spec, data.labels, data.dev.examples, dev_preds, with_ci=False)
+            predictions["dev"] = list(zip(data.dev.examples, dev_preds))
+
+        test = data.test.open()
+        with _cold(ctx.resources):
+            t0 = time.perf_counter()
+            test_preds = predict_all(adapted, test.examples, progress, f"{name}: test")
+            predict_seconds = time.perf_counter() - t0
+        result.test = score_split(spec, data.labels, test.examples, test_preds, with_ci=True)
+        predictions["test"] = list(zip(test.examples, test_preds))
+
+        out_dir = run_dir / "adapted" / _safe(name)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        adapted.save(out_dir)
+        write_adapted_meta(out_dir, plan.registered, name, options, ctx, spec)
+        result.adapted_dir = str(out_dir.relative_to(run_dir))
+        result.costs = {
+            "adapt_seconds": adapt_seconds,
+            "predict_seconds_per_1k": 1000 * predict_seconds / max(1, len(test)),
+            "trainable_params": int(adapted.trainable_params),
+            "disk_bytes": dir_size(out_dir),
+        }
+        result.status = "ok"
+        store.add_result(result, predictions)
+    except (KeyboardInterrupt, TailorError):
+        raise
+    except Exception as exc:  # a failing method is recorded and the run goes on
+        result.error = f"{type(exc).__name__}: {exc}"
+        store.add_result(result)
+        progress.log(f"[red]{name} failed:[/red] {result.error}")
+    return result
+
+
+def write_adapted_meta(path: Path, registered: str, name: str, options: Any, ctx: Context, spec: TaskSpec) -> None:
+    from . import __version__
+
+    meta = {
+        "tailor_version": __version__,
+        "method": registered,
+        "name": name,
+        "options": options.model_dump(mode="json"),
+        "seed": ctx.seed,
+        "task": ctx.task.to_dict(),
+        "model": spec.model.model_dump(mode="json"),
+    }
+    (path / ADAPTED_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False))
+
+
+def _one_line(r: MethodResult) -> str:
+    if r.status != "ok" or not r.test:
+        return f"  [red]failed[/red]: {r.error}"
+    first = next(k for k in r.test if isinstance(r.test[k], dict))
+    m = r.test[first]
+    return (f"  test {first} {m['value']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}]"
+            f"  adapt {r.costs['adapt_seconds']:.1f}s  {r.costs['predict_seconds_per_1k']:.2f}s/1k")
