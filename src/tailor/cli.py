@@ -56,7 +56,7 @@ def run(
     console = _console()
     interrupted = False
     try:
-        run_task(spec, base, run_dir, task_file=str(task_file), progress=progress)
+        run_task(spec, base, run_dir, task_file=str(task_file.resolve()), progress=progress)
     except TailorError as exc:
         _fail(str(exc))
     except KeyboardInterrupt:

@@ -171,6 +171,9 @@ class TaskSpec(BaseModel):
     """Keep at most this many examples of a split (a deterministic sample, reported), e.g. `{dev: 500}`."""
     stats: StatsSpec = Field(default_factory=StatsSpec)
     """Confidence intervals and paired tests."""
+    summary: str | None = None
+    """Also write a compact JSON summary of every method's figures to this path (relative to the task file);
+    benchmark task files use it to fill `benchmarks/results/`."""
 
     @property
     def metric_names(self) -> list[str]:

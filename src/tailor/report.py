@@ -125,6 +125,51 @@ def _winner(rows: list[dict[str, Any]], primary: str, pairs: list) -> dict[str, 
             "test": best["test"][primary], "significantly_better_than": beats, "not_significantly_different": ties}
 
 
+def summarize(report: dict[str, Any]) -> dict[str, Any]:
+    """A compact, stable view of a report: per method its route, quality with CI, costs and data used.
+
+    Variants are listed each; the one chosen on dev is repeated as ``FAMILY (best variant)``.
+    """
+    primary = report["primary_metric"]
+    methods: dict[str, Any] = {}
+    for row in report["leaderboard"]:
+        if row["status"] != "ok":
+            methods[row["method"]] = {"route": row["route"], "status": "failed", "error": row["error"]}
+            continue
+        main = row["test"][primary]
+        entry = {
+            "route": row["route"],
+            primary: main["value"],
+            "ci_low": main["ci_low"],
+            "ci_high": main["ci_high"],
+            **{m: row["test"][m]["value"] for m in report["metrics"][1:] if m in row["test"]},
+            f"dev_{primary}": row["dev_primary"],
+            "valid_rate": row["test"].get("valid_rate"),
+            "adapt_seconds": row["costs"]["adapt_seconds"],
+            "predict_seconds_per_1k": row["costs"]["predict_seconds_per_1k"],
+            "trainable_params": row["costs"]["trainable_params"],
+            "disk_bytes": row["costs"]["disk_bytes"],
+            "n_train": row["n_train"],
+            "options": row["options"],
+        }
+        methods[row["method"]] = entry
+        if row["best_variant"]:
+            methods[f"{row['family']} (best variant)"] = {**entry, "variant": row["method"]}
+    return {
+        "task": report["task"],
+        "model": report["model"],
+        "primary_metric": primary,
+        "scale": "0-1",
+        "confidence": report["confidence"],
+        "n_test": report["data"]["test"],
+        "status": report["status"],
+        "winner": report["winner"],
+        "methods": methods,
+        "versions": report["versions"],
+        "git_rev": report["git_rev"],
+    }
+
+
 # ---------------------------------------------------------------------------------------------- rendering
 
 
@@ -237,9 +282,18 @@ def render_html(report: dict[str, Any]) -> str:
 
 
 def write_reports(run_dir: Path) -> dict[str, Path]:
+    """Write report.json, report.md and report.html (and the summary, if the task asks) from the store."""
     report = build_report(run_dir)
     paths = {"json": run_dir / "report.json", "md": run_dir / "report.md", "html": run_dir / "report.html"}
     paths["json"].write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str))
     paths["md"].write_text(render_markdown(report))
     paths["html"].write_text(render_html(report))
+    summary_to = report["config"].get("summary")
+    if summary_to:
+        target = Path(summary_to)
+        if not target.is_absolute() and report.get("task_file"):
+            target = Path(report["task_file"]).resolve().parent / target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps({**summarize(report), "run_dir": str(run_dir.resolve())}, indent=2))
+        paths["summary"] = target
     return paths

@@ -13,7 +13,8 @@ from __future__ import annotations
 import math
 import random
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -61,7 +62,8 @@ class ContrastiveAdapted:
 
     def save(self, path: Path) -> None:
         # No model card: it describes the training run, which the run record already holds.
-        self.encoder.model.save(str(path / "encoder"), create_model_card=False)
+        with _library_bars_off():
+            self.encoder.model.save(str(path / "encoder"), create_model_card=False)
         self.head.save(path / "head.npz")
 
 
@@ -94,11 +96,12 @@ class Contrastive:
 
         self.check(options, train, ctx)
         set_seed(ctx.seed)  # python, numpy and torch: dropout and any library randomness
-        model = _load_body(ctx, resolve_path(ctx.model.name))
-        if options.max_length or ctx.model.max_length:
-            model.max_seq_length = options.max_length or ctx.model.max_length
-        pairs = make_pairs(train.texts(), train.labels(), options.pairs, ctx.seed)
-        _fit_body(model, pairs, options, ctx)
+        with _library_bars_off():
+            model = _load_body(ctx, resolve_path(ctx.model.name))
+            if options.max_length or ctx.model.max_length:
+                model.max_seq_length = options.max_length or ctx.model.max_length
+            pairs = make_pairs(train.texts(), train.labels(), options.pairs, ctx.seed)
+            _fit_body(model, pairs, options, ctx)
 
         encoder = Encoder(model, batch_size=ctx.model.batch_size, cache=False)
         x = encoder.embed(train.texts(), ctx.progress, "embedding train (fine-tuned)")
@@ -107,7 +110,8 @@ class Contrastive:
 
     def load(self, path: Path, ctx: Context) -> ContrastiveAdapted:
         # The saved folder keeps the max_seq_length used in training; don't override it from the spec.
-        model = _load_body(ctx, str(path / "encoder"))
+        with _library_bars_off():
+            model = _load_body(ctx, str(path / "encoder"))
         encoder = Encoder(model, batch_size=ctx.model.batch_size, cache=False)
         return ContrastiveAdapted(encoder, LinearHead.load(path / "head.npz"))
 
@@ -145,9 +149,8 @@ def _load_body(ctx: Context, path: str) -> Any:
 def _fit_body(model: Any, pairs: list[tuple[str, str, float]], options: ContrastiveOptions, ctx: Context) -> None:
     """Fine-tune ``model`` in place on the pairs with the library's trainer and CosineSimilarityLoss."""
     from datasets import Dataset
-    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers import SentenceTransformerTrainingArguments
     from sentence_transformers.sentence_transformer.losses import CosineSimilarityLoss
-    from transformers import PrinterCallback
 
     data = Dataset.from_dict(
         {"sentence1": [p[0] for p in pairs], "sentence2": [p[1] for p in pairs], "label": [p[2] for p in pairs]}
@@ -171,10 +174,9 @@ def _fit_body(model: Any, pairs: list[tuple[str, str, float]], options: Contrast
     )
     steps = math.ceil(len(data) / options.batch_size) * options.epochs
     with ctx.progress.bar("fine-tuning encoder on pairs", steps) as bar:
-        trainer = SentenceTransformerTrainer(
+        trainer = _trainer(
             model=model, args=args, train_dataset=data, loss=CosineSimilarityLoss(model), callbacks=[_advance(bar)]
         )
-        trainer.remove_callback(PrinterCallback)  # with tqdm off, transformers would print every log dict
         trainer.train()
     model.eval()
 
@@ -188,3 +190,32 @@ def _advance(bar: Any) -> Any:
             bar.advance(1)
 
     return _Advance()
+
+
+def _trainer(**kwargs: Any) -> Any:
+    """A SentenceTransformerTrainer that prints nothing of its own and skips the model card (none is saved)."""
+    from sentence_transformers import SentenceTransformerTrainer
+    from transformers import PrinterCallback
+
+    class Trainer(SentenceTransformerTrainer):
+        # The documented way to drop the model-card callback; it would also draw a tqdm bar of its own.
+        def add_model_card_callback(self, default_args_dict: dict[str, Any]) -> None:
+            pass
+
+    trainer = Trainer(**kwargs)
+    trainer.remove_callback(PrinterCallback)  # with tqdm off, transformers would print every log dict
+    return trainer
+
+
+@contextmanager
+def _library_bars_off() -> Iterator[None]:
+    """Turn transformers' own tqdm bars (loading weights, writing shards) off for the block; ctx.progress has ours."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()

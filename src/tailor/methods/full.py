@@ -10,7 +10,8 @@ back, while a copy in memory costs one model's size and never touches the disk.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -75,8 +76,9 @@ class FullAdapted:
 
     def save(self, path: Path) -> None:
         # An ordinary HF folder: AutoModelForSequenceClassification / AutoTokenizer load it as it is.
-        self.model.save_pretrained(str(path))
-        self.tokenizer.save_pretrained(str(path))
+        with _library_bars_off():
+            self.model.save_pretrained(str(path))
+            self.tokenizer.save_pretrained(str(path))
 
 
 class Full:
@@ -107,13 +109,21 @@ class Full:
         path = resolve_path(ctx.model.name)
         trust = ctx.model.trust_remote_code
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            path,
-            num_labels=len(labels),
-            id2label=dict(enumerate(labels)),
-            label2id=label2id,
-            trust_remote_code=trust,
-        )
+        # transformers reports the new head's weights as missing, as a warning: that is the point here, so
+        # silence the report and speak up only when weights of the base model itself are missing.
+        with _library_bars_off(), _transformers_quiet():
+            model, info = AutoModelForSequenceClassification.from_pretrained(
+                path,
+                num_labels=len(labels),
+                id2label=dict(enumerate(labels)),
+                label2id=label2id,
+                trust_remote_code=trust,
+                output_loading_info=True,
+            )
+        prefix = model.base_model_prefix + "."
+        missing = [k for k in info.get("missing_keys", ()) if k.startswith(prefix)]
+        if missing:
+            ctx.progress.log(f"full: {len(missing)} weights of the base model start random, e.g. {missing[0]}")
         # Truncate at the same length in training and prediction; the saved tokenizer keeps it.
         limit = getattr(model.config, "max_position_embeddings", None) or options.max_length
         tokenizer.model_max_length = min(options.max_length, limit, tokenizer.model_max_length)
@@ -132,7 +142,8 @@ class Full:
 
         trust = ctx.model.trust_remote_code
         tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust)
-        model = AutoModelForSequenceClassification.from_pretrained(str(path), trust_remote_code=trust)
+        with _library_bars_off():
+            model = AutoModelForSequenceClassification.from_pretrained(str(path), trust_remote_code=trust)
         model.to(best_device(ctx.model.device)).eval()
         return FullAdapted(model, tokenizer, batch_size=ctx.model.batch_size)
 
@@ -235,3 +246,30 @@ def _advance(bar: Any) -> Any:
             bar.advance(1)
 
     return _Advance()
+
+
+@contextmanager
+def _library_bars_off() -> Iterator[None]:
+    """Turn transformers' own tqdm bars (loading weights, writing shards) off for the block; ctx.progress has ours."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
+
+
+@contextmanager
+def _transformers_quiet() -> Iterator[None]:
+    """Only errors from transformers' loggers for the block."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
