@@ -24,6 +24,7 @@ class BadRow:
     split: str
     where: str
     reason: str
+    kind: str  # a short category (e.g. "empty input text") the report counts rows by
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class TaskData:
     rows_read: int = 0
 
     def summary(self) -> dict[str, Any]:
-        reasons = Counter(b.reason.split(":")[0] for b in self.bad_rows)
+        reasons = Counter(b.kind for b in self.bad_rows)
         return {
             "rows_read": self.rows_read,
             "train": len(self.train),
@@ -92,16 +93,20 @@ def _read_table(path: Path, fmt: str) -> Iterator[tuple[int, Any]]:
         yield i + offset, row
 
 
-def read_rows(path_str: str, base: Path, fmt: str | None, key: str) -> tuple[str, Iterator[tuple[int, Any]]]:
-    """Open a local data file; returns its display name and an iterator of (line, row or error)."""
+def read_rows(path_str: str, base: Path, fmt: str | None, key: str, origin: str = "task file"
+              ) -> tuple[str, Iterator[tuple[int, Any]]]:
+    """Open a local data file; returns its display name and an iterator of (line, row or error).
+
+    ``origin`` names where ``path_str`` was given (the task file's path), for errors.
+    """
     path = Path(path_str)
     if not path.is_absolute():
         path = base / path
     if not path.is_file():
-        raise TaskFileError("task file", key, f"data file not found: {path}")
+        raise TaskFileError(origin, key, f"data file not found: {path}")
     fmt = fmt or {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet"}.get(path.suffix.lower())
     if fmt is None:
-        raise TaskFileError("task file", "data.format", f"can't tell the format of {path.name}; say jsonl, csv or parquet")
+        raise TaskFileError(origin, "data.format", f"can't tell the format of {path.name}; say jsonl, csv or parquet")
     return str(path), (_read_jsonl(path) if fmt == "jsonl" else _read_table(path, fmt))
 
 
@@ -138,16 +143,17 @@ def _target_value(raw: Any, kind: str) -> str | tuple[str, ...] | None:
 class _RowReader:
     """Turns raw rows into examples, checking each and routing bad ones to an error or the skip list."""
 
-    def __init__(self, spec: TaskSpec, bad_rows: list[BadRow]):
+    def __init__(self, spec: TaskSpec, bad_rows: list[BadRow], origin: str = "task file"):
         self.spec = spec
+        self.origin = origin
         self.bad_rows = bad_rows
         self.fields = spec.fields
         self.seen_ids: dict[str, str] = {}
 
-    def bad(self, split: str, where: str, reason: str) -> None:
+    def bad(self, split: str, where: str, reason: str, kind: str) -> None:
         if self.spec.on_bad_rows == "error":
             raise DataError(where, reason)
-        self.bad_rows.append(BadRow(split, where, reason))
+        self.bad_rows.append(BadRow(split, where, reason, kind))
 
     def read(self, split: str, name: str, rows: Iterable[tuple[int, Any]]) -> list[Example]:
         out: list[Example] = []
@@ -156,10 +162,10 @@ class _RowReader:
         for lineno, row in rows:
             where = f"{name}:{lineno}"
             if isinstance(row, DataError):
-                self.bad(split, row.where, row.message)
+                self.bad(split, row.where, row.message, "not valid JSON")
                 continue
             if not isinstance(row, Mapping):
-                self.bad(split, where, f"expected an object with fields, got {type(row).__name__}")
+                self.bad(split, where, f"expected an object with fields, got {type(row).__name__}", "not an object")
                 continue
             if not columns_checked:
                 self._check_columns(name, row)
@@ -174,32 +180,34 @@ class _RowReader:
         available = ", ".join(sorted(row))
         for col in self.fields.inputs:
             if col not in row:
-                raise TaskFileError("task file", "fields.input", f"column {col!r} is not in {name} (columns: {available})")
+                raise TaskFileError(self.origin, "fields.input", f"column {col!r} is not in {name} (columns: {available})")
         if self.fields.target not in row:
             raise TaskFileError(
-                "task file", "fields.target", f"column {self.fields.target!r} is not in {name} (columns: {available})"
+                self.origin, "fields.target", f"column {self.fields.target!r} is not in {name} (columns: {available})"
             )
         if self.fields.id and self.fields.id not in row:
-            raise TaskFileError("task file", "fields.id", f"column {self.fields.id!r} is not in {name} (columns: {available})")
+            raise TaskFileError(self.origin, "fields.id", f"column {self.fields.id!r} is not in {name} (columns: {available})")
 
     def _example(self, split: str, where: str, stem: str, lineno: int, row: Mapping[str, Any]) -> Example | None:
         inputs: dict[str, str] = {}
         for col in self.fields.inputs:
             value = row.get(col)
             if not isinstance(value, str):
-                self.bad(split, where, f"input column {col!r}: expected text, got {type(value).__name__}")
+                self.bad(split, where, f"input column {col!r}: expected text, got {type(value).__name__}",
+                         "input not text")
                 return None
             if not value.strip():
-                self.bad(split, where, f"empty input text in column {col!r}")
+                self.bad(split, where, f"empty input text in column {col!r}", "empty input text")
                 return None
             inputs[col] = value
         target = _target_value(row.get(self.fields.target), self.spec.kind)
         if target is None:
-            self.bad(split, where, f"target column {self.fields.target!r}: missing or not a valid {self.spec.kind} target")
+            reason = f"target column {self.fields.target!r}: missing or not a valid {self.spec.kind} target"
+            self.bad(split, where, reason, "missing or invalid target")
             return None
         ex_id = str(row[self.fields.id]) if self.fields.id else f"{stem}:{lineno}"
         if ex_id in self.seen_ids:
-            self.bad(split, where, f"duplicate id {ex_id!r} (first at {self.seen_ids[ex_id]})")
+            self.bad(split, where, f"duplicate id {ex_id!r} (first at {self.seen_ids[ex_id]})", "duplicate id")
             return None
         self.seen_ids[ex_id] = where
         return Example(id=ex_id, inputs=inputs, target=target, source=where)
@@ -255,10 +263,13 @@ def _limit(examples: list[Example], n: int, seed: int) -> list[Example]:
 # ---------------------------------------------------------------------------------------------- the whole load
 
 
-def load_task_data(spec: TaskSpec, base: Path) -> TaskData:
-    """Read, validate and split the task's data. The test split comes back sealed."""
+def load_task_data(spec: TaskSpec, base: Path, origin: str = "task file") -> TaskData:
+    """Read, validate and split the task's data. The test split comes back sealed.
+
+    ``origin`` names the task file, for errors about its keys.
+    """
     bad_rows: list[BadRow] = []
-    reader = _RowReader(spec, bad_rows)
+    reader = _RowReader(spec, bad_rows, origin)
     notes: list[str] = []
     parts: dict[str, list[Example]] = {}
     rows_read = 0
@@ -272,7 +283,7 @@ def load_task_data(spec: TaskSpec, base: Path) -> TaskData:
 
     d = spec.data
     if d.path:
-        name, rows = read_rows(d.path, base, d.format, "data.path")
+        name, rows = read_rows(d.path, base, d.format, "data.path", origin)
         fr = spec.splits
         parts = hash_split(take("all", name, rows), {"train": fr.train, "dev": fr.dev, "test": fr.test})
         notes.append(f"split {name} by content hash: train {fr.train:g}, dev {fr.dev:g}, test {fr.test:g}")
@@ -286,10 +297,10 @@ def load_task_data(spec: TaskSpec, base: Path) -> TaskData:
                 path = getattr(d, split)
                 if not path:
                     continue
-                name, rows = read_rows(path, base, d.format, f"data.{split}")
+                name, rows = read_rows(path, base, d.format, f"data.{split}", origin)
             parts[split] = take(split, name, rows)
         if "test" not in parts:
-            raise TaskFileError("task file", "data.test", "no test split given: add a `test` file, or use `path` to split one file")
+            raise TaskFileError(origin, "data.test", "no test split given: add a `test` file, or use `path` to split one file")
         if "dev" not in parts and spec.splits.dev > 0:
             frac = spec.splits.dev
             carved = hash_split(parts["train"], {"dev": frac, "train": 1 - frac})
@@ -337,10 +348,21 @@ def _resolve_labels(spec: TaskSpec, parts: dict[str, list[Example]], reader: _Ro
             if ex.label in allowed:
                 kept.append(ex)
             else:
-                reader.bad(split, ex.source, f"label {ex.label!r} is not in the label set ({origin}: {', '.join(labels)})")
+                reason = f"label {ex.label!r} is not in the label set ({origin}: {', '.join(labels)})"
+                reader.bad(split, ex.source, reason, "label not in the label set")
         parts[split] = kept
     present = {ex.label for ex in parts["train"]}
     if len(present) < 2:
         only = ", ".join(sorted(present)) or "none"
         raise DataError("train split", f"only one class in train ({only}); classification needs at least two")
     return labels
+
+
+def read_examples(spec: TaskSpec, path: str, base: Path) -> list[Example]:
+    """All examples of one file under the task's field mapping and checks, unsplit (for scripts and protocols)."""
+    bad_rows: list[BadRow] = []
+    name, rows = read_rows(path, base, spec.data.format, "data.path")
+    examples = _RowReader(spec, bad_rows).read("all", name, rows)
+    if bad_rows:
+        raise DataError(name, f"{len(bad_rows)} bad rows, first: {bad_rows[0].where}: {bad_rows[0].reason}")
+    return examples

@@ -35,7 +35,7 @@ def load_adapted(path: str | Path, progress: Progress = NULL_PROGRESS) -> tuple[
 
 def read_inputs(path: str | Path, input_fields: Sequence[str], id_field: str | None = None) -> list[Example]:
     """Read examples to predict (no target needed). Every row must have the input fields, non-empty."""
-    name, rows = read_rows(str(path), Path.cwd(), None, "input")
+    name, rows = read_rows(str(path), Path.cwd(), None, "input", origin="command line")
     out = []
     stem = Path(name).stem
     for lineno, row in rows:

@@ -166,7 +166,7 @@ def run_task(
                             f"(available: {', '.join(k for k, m in METRICS.items() if spec.kind in m.kinds) or 'none'})")
     kind = model_kind(spec.model)
     planned = plan_methods(spec, origin, kind)
-    data = load_task_data(spec, base)
+    data = load_task_data(spec, base, origin)
     task = TaskInfo(spec.name, spec.kind, tuple(data.labels) if data.labels else None,
                     tuple(spec.fields.inputs), tuple(spec.metric_names))
     resources: dict[str, Any] = {}  # shared across methods: one frozen base model, one embedding cache

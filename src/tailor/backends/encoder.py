@@ -41,8 +41,11 @@ class Encoder:
     def from_spec(cls, spec: ModelSpec, name_or_path: str | None = None) -> Encoder:
         from sentence_transformers import SentenceTransformer
 
+        from .hf import library_bars_off
+
         path = name_or_path or resolve_path(spec.name)
-        model = SentenceTransformer(path, device=best_device(spec.device), trust_remote_code=spec.trust_remote_code)
+        with library_bars_off():
+            model = SentenceTransformer(path, device=best_device(spec.device), trust_remote_code=spec.trust_remote_code)
         if spec.max_length:
             model.max_seq_length = spec.max_length
         return cls(model, batch_size=spec.batch_size)

@@ -13,8 +13,7 @@ from __future__ import annotations
 import math
 import random
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -22,6 +21,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from ..backends.encoder import Encoder
+from ..backends.hf import advance_callback, library_bars_off
 from ..backends.models import best_device, resolve_path
 from ..contract import Context, MethodOptions, count_trainable
 from ..errors import MethodError
@@ -62,7 +62,7 @@ class ContrastiveAdapted:
 
     def save(self, path: Path) -> None:
         # No model card: it describes the training run, which the run record already holds.
-        with _library_bars_off():
+        with library_bars_off():
             self.encoder.model.save(str(path / "encoder"), create_model_card=False)
         self.head.save(path / "head.npz")
 
@@ -96,7 +96,7 @@ class Contrastive:
 
         self.check(options, train, ctx)
         set_seed(ctx.seed)  # python, numpy and torch: dropout and any library randomness
-        with _library_bars_off():
+        with library_bars_off():
             model = _load_body(ctx, resolve_path(ctx.model.name))
             if options.max_length or ctx.model.max_length:
                 model.max_seq_length = options.max_length or ctx.model.max_length
@@ -110,7 +110,7 @@ class Contrastive:
 
     def load(self, path: Path, ctx: Context) -> ContrastiveAdapted:
         # The saved folder keeps the max_seq_length used in training; don't override it from the spec.
-        with _library_bars_off():
+        with library_bars_off():
             model = _load_body(ctx, str(path / "encoder"))
         encoder = Encoder(model, batch_size=ctx.model.batch_size, cache=False)
         return ContrastiveAdapted(encoder, LinearHead.load(path / "head.npz"))
@@ -175,21 +175,11 @@ def _fit_body(model: Any, pairs: list[tuple[str, str, float]], options: Contrast
     steps = math.ceil(len(data) / options.batch_size) * options.epochs
     with ctx.progress.bar("fine-tuning encoder on pairs", steps) as bar:
         trainer = _trainer(
-            model=model, args=args, train_dataset=data, loss=CosineSimilarityLoss(model), callbacks=[_advance(bar)]
+            model=model, args=args, train_dataset=data, loss=CosineSimilarityLoss(model), callbacks=[advance_callback(bar)]
         )
         trainer.train()
     model.eval()
 
-
-def _advance(bar: Any) -> Any:
-    """A trainer callback that advances ``bar`` by one per optimizer step."""
-    from transformers import TrainerCallback
-
-    class _Advance(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            bar.advance(1)
-
-    return _Advance()
 
 
 def _trainer(**kwargs: Any) -> Any:
@@ -206,16 +196,3 @@ def _trainer(**kwargs: Any) -> Any:
     trainer.remove_callback(PrinterCallback)  # with tqdm off, transformers would print every log dict
     return trainer
 
-
-@contextmanager
-def _library_bars_off() -> Iterator[None]:
-    """Turn transformers' own tqdm bars (loading weights, writing shards) off for the block; ctx.progress has ours."""
-    from transformers.utils import logging as hf_logging
-
-    was_on = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was_on:
-            hf_logging.enable_progress_bar()

@@ -10,8 +10,7 @@ back, while a copy in memory costs one model's size and never touches the disk.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -19,6 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field
 
+from ..backends.hf import advance_callback, library_bars_off, transformers_quiet
 from ..backends.models import best_device, resolve_path
 from ..contract import Context, MethodOptions, count_trainable
 from ..errors import MethodError
@@ -76,7 +76,7 @@ class FullAdapted:
 
     def save(self, path: Path) -> None:
         # An ordinary HF folder: AutoModelForSequenceClassification / AutoTokenizer load it as it is.
-        with _library_bars_off():
+        with library_bars_off():
             self.model.save_pretrained(str(path))
             self.tokenizer.save_pretrained(str(path))
 
@@ -111,7 +111,7 @@ class Full:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust)
         # transformers reports the new head's weights as missing, as a warning: that is the point here, so
         # silence the report and speak up only when weights of the base model itself are missing.
-        with _library_bars_off(), _transformers_quiet():
+        with library_bars_off(), transformers_quiet():
             model, info = AutoModelForSequenceClassification.from_pretrained(
                 path,
                 num_labels=len(labels),
@@ -131,9 +131,11 @@ class Full:
 
         train_rows = _encode(tokenizer, train, label2id)
         dev_rows = _encode(tokenizer, dev, label2id) if dev is not None and len(dev) else None
-        best = _train(model, tokenizer, train_rows, dev_rows, options, ctx)
-        if best is not None:
-            ctx.progress.log(f"full: kept epoch {best[0]} of {options.epochs} (dev accuracy {best[1]:.3f})")
+        dev_accuracy = _train(model, tokenizer, train_rows, dev_rows, options, ctx)
+        if dev_accuracy:
+            kept = len(dev_accuracy) - dev_accuracy[::-1].index(max(dev_accuracy))
+            by_epoch = ", ".join(f"{a:.3f}" for a in dev_accuracy)
+            ctx.progress.log(f"full: dev accuracy by epoch {by_epoch}; kept epoch {kept}")
         model.eval()
         return FullAdapted(model, tokenizer, batch_size=ctx.model.batch_size)
 
@@ -142,7 +144,7 @@ class Full:
 
         trust = ctx.model.trust_remote_code
         tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust)
-        with _library_bars_off():
+        with library_bars_off():
             model = AutoModelForSequenceClassification.from_pretrained(str(path), trust_remote_code=trust)
         model.to(best_device(ctx.model.device)).eval()
         return FullAdapted(model, tokenizer, batch_size=ctx.model.batch_size)
@@ -165,8 +167,8 @@ def _train(
     dev_rows: list[dict[str, Any]] | None,
     options: FullOptions,
     ctx: Context,
-) -> tuple[int, float] | None:
-    """Train ``model`` in place; with dev rows, leave it at the best epoch. Returns (epoch, dev accuracy) or None."""
+) -> list[float]:
+    """Train ``model`` in place; with dev rows, leave it at its best epoch. Returns dev accuracy by epoch."""
     from transformers import DataCollatorWithPadding, PrinterCallback, Trainer, TrainingArguments
 
     args = TrainingArguments(
@@ -187,10 +189,10 @@ def _train(
         logging_strategy="no",
         dataloader_num_workers=0,
     )
-    keeper = _KeepBest() if dev_rows else None
+    keeper = _keep_best()
     steps = math.ceil(len(train_rows) / options.batch_size) * options.epochs
     with ctx.progress.bar("fine-tuning all weights", steps) as bar:
-        callbacks = [_advance(bar)] + ([keeper.callback()] if keeper else [])
+        callbacks = [advance_callback(bar), keeper] if dev_rows else [advance_callback(bar)]
         trainer = Trainer(
             model=model,
             args=args,
@@ -203,10 +205,9 @@ def _train(
         )
         trainer.remove_callback(PrinterCallback)  # with tqdm off, transformers would print every log dict
         trainer.train()
-    if keeper is None or keeper.state is None:
-        return None
-    model.load_state_dict(keeper.state)
-    return keeper.epoch, keeper.accuracy
+    if keeper.state is not None:
+        model.load_state_dict(keeper.state)
+    return keeper.accuracies
 
 
 def _accuracy(pred: Any) -> dict[str, float]:
@@ -214,62 +215,26 @@ def _accuracy(pred: Any) -> dict[str, float]:
     return {"accuracy": float(np.mean(np.argmax(logits, axis=-1) == pred.label_ids))}
 
 
-class _KeepBest:
-    """Holds a copy of the weights of the epoch with the best dev accuracy (the earliest, on ties)."""
+def _keep_best() -> Any:
+    """A trainer callback that records dev accuracy after each evaluation and keeps a copy of the best weights.
 
-    def __init__(self) -> None:
-        self.state: dict[str, Any] | None = None
-        self.accuracy = -math.inf
-        self.epoch = 0
-
-    def callback(self) -> Any:
-        from transformers import TrainerCallback
-
-        keeper = self
-
-        class _Keep(TrainerCallback):
-            def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
-                acc = (metrics or {}).get("eval_accuracy")
-                if acc is not None and model is not None and acc > keeper.accuracy:
-                    keeper.accuracy, keeper.epoch = float(acc), round(state.epoch or 0)
-                    keeper.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-        return _Keep()
-
-
-def _advance(bar: Any) -> Any:
-    """A trainer callback that advances ``bar`` by one per optimizer step."""
+    On ties the later epoch wins: the dev split has shown no reason to stop earlier, so the result is then
+    the same as training without one.
+    """
     from transformers import TrainerCallback
 
-    class _Advance(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            bar.advance(1)
+    class KeepBest(TrainerCallback):
+        def __init__(self) -> None:
+            self.accuracies: list[float] = []
+            self.state: dict[str, Any] | None = None
 
-    return _Advance()
+        def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+            acc = float((metrics or {})["eval_accuracy"])
+            if not self.accuracies or acc >= max(self.accuracies):
+                self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            self.accuracies.append(acc)
 
-
-@contextmanager
-def _library_bars_off() -> Iterator[None]:
-    """Turn transformers' own tqdm bars (loading weights, writing shards) off for the block; ctx.progress has ours."""
-    from transformers.utils import logging as hf_logging
-
-    was_on = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was_on:
-            hf_logging.enable_progress_bar()
+    return KeepBest()
 
 
-@contextmanager
-def _transformers_quiet() -> Iterator[None]:
-    """Only errors from transformers' loggers for the block."""
-    from transformers.utils import logging as hf_logging
 
-    level = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(level)

@@ -83,7 +83,11 @@ class ZeroShot:
 
     def check(self, options: ZeroShotOptions, train: Split, ctx: Context) -> None:
         for i, source in enumerate(options.templates):
-            compile_template(source, f"templates[{i}]", ctx.task.input_fields)
+            template = compile_template(source, f"templates[{i}]", ctx.task.input_fields)
+            if len(train):
+                # Render once now: a template the sandbox refuses fails here, named by its place in the
+                # task file, not mid-run under its variant's name.
+                template.render_example(train.examples[0])
         labels = set(ctx.task.labels or ())
         for label, desc in (options.label_descriptions or {}).items():
             if label not in labels:

@@ -1,0 +1,45 @@
+"""Small adapters between Hugging Face libraries and tailor: quiet loading, trainer progress."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+
+@contextmanager
+def library_bars_off() -> Iterator[None]:
+    """Turn transformers' own tqdm bars (loading weights, writing shards) off for the block; tailor draws its own."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
+
+
+@contextmanager
+def transformers_quiet() -> Iterator[None]:
+    """Only errors from transformers' loggers for the block."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+
+
+def advance_callback(bar: Any) -> Any:
+    """A transformers trainer callback that advances a tailor progress ``bar`` by one per optimizer step."""
+    from transformers import TrainerCallback
+
+    class _Advance(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            bar.advance(1)
+
+    return _Advance()

@@ -1,0 +1,176 @@
+"""The one contract every registered method passes: adapt → predict → save → load → same predictions.
+
+Parametrized over the registry itself, so a method added to ``tailor.methods.METHODS`` is covered
+without touching this file (give it small settings in ``conftest.FAST_OPTIONS`` if it is slow).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import FAST_OPTIONS, LABELS, squash
+from typer.testing import CliRunner
+
+from tailor.cli import app
+from tailor.contract import Adapted, Context, MethodOptions, TaskInfo
+from tailor.methods import METHODS
+from tailor.predict import load_adapted
+from tailor.run import sample_per_class, write_adapted_meta
+from tailor.store import RunStore
+from tailor.types import Prediction, adapting
+
+METHOD_NAMES = list(METHODS)
+
+
+@pytest.mark.parametrize("name", METHOD_NAMES)
+def test_method_declares_its_contract(name: str) -> None:
+    method = METHODS[name]
+    assert method.name == name, "the registry key and the method's own name must agree"
+    assert method.route in ("prompt", "finetune")
+    assert isinstance(method.summary, str) and method.summary.strip()
+    assert isinstance(method.task_kinds, frozenset) and method.task_kinds
+    assert isinstance(method.model_kinds, frozenset) and method.model_kinds
+    assert issubclass(method.Options, MethodOptions)
+    for verb in ("check", "variants", "adapt", "load"):
+        assert callable(getattr(method, verb)), f"{name} lacks {verb}()"
+    undocumented = [f for f, info in method.Options.model_fields.items() if not (info.description or "").strip()]
+    assert not undocumented, f"{name}: options without a docstring: {undocumented}"
+    # Defaults must be valid on their own: a bare `- name: <method>` entry has to work.
+    options = method.Options()
+    assert set(method.variants(options)), f"{name}: variants() of the default options is empty"
+
+
+@pytest.mark.parametrize("name", METHOD_NAMES)
+def test_adapt_predict_save_load_roundtrip(name: str, task_data, shared_resources, tmp_path: Path) -> None:
+    spec, data = task_data
+    method = METHODS[name]
+    options = method.Options.model_validate(FAST_OPTIONS.get(name, {}))
+    task = TaskInfo(spec.name, spec.kind, tuple(data.labels), tuple(spec.fields.inputs), tuple(spec.metric_names))
+    ctx = Context(task=task, model=spec.model, seed=spec.seed, workdir=tmp_path / "work", resources=shared_resources)
+    ctx.workdir.mkdir()
+    train = sample_per_class(data.train, options.train_per_class, ctx.seed)
+    method.check(options, train, ctx)
+    variant, options = next(iter(method.variants(options).items()))
+
+    with adapting(name):
+        adapted = method.adapt(options, train, data.dev, ctx)
+
+    assert isinstance(adapted, Adapted), f"{name}: adapt() must return an object satisfying the Adapted protocol"
+    params = adapted.trainable_params
+    assert isinstance(params, int) and not isinstance(params, bool)
+    if method.route == "prompt":
+        assert params == 0, f"{name} is a prompt-route method but reports {params} trainable parameters"
+    else:
+        assert params > 0, f"{name} is a fine-tune-route method but reports no trainable parameters"
+
+    test = data.test.open().examples
+    before = adapted.predict(test)
+    assert len(before) == len(test)
+    assert all(isinstance(p, Prediction) for p in before)
+    assert [p.id for p in before] == [ex.id for ex in test]
+    assert all(p.label in LABELS for p in before), "every prediction on this easy task should be a valid label"
+    accuracy = sum(p.label == ex.label for p, ex in zip(before, test)) / len(test)
+    assert accuracy >= 0.5, f"{name} reached only {accuracy:.2f} test accuracy on an easy 3-class task"
+
+    out = tmp_path / "adapted"
+    out.mkdir()
+    adapted.save(out)
+    write_adapted_meta(out, name, f"{name}/{variant}" if variant else name, options, ctx, spec)
+    assert any(p.name != "adapted.json" for p in out.iterdir()), f"{name}.save() wrote nothing"
+
+    loaded, meta = load_adapted(out)  # a fresh context: nothing shared with the adapting side
+    assert meta["method"] == name
+    assert isinstance(loaded, Adapted)
+    assert loaded.trainable_params == params
+    after = loaded.predict(test)
+
+    assert [p.id for p in after] == [p.id for p in before]
+    assert [p.label for p in after] == [p.label for p in before]
+    assert [p.output for p in after] == [p.output for p in before]
+    for b, a in zip(before, after):
+        assert (b.scores is None) == (a.scores is None)
+        if b.scores is not None:
+            assert set(a.scores) == set(b.scores)
+            for label, score in b.scores.items():
+                assert a.scores[label] == pytest.approx(score, abs=1e-5), (name, b.id, label)
+
+
+def _option_cells(output: str) -> dict[str, set[str]]:
+    """Per method title, the first-column cells of its table in `tailor methods` output."""
+    out: dict[str, set[str]] = {}
+    current = None
+    for line in output.splitlines():
+        if "  (" in line and not line.startswith(("│", "┃", "┏", "┡", "└")):
+            current = line.split("  (", 1)[0].strip()
+            out[current] = set()
+        elif current and line.startswith("│"):
+            cell = line.split("│")[1].strip()
+            if cell:
+                out[current].add(cell)
+    return out
+
+
+def test_cli_methods_lists_every_method_and_option() -> None:
+    result = CliRunner().invoke(app, ["methods"])
+    assert result.exit_code == 0, result.output
+    cells = _option_cells(result.output)
+    assert list(cells) == list(METHODS), "`tailor methods` lists every registered method, in registry order"
+    for name, method in METHODS.items():
+        assert cells[name] == set(method.Options.model_fields), f"`tailor methods` options of {name}"
+        assert f"{name}  ({method.route} route)" in result.output
+    text = squash(result.output.replace("│", " "))
+    for method in METHODS.values():  # each option's docstring is its help (check the opening words)
+        for info in method.Options.model_fields.values():
+            assert " ".join(info.description.split()[:3]) in text
+
+
+def test_cli_methods_for_one_and_for_an_unknown_method() -> None:
+    result = CliRunner().invoke(app, ["methods", "head"], terminal_width=400)
+    assert result.exit_code == 0
+    assert "head" in result.output and "few-shot" not in result.output
+
+    result = CliRunner().invoke(app, ["methods", "no-such-method"], terminal_width=400)
+    assert result.exit_code == 2
+    text = squash(result.output)
+    assert "unknown method 'no-such-method'" in text
+    assert all(name in text for name in METHODS)
+    assert "Traceback" not in result.output
+
+
+def _ok_methods(run_dir: Path) -> list[tuple[str, str]]:
+    store = RunStore.open_existing(run_dir)
+    try:
+        return [(r["method"], r["adapted_dir"]) for r in store.results() if r["status"] == "ok"]
+    finally:
+        store.close()
+
+
+def test_cli_predict_matches_the_run(finished_run: Path, tmp_path: Path) -> None:
+    store = RunStore.open_existing(finished_run)
+    methods = _ok_methods(finished_run)
+    assert len(methods) == 4  # zero-shot/v1, zero-shot/v2, few-shot, head
+
+    for method, adapted_dir in methods:
+        stored = store.predictions(method, "test")
+        assert stored
+        inputs = tmp_path / f"{method.replace('/', '_')}.jsonl"
+        inputs.write_text("".join(json.dumps({"id": p["example_id"], **p["input"]}) + "\n" for p in stored))
+        result = CliRunner().invoke(app, ["predict", str(finished_run / adapted_dir), str(inputs), "--scores"])
+        assert result.exit_code == 0, result.output
+        got = {row["id"]: row for row in map(json.loads, result.stdout.splitlines())}
+        assert set(got) == {p["example_id"] for p in stored}
+        for p in stored:
+            assert got[p["example_id"]]["label"] == p["label"], (method, p["example_id"])
+            for label, score in p["scores"].items():
+                assert got[p["example_id"]]["scores"][label] == pytest.approx(score, abs=1e-5)
+    store.close()
+
+
+def test_predict_rejects_a_folder_that_is_not_an_adapted_model(tmp_path: Path) -> None:
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_text('{"text": "hello"}\n')
+    result = CliRunner().invoke(app, ["predict", str(tmp_path), str(inputs)])
+    assert result.exit_code == 2
+    assert "adapted.json" in result.output and "Traceback" not in result.output
