@@ -61,7 +61,13 @@ def test_results_with_costs(store: RunStore, finished_run: Path) -> None:
         r = results[name]
         assert r["status"] == "ok", r["error"]
         assert r["route"] == route
-        assert r["n_train"] > 0
+        # Examples the adapted model depends on: none for zero-shot, the demonstrations for few-shot.
+        if r["registered"] == "zero-shot":
+            assert r["n_train"] == 0
+        elif r["registered"] == "few-shot":
+            assert r["n_train"] == r["options"]["k"] * 3
+        else:
+            assert r["n_train"] > 0
         for metric in ("accuracy", "macro_f1"):
             m = r["test"][metric]
             assert 0 <= m["ci_low"] <= m["value"] <= m["ci_high"] <= 1

@@ -21,7 +21,10 @@ app = typer.Typer(
 def _console(stderr: bool = False):
     from rich.console import Console
 
-    return Console(stderr=stderr)
+    console = Console(stderr=stderr)
+    if not console.is_terminal:  # piped or logged: don't squeeze tables into rich's 80-column default
+        console = Console(stderr=stderr, width=160)
+    return console
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -159,7 +162,7 @@ def _print_leaderboard(run_dir: Path, console) -> None:
                         f"{rep['confidence']:.0%} CI ({rep['status']})", title_justify="left")
     for col in ("method", "route", rep["primary_metric"], "dev", "adapt", "infer/1k", "params", "disk", "n train"):
         table.add_column(col, justify="left" if col in ("method", "route") else "right")
-    for t in _table_rows(rep):
+    for t in _table_rows(rep, compact=True):
         table.add_row(t["method"], t["route"], t["quality"], t["dev"], t["adapt"], t["infer"], t["params"],
                       t["disk"], t["n_train"])
     console.print(table)

@@ -102,6 +102,9 @@ class Adapted(Protocol):
     trainable_params: int
     """Parameters the method trained (0 for prompts)."""
 
+    # Optional: `examples_used: int`, how many training examples the adapted model depends on (0 for
+    # zero-shot, the demonstrations for few-shot). The runner reports the training split's size when absent.
+
     def predict(self, examples: Sequence[Example]) -> list[Prediction]:
         """One prediction per example, in order."""
         ...

@@ -197,7 +197,16 @@ def _fmt_p(p: float) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def _table_rows(report: dict[str, Any]) -> list[dict[str, str]]:
+def _fmt_count(n: int | None) -> str:
+    if n is None:
+        return "–"
+    for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if n >= scale:
+            return f"{n / scale:.1f}{suffix}"
+    return str(n)
+
+
+def _table_rows(report: dict[str, Any], compact: bool = False) -> list[dict[str, str]]:
     primary = report["primary_metric"]
     out = []
     for r in report["leaderboard"]:
@@ -213,7 +222,7 @@ def _table_rows(report: dict[str, Any]) -> list[dict[str, str]]:
             "valid": f"{test['valid_rate']:.1%}" if "valid_rate" in test else "–",
             "adapt": f"{costs['adapt_seconds']:.1f} s" if "adapt_seconds" in costs else "–",
             "infer": f"{costs['predict_seconds_per_1k']:.2f} s" if "predict_seconds_per_1k" in costs else "–",
-            "params": _fmt_int(costs.get("trainable_params")),
+            "params": (_fmt_count if compact else _fmt_int)(costs.get("trainable_params")),
             "disk": _fmt_bytes(costs.get("disk_bytes")),
             "n_train": _fmt_int(r["n_train"]),
         })

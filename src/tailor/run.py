@@ -264,6 +264,7 @@ def _run_one(spec, plan, name, variant, options, ctx: Context, train: Split, dat
         adapted.save(out_dir)
         write_adapted_meta(out_dir, plan.registered, name, options, ctx, spec)
         result.adapted_dir = str(out_dir.relative_to(run_dir))
+        result.n_train = int(getattr(adapted, "examples_used", len(train)))
         result.costs = {
             "adapt_seconds": adapt_seconds,
             "predict_seconds_per_1k": 1000 * predict_seconds / max(1, len(test)),

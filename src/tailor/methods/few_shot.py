@@ -47,6 +47,10 @@ class FewShotAdapted:
     options: FewShotOptions
     trainable_params: int = 0
 
+    @property
+    def examples_used(self) -> int:
+        return len(self.texts)
+
     def __post_init__(self) -> None:
         # Demonstrations are embedded once, when adapted or loaded; predicting embeds only the inputs.
         self.demo = self.encoder.embed(self.texts)

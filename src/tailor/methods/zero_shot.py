@@ -48,6 +48,7 @@ class ZeroShotAdapted:
     descriptions: dict[str, list[str]]
     aggregate: str
     trainable_params: int = 0
+    examples_used: int = 0
 
     def __post_init__(self) -> None:
         # Label descriptions are embedded once; predicting embeds only the prompts.
