@@ -259,6 +259,10 @@ def test_overrides_apply(make_task: MakeTask) -> None:
     assert spec.model.batch_size == 8
     assert len(data.test) == 10
     assert any("limit: kept 10 of" in note for note in data.notes)
+    summary = data.summary()
+    assert summary["left_out_by_limit"] == {"test": len(_load(task)[1].test) - 10}
+    left_out = sum(summary["left_out_by_limit"].values())
+    assert summary["rows_read"] == summary["train"] + summary["dev"] + summary["test"] + left_out, "every row accounted for"
 
     base_spec, base_data = _load(task)
     assert base_spec.seed == 0 and base_spec.methods[0].options() == {"k": 4}

@@ -48,6 +48,7 @@ class TaskData:
     overlaps: list[Overlap] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     rows_read: int = 0
+    limited: dict[str, int] = field(default_factory=dict)  # examples left out of each split by `limit`
 
     def summary(self) -> dict[str, Any]:
         reasons = Counter(b.kind for b in self.bad_rows)
@@ -59,6 +60,7 @@ class TaskData:
             "labels": self.labels,
             "skipped_rows": len(self.bad_rows),
             "skipped_by_reason": dict(reasons),
+            "left_out_by_limit": dict(self.limited),
             "overlaps": [{"splits": [o.split_a, o.split_b], "count": len(o.ids)} for o in self.overlaps],
             "notes": self.notes,
         }
@@ -273,9 +275,12 @@ def load_task_data(spec: TaskSpec, base: Path, origin: str = "task file") -> Tas
     notes: list[str] = []
     parts: dict[str, list[Example]] = {}
     rows_read = 0
+    sources: list[str] = []
 
     def take(split: str, name: str, rows: Iterable[tuple[int, Any]]) -> list[Example]:
         nonlocal rows_read
+        if split in ("all", "train"):
+            sources.append(name)
         before = len(bad_rows)
         got = reader.read(split, name, rows)
         rows_read += len(got) + len(bad_rows) - before
@@ -307,15 +312,17 @@ def load_task_data(spec: TaskSpec, base: Path, origin: str = "task file") -> Tas
             parts["train"], parts["dev"] = carved["train"], carved["dev"]
             notes.append(f"no dev file: {frac:g} of train held out as dev by content hash")
 
+    limited: dict[str, int] = {}
     for split, n in spec.limit.items():
         if split in parts and len(parts[split]) > n:
             notes.append(f"limit: kept {n} of {len(parts[split])} {split} examples (deterministic sample)")
+            limited[split] = len(parts[split]) - n
             parts[split] = _limit(parts[split], n, spec.seed)
 
     train = parts.get("train", [])
     if not train:
         raise DataError("train split", "no usable training examples")
-    labels = _resolve_labels(spec, parts, reader)
+    labels = _resolve_labels(spec, parts, reader, sources)
     splits = {k: Split(k, tuple(v)) for k, v in parts.items() if v or k != "dev"}
     test = splits["test"]
     if not len(test):
@@ -331,10 +338,12 @@ def load_task_data(spec: TaskSpec, base: Path, origin: str = "task file") -> Tas
         overlaps=overlaps,
         notes=notes,
         rows_read=rows_read,
+        limited=limited,
     )
 
 
-def _resolve_labels(spec: TaskSpec, parts: dict[str, list[Example]], reader: _RowReader) -> list[str] | None:
+def _resolve_labels(spec: TaskSpec, parts: dict[str, list[Example]], reader: _RowReader, sources: list[str]
+                    ) -> list[str] | None:
     if spec.kind != "classification":
         return None
     if spec.labels is not None:
@@ -354,7 +363,8 @@ def _resolve_labels(spec: TaskSpec, parts: dict[str, list[Example]], reader: _Ro
     present = {ex.label for ex in parts["train"]}
     if len(present) < 2:
         only = ", ".join(sorted(present)) or "none"
-        raise DataError("train split", f"only one class in train ({only}); classification needs at least two")
+        raise DataError(f"train split of {', '.join(sources)}",
+                        f"only one class in train ({only}); classification needs at least two")
     return labels
 
 

@@ -25,7 +25,7 @@ from .backends import load_shared
 from .config import TaskSpec
 from .contract import Adapted, Context, TaskInfo
 from .data import TaskData, load_task_data
-from .errors import MethodError, TailorError, TaskFileError
+from .errors import MethodError, TaskFileError
 from .methods import METHODS
 from .metrics import METRICS, estimate, point
 from .predict import ADAPTED_FILE
@@ -273,9 +273,9 @@ def _run_one(spec, plan, name, variant, options, ctx: Context, train: Split, dat
         }
         result.status = "ok"
         store.add_result(result, predictions)
-    except (KeyboardInterrupt, TailorError):
+    except KeyboardInterrupt:
         raise
-    except Exception as exc:  # a failing method is recorded and the run goes on
+    except Exception as exc:  # a failing method is recorded (with tailor's own message, if it is one) and the run goes on
         result.error = f"{type(exc).__name__}: {exc}"
         store.add_result(result)
         progress.log(f"[red]{name} failed:[/red] {result.error}")
