@@ -36,8 +36,12 @@ PAPER = {"contrastive": {"mean": 0.831, "std": 0.023}}
 
 def load_halves() -> tuple[Split, Split]:
     # Read (and validate) through tailor's loader, then cut in file order: first half / second half.
-    spec = TaskSpec(name="ag_news", data={"path": str(DATA)}, fields={"input": "text", "target": "label", "id": "id"},
-                    methods=[{"name": "head"}])
+    spec = TaskSpec(
+        name="ag_news",
+        data={"path": str(DATA)},
+        fields={"input": "text", "target": "label", "id": "id"},
+        methods=[{"name": "head"}],
+    )
     examples = read_examples(spec, str(DATA), HERE)
     half = len(examples) // 2
     return Split("train", tuple(examples[:half])), Split("test", tuple(examples[half:]))
@@ -61,8 +65,14 @@ def main() -> None:
         for name in args.methods:
             method = METHODS[name]
             options = method.Options(seed=seed)
-            ctx = Context(task=task, model=ModelSpec(), seed=seed, workdir=Path("/tmp/tailor-agnews") / f"{name}-{seed}",
-                          progress=progress, resources=resources)
+            ctx = Context(
+                task=task,
+                model=ModelSpec(),
+                seed=seed,
+                workdir=Path("/tmp/tailor-agnews") / f"{name}-{seed}",
+                progress=progress,
+                resources=resources,
+            )
             t0 = time.perf_counter()
             with adapting(name):
                 adapted = method.adapt(options, train, None, ctx)
@@ -73,16 +83,21 @@ def main() -> None:
             progress.log(f"{name} seed {seed}: accuracy {acc:.4f} (adapt {seconds:.1f} s, {len(train)} examples)")
 
     result = {
-        "protocol": (f"{args.per_class} examples per class drawn from the first half of ag_news/test.jsonl "
-                     f"(seeds 0..{args.seeds - 1}); accuracy on the second half ({len(evaluation)} examples)"),
+        "protocol": (
+            f"{args.per_class} examples per class drawn from the first half of ag_news/test.jsonl "
+            f"(seeds 0..{args.seeds - 1}); accuracy on the second half ({len(evaluation)} examples)"
+        ),
         "scale": "0-1",
         "model": "all-MiniLM-L6-v2",
         "paper": {"source": "Tunstall et al. 2022, SetFit, AG News, MiniLM-L6, 8 per class (10 draws)", **PAPER},
     }
     for name, runs in per_seed.items():
         accs = [r["accuracy"] for r in runs]
-        result[name] = {"mean": statistics.mean(accs), "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
-                        "per_seed": runs}
+        result[name] = {
+            "mean": statistics.mean(accs),
+            "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+            "per_seed": runs,
+        }
     out = HERE / "results" / "ag_news_8shot.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=2))

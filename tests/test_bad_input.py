@@ -135,8 +135,10 @@ def test_missing_target(make_task: MakeTask) -> None:
 
 
 def test_label_not_in_label_set(make_task: MakeTask) -> None:
-    task = make_task(rows=_rows_with({20: {"id": "u", "text": "Stocks fell sharply today.", "label": "finance"}}),
-                     labels=["cooking", "sports", "weather"])
+    task = make_task(
+        rows=_rows_with({20: {"id": "u", "text": "Stocks fell sharply today.", "label": "finance"}}),
+        labels=["cooking", "sports", "weather"],
+    )
     with pytest.raises(DataError) as info:
         _run(task)
     msg = str(info.value)
@@ -274,15 +276,17 @@ def test_errors_are_tailor_errors() -> None:
 def test_skip_bad_rows_counts_and_reports_every_row(make_task: MakeTask) -> None:
     from tailor.report import write_reports
 
-    rows = _rows_with({
-        2: "this line is not JSON",
-        7: '{"id": "broken", "text": ',
-        14: {"id": "e1", "text": "", "label": "weather"},
-        15: {"id": "e2", "text": "  \t ", "label": "sports"},
-        30: {"id": "u1", "text": "Stocks fell sharply today.", "label": "finance"},
-        31: {"id": "u2", "text": "Parliament passed the new budget.", "label": "politics"},
-        44: {"id": "u3", "text": "The new phone has a faster chip.", "label": "technology"},
-    })
+    rows = _rows_with(
+        {
+            2: "this line is not JSON",
+            7: '{"id": "broken", "text": ',
+            14: {"id": "e1", "text": "", "label": "weather"},
+            15: {"id": "e2", "text": "  \t ", "label": "sports"},
+            30: {"id": "u1", "text": "Stocks fell sharply today.", "label": "finance"},
+            31: {"id": "u2", "text": "Parliament passed the new budget.", "label": "politics"},
+            44: {"id": "u3", "text": "The new phone has a faster chip.", "label": "technology"},
+        }
+    )
     task = make_task(rows=rows, on_bad_rows="skip", labels=["cooking", "sports", "weather"])
     run_dir = _run(task)
     report = json.loads((write_reports(run_dir)["json"]).read_text())

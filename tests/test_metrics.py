@@ -100,10 +100,14 @@ def test_a_clearly_better_method_is_significant() -> None:
     gold, good = _binary_case(300, 0.95, seed=4)
     _, bad = _binary_case(300, 0.55, seed=5)
     labels = ["a", "b"]
-    prepared = {"good": METRICS["accuracy"].prepare(gold, good, labels),
-                "bad": METRICS["accuracy"].prepare(gold, bad, labels)}
-    correct = {"good": np.array([g == p for g, p in zip(gold, good)]),
-               "bad": np.array([g == p for g, p in zip(gold, bad)])}
+    prepared = {
+        "good": METRICS["accuracy"].prepare(gold, good, labels),
+        "bad": METRICS["accuracy"].prepare(gold, bad, labels),
+    }
+    correct = {
+        "good": np.array([g == p for g, p in zip(gold, good)]),
+        "bad": np.array([g == p for g, p in zip(gold, bad)]),
+    }
     (result,) = compare_all(prepared, correct, "accuracy", resamples=1000, confidence=0.95, seed=0)
     assert (result.a, result.b) == ("good", "bad")
     assert result.diff == pytest.approx(correct["good"].mean() - correct["bad"].mean())

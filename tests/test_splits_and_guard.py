@@ -112,13 +112,20 @@ def test_train_test_overlap_is_detected_and_reported(tmp_path: Path) -> None:
     rows = dataset_rows()
     train, test = rows[:66], rows[66:]
     # Three test sentences leak into train, changed only in case and spacing.
-    leaked = [{"id": f"leak{i}", "text": "  " + r["text"].upper().replace(" ", "   "), "label": r["label"]}
-              for i, r in enumerate(test[:3])]
+    leaked = [
+        {"id": f"leak{i}", "text": "  " + r["text"].upper().replace(" ", "   "), "label": r["label"]}
+        for i, r in enumerate(test[:3])
+    ]
     write_jsonl(tmp_path / "train.jsonl", train + leaked)
     write_jsonl(tmp_path / "test.jsonl", test)
     task = tmp_path / "task.yaml"
-    task.write_text(yaml.safe_dump(task_doc(data={"train": "train.jsonl", "test": "test.jsonl"},
-                                            splits={"train": 0.8, "dev": 0.0, "test": 0.2})))
+    task.write_text(
+        yaml.safe_dump(
+            task_doc(
+                data={"train": "train.jsonl", "test": "test.jsonl"}, splits={"train": 0.8, "dev": 0.0, "test": 0.2}
+            )
+        )
+    )
     spec, base = load_task(task)
     data = load_task_data(spec, base)
     assert len(data.overlaps) == 1
@@ -262,7 +269,9 @@ def test_overrides_apply(make_task: MakeTask) -> None:
     summary = data.summary()
     assert summary["left_out_by_limit"] == {"test": len(_load(task)[1].test) - 10}
     left_out = sum(summary["left_out_by_limit"].values())
-    assert summary["rows_read"] == summary["train"] + summary["dev"] + summary["test"] + left_out, "every row accounted for"
+    assert summary["rows_read"] == summary["train"] + summary["dev"] + summary["test"] + left_out, (
+        "every row accounted for"
+    )
 
     base_spec, base_data = _load(task)
     assert base_spec.seed == 0 and base_spec.methods[0].options() == {"k": 4}

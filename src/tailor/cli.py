@@ -35,12 +35,20 @@ def _fail(message: str, code: int = 2) -> None:
 @app.command()
 def run(
     task_file: Annotated[Path, typer.Argument(help="The task file (YAML): data, fields, model and methods.")],
-    overrides: Annotated[list[str] | None, typer.Argument(
-        help="key=value overrides on top of the task file, dotted for nesting: seed=3 methods.1.k=4 limit.test=200.",
-        show_default=False)] = None,
-    out: Annotated[Path | None, typer.Option(
-        "--out", "-o", help="Run folder to write; default: RUNS_ROOT/TASK-TIMESTAMP.")] = None,
-    runs_root: Annotated[Path, typer.Option(help="Where new run folders are made when --out is not given.")] = Path("runs"),
+    overrides: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="key=value overrides on top of the task file, dotted for nesting: "
+            "seed=3 methods.1.k=4 limit.test=200.",
+            show_default=False,
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Run folder to write; default: RUNS_ROOT/TASK-TIMESTAMP.")
+    ] = None,
+    runs_root: Annotated[Path, typer.Option(help="Where new run folders are made when --out is not given.")] = Path(
+        "runs"
+    ),
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or per-method lines.")] = False,
 ) -> None:
     """Run every method of TASK_FILE on the same splits, evaluate on the held-out test set, store and report."""
@@ -77,9 +85,12 @@ def run(
 @app.command()
 def predict(
     adapted_dir: Annotated[Path, typer.Argument(help="A saved method folder: RUN_DIR/adapted/METHOD.")],
-    input_file: Annotated[Path, typer.Argument(help="Examples to predict (JSONL/CSV/Parquet) with the task's input fields.")],
-    output: Annotated[Path | None, typer.Option(
-        "--output", "-o", help="Write predictions (JSONL) here instead of standard output.")] = None,
+    input_file: Annotated[
+        Path, typer.Argument(help="Examples to predict (JSONL/CSV/Parquet) with the task's input fields.")
+    ],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write predictions (JSONL) here instead of standard output.")
+    ] = None,
     scores: Annotated[bool, typer.Option(help="Include per-label scores in the output.")] = False,
 ) -> None:
     """Predict with an adapted model saved by a run; gives the same predictions as during the run."""
@@ -140,8 +151,12 @@ def methods(
     except TailorError as exc:
         _fail(str(exc))
     for key, method in chosen.items():
-        table = Table(title=f"{key}  ({method.route} route) — {method.summary}", title_justify="left",
-                      show_lines=False, expand=False)
+        table = Table(
+            title=f"{key}  ({method.route} route) — {method.summary}",
+            title_justify="left",
+            show_lines=False,
+            expand=False,
+        )
         table.add_column("option")
         table.add_column("default")
         table.add_column("meaning")
@@ -149,7 +164,24 @@ def methods(
             default = "—" if info.is_required() else repr(info.get_default(call_default_factory=True))
             table.add_row(field, default, (info.description or "").replace("\n", " "))
         console.print(table)
-        console.print(f"  tasks: {', '.join(sorted(method.task_kinds))}; models: {', '.join(sorted(method.model_kinds))}\n")
+        console.print(
+            f"  tasks: {', '.join(sorted(method.task_kinds))}; models: {', '.join(sorted(method.model_kinds))}\n"
+        )
+
+
+@app.command()
+def keys() -> None:
+    """List every key a task file accepts, with its type, default and meaning."""
+    from rich.table import Table
+
+    from .config import task_keys
+
+    table = Table(title="task file keys (method options: see `tailor methods`)", title_justify="left")
+    for col in ("key", "type", "default", "meaning"):
+        table.add_column(col)
+    for key, kind, default, meaning in task_keys():
+        table.add_row(key, kind, default, meaning)
+    _console().print(table)
 
 
 def _print_leaderboard(run_dir: Path, console) -> None:
@@ -158,18 +190,32 @@ def _print_leaderboard(run_dir: Path, console) -> None:
     from .report import _table_rows, build_report
 
     rep = build_report(run_dir)
-    table = Table(title=f"{rep['task']}: test {rep['primary_metric']} with "
-                        f"{rep['confidence']:.0%} CI ({rep['status']})", title_justify="left")
+    table = Table(
+        title=f"{rep['task']}: test {rep['primary_metric']} with {rep['confidence']:.0%} CI ({rep['status']})",
+        title_justify="left",
+    )
     for col in ("method", "route", rep["primary_metric"], "dev", "adapt", "infer/1k", "params", "disk", "n train"):
         table.add_column(col, justify="left" if col in ("method", "route") else "right")
     for t in _table_rows(rep, compact=True):
-        table.add_row(t["method"], t["route"], t["quality"], t["dev"], t["adapt"], t["infer"], t["params"],
-                      t["disk"], t["n_train"])
+        table.add_row(
+            t["method"],
+            t["route"],
+            t["quality"],
+            t["dev"],
+            t["adapt"],
+            t["infer"],
+            t["params"],
+            t["disk"],
+            t["n_train"],
+        )
     console.print(table)
     w = rep["winner"]
     if w:
-        better = f"; significantly better than {', '.join(w['significantly_better_than'])}" \
-            if w["significantly_better_than"] else ""
+        better = (
+            f"; significantly better than {', '.join(w['significantly_better_than'])}"
+            if w["significantly_better_than"]
+            else ""
+        )
         console.print(f"winner (chosen on {w['chosen_on']}): [bold]{w['method']}[/bold] ({w['route']}){better}")
 
 

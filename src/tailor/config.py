@@ -1,6 +1,6 @@
 """The task file: a YAML document validated into frozen pydantic models.
 
-Every field carries its own docstring; those docstrings are what ``tailor run --help-task`` and
+Every field carries its own docstring; those docstrings are what ``tailor keys`` and
 the error messages show. Loading never guesses: an unknown key, a wrong type or a missing file is
 an error that names the file and the key.
 """
@@ -189,6 +189,26 @@ class TaskSpec(BaseModel):
         if self.kind != "classification" and self.labels:
             raise ValueError(f"`labels` only applies to classification, not {self.kind}")
         return self
+
+
+def task_keys(model: type[BaseModel] = None, prefix: str = "") -> list[tuple[str, str, str, str]]:  # type: ignore[assignment]
+    """Every key of the task file as (dotted key, type, default, docstring), nested models expanded."""
+    model = model or TaskSpec
+    rows = []
+    for name, info in model.model_fields.items():
+        key = f"{prefix}{name}"
+        ann = info.annotation
+        nested = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+        kind = "mapping" if nested else str(ann).replace("typing.", "").replace("<class '", "").replace("'>", "")
+        if info.is_required():
+            default = "required"
+        else:
+            value = info.get_default(call_default_factory=True)
+            default = "(see below)" if isinstance(value, BaseModel) else repr(value)
+        rows.append((key, kind, default, " ".join((info.description or "").split())))
+        if nested and nested is not MethodSpec:
+            rows.extend(task_keys(nested, f"{key}."))
+    return rows
 
 
 def _set_dotted(doc: dict[str, Any], dotted: str, value: Any, origin: str) -> None:

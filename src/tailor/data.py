@@ -95,8 +95,9 @@ def _read_table(path: Path, fmt: str) -> Iterator[tuple[int, Any]]:
         yield i + offset, row
 
 
-def read_rows(path_str: str, base: Path, fmt: str | None, key: str, origin: str = "task file"
-              ) -> tuple[str, Iterator[tuple[int, Any]]]:
+def read_rows(
+    path_str: str, base: Path, fmt: str | None, key: str, origin: str = "task file"
+) -> tuple[str, Iterator[tuple[int, Any]]]:
     """Open a local data file; returns its display name and an iterator of (line, row or error).
 
     ``origin`` names where ``path_str`` was given (the task file's path), for errors.
@@ -182,21 +183,26 @@ class _RowReader:
         available = ", ".join(sorted(row))
         for col in self.fields.inputs:
             if col not in row:
-                raise TaskFileError(self.origin, "fields.input", f"column {col!r} is not in {name} (columns: {available})")
+                raise TaskFileError(
+                    self.origin, "fields.input", f"column {col!r} is not in {name} (columns: {available})"
+                )
         if self.fields.target not in row:
             raise TaskFileError(
                 self.origin, "fields.target", f"column {self.fields.target!r} is not in {name} (columns: {available})"
             )
         if self.fields.id and self.fields.id not in row:
-            raise TaskFileError(self.origin, "fields.id", f"column {self.fields.id!r} is not in {name} (columns: {available})")
+            raise TaskFileError(
+                self.origin, "fields.id", f"column {self.fields.id!r} is not in {name} (columns: {available})"
+            )
 
     def _example(self, split: str, where: str, stem: str, lineno: int, row: Mapping[str, Any]) -> Example | None:
         inputs: dict[str, str] = {}
         for col in self.fields.inputs:
             value = row.get(col)
             if not isinstance(value, str):
-                self.bad(split, where, f"input column {col!r}: expected text, got {type(value).__name__}",
-                         "input not text")
+                self.bad(
+                    split, where, f"input column {col!r}: expected text, got {type(value).__name__}", "input not text"
+                )
                 return None
             if not value.strip():
                 self.bad(split, where, f"empty input text in column {col!r}", "empty input text")
@@ -305,7 +311,9 @@ def load_task_data(spec: TaskSpec, base: Path, origin: str = "task file") -> Tas
                 name, rows = read_rows(path, base, d.format, f"data.{split}", origin)
             parts[split] = take(split, name, rows)
         if "test" not in parts:
-            raise TaskFileError(origin, "data.test", "no test split given: add a `test` file, or use `path` to split one file")
+            raise TaskFileError(
+                origin, "data.test", "no test split given: add a `test` file, or use `path` to split one file"
+            )
         if "dev" not in parts and spec.splits.dev > 0:
             frac = spec.splits.dev
             carved = hash_split(parts["train"], {"dev": frac, "train": 1 - frac})
@@ -328,7 +336,9 @@ def load_task_data(spec: TaskSpec, base: Path, origin: str = "task file") -> Tas
     if not len(test):
         raise DataError("test split", "no usable test examples")
     dev = splits.get("dev")
-    overlaps = [o for o in (find_overlaps(splits["train"], test), *([find_overlaps(dev, test)] if dev else [])) if o.ids]
+    overlaps = [
+        o for o in (find_overlaps(splits["train"], test), *([find_overlaps(dev, test)] if dev else [])) if o.ids
+    ]
     return TaskData(
         train=splits["train"],
         dev=dev if dev is not None and len(dev) else None,
@@ -342,8 +352,9 @@ def load_task_data(spec: TaskSpec, base: Path, origin: str = "task file") -> Tas
     )
 
 
-def _resolve_labels(spec: TaskSpec, parts: dict[str, list[Example]], reader: _RowReader, sources: list[str]
-                    ) -> list[str] | None:
+def _resolve_labels(
+    spec: TaskSpec, parts: dict[str, list[Example]], reader: _RowReader, sources: list[str]
+) -> list[str] | None:
     if spec.kind != "classification":
         return None
     if spec.labels is not None:
@@ -363,8 +374,10 @@ def _resolve_labels(spec: TaskSpec, parts: dict[str, list[Example]], reader: _Ro
     present = {ex.label for ex in parts["train"]}
     if len(present) < 2:
         only = ", ".join(sorted(present)) or "none"
-        raise DataError(f"train split of {', '.join(sources)}",
-                        f"only one class in train ({only}); classification needs at least two")
+        raise DataError(
+            f"train split of {', '.join(sources)}",
+            f"only one class in train ({only}); classification needs at least two",
+        )
     return labels
 
 

@@ -177,6 +177,5 @@ def compare_all(
     adjusted = holm([r.p_bootstrap for r in raw])
     alpha = 1 - confidence
     return [
-        PairedResult(**{**r.__dict__, "p_adjusted": adj, "significant": adj < alpha})
-        for r, adj in zip(raw, adjusted)
+        PairedResult(**{**r.__dict__, "p_adjusted": adj, "significant": adj < alpha}) for r, adj in zip(raw, adjusted)
     ]

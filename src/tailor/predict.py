@@ -24,12 +24,18 @@ def load_adapted(path: str | Path, progress: Progress = NULL_PROGRESS) -> tuple[
     path = Path(path)
     meta_file = path / ADAPTED_FILE
     if not meta_file.is_file():
-        raise TailorError(f"{path}: not an adapted model folder (no {ADAPTED_FILE}); "
-                          "use a folder under RUN_DIR/adapted/")
+        raise TailorError(
+            f"{path}: not an adapted model folder (no {ADAPTED_FILE}); use a folder under RUN_DIR/adapted/"
+        )
     meta = json.loads(meta_file.read_text())
     method = get_method(meta["method"])
-    ctx = Context(task=TaskInfo.from_dict(meta["task"]), model=ModelSpec(**meta["model"]), seed=meta["seed"],
-                  workdir=path, progress=progress)
+    ctx = Context(
+        task=TaskInfo.from_dict(meta["task"]),
+        model=ModelSpec(**meta["model"]),
+        seed=meta["seed"],
+        workdir=path,
+        progress=progress,
+    )
     return method.load(path, ctx), meta
 
 
@@ -55,8 +61,9 @@ def read_inputs(path: str | Path, input_fields: Sequence[str], id_field: str | N
     return out
 
 
-def predict_file(adapted_dir: str | Path, input_path: str | Path, progress: Progress = NULL_PROGRESS
-                 ) -> Iterator[tuple[Example, Prediction]]:
+def predict_file(
+    adapted_dir: str | Path, input_path: str | Path, progress: Progress = NULL_PROGRESS
+) -> Iterator[tuple[Example, Prediction]]:
     from .run import predict_all
 
     adapted, meta = load_adapted(adapted_dir, progress)

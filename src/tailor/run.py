@@ -55,8 +55,9 @@ def plan_methods(spec: TaskSpec, origin: str, kind_of_model: str) -> list[Planne
     planned, taken = [], set()
     for i, entry in enumerate(spec.methods):
         if entry.name not in METHODS:
-            raise TaskFileError(origin, f"methods[{i}].name",
-                                f"unknown method {entry.name!r}; registered: {', '.join(METHODS)}")
+            raise TaskFileError(
+                origin, f"methods[{i}].name", f"unknown method {entry.name!r}; registered: {', '.join(METHODS)}"
+            )
         method = METHODS[entry.name]
         try:
             options = method.Options.model_validate(entry.options())
@@ -67,12 +68,18 @@ def plan_methods(spec: TaskSpec, origin: str, kind_of_model: str) -> list[Planne
             allowed = ", ".join(method.Options.model_fields)
             raise TaskFileError(origin, f"methods[{i}].{key}", f"{msg} (options of {entry.name}: {allowed})") from None
         if spec.kind not in method.task_kinds:
-            raise TaskFileError(origin, f"methods[{i}].name",
-                                f"{entry.name} does not handle {spec.kind} tasks (it handles {', '.join(method.task_kinds)})")
+            raise TaskFileError(
+                origin,
+                f"methods[{i}].name",
+                f"{entry.name} does not handle {spec.kind} tasks (it handles {', '.join(method.task_kinds)})",
+            )
         if kind_of_model not in method.model_kinds:
-            raise TaskFileError(origin, f"methods[{i}].name",
-                                f"{entry.name} needs a model of kind {', '.join(sorted(method.model_kinds))}; "
-                                f"{spec.model.name} is {kind_of_model}")
+            raise TaskFileError(
+                origin,
+                f"methods[{i}].name",
+                f"{entry.name} needs a model of kind {', '.join(sorted(method.model_kinds))}; "
+                f"{spec.model.name} is {kind_of_model}",
+            )
         family = entry.label or entry.name
         n = 2
         while family in taken:
@@ -115,7 +122,10 @@ def _gold_and_pred(examples: Sequence[Example], preds: Sequence[Prediction]) -> 
 
 
 def score_split(
-    spec: TaskSpec, labels: Sequence[str] | None, examples: Sequence[Example], preds: Sequence[Prediction],
+    spec: TaskSpec,
+    labels: Sequence[str] | None,
+    examples: Sequence[Example],
+    preds: Sequence[Prediction],
     with_ci: bool,
 ) -> dict[str, Any]:
     gold, pred = _gold_and_pred(examples, preds)
@@ -162,24 +172,42 @@ def run_task(
     origin = task_file or "task"
     missing_metrics = [m for m in spec.metric_names if m not in METRICS or spec.kind not in METRICS[m].kinds]
     if missing_metrics:
-        raise TaskFileError(origin, "metrics", f"not available for {spec.kind}: {', '.join(missing_metrics)} "
-                            f"(available: {', '.join(k for k, m in METRICS.items() if spec.kind in m.kinds) or 'none'})")
+        raise TaskFileError(
+            origin,
+            "metrics",
+            f"not available for {spec.kind}: {', '.join(missing_metrics)} "
+            f"(available: {', '.join(k for k, m in METRICS.items() if spec.kind in m.kinds) or 'none'})",
+        )
     kind = model_kind(spec.model)
     planned = plan_methods(spec, origin, kind)
     data = load_task_data(spec, base, origin)
-    task = TaskInfo(spec.name, spec.kind, tuple(data.labels) if data.labels else None,
-                    tuple(spec.fields.inputs), tuple(spec.metric_names))
+    task = TaskInfo(
+        spec.name,
+        spec.kind,
+        tuple(data.labels) if data.labels else None,
+        tuple(spec.fields.inputs),
+        tuple(spec.metric_names),
+    )
     resources: dict[str, Any] = {}  # shared across methods: one frozen base model, one embedding cache
     contexts = _check_methods(spec, planned, data, task, run_dir, progress, origin, resources)
     t0 = time.perf_counter()
     if load_shared(kind, spec.model, resources) is not None:
-        data.notes.append(f"base model {spec.model.name} loaded once for all methods in {time.perf_counter() - t0:.1f} s "
-                          "(not counted in any method's adapt time)")
+        data.notes.append(
+            f"base model {spec.model.name} loaded once for all methods in {time.perf_counter() - t0:.1f} s "
+            "(not counted in any method's adapt time)"
+        )
 
     run_dir.mkdir(parents=True, exist_ok=True)
     store = RunStore(run_dir)
-    store.start_run(task=spec.name, seed=spec.seed, git_rev=git_revision(), task_file=task_file,
-                    config=spec.model_dump(mode="json"), versions=versions(), data=data.summary())
+    store.start_run(
+        task=spec.name,
+        seed=spec.seed,
+        git_rev=git_revision(),
+        task_file=task_file,
+        config=spec.model_dump(mode="json"),
+        versions=versions(),
+        data=data.summary(),
+    )
     store.add_bad_rows((b.split, b.where, b.reason) for b in data.bad_rows)
     status = "failed"
     try:
@@ -200,13 +228,20 @@ def run_task(
     return run_dir
 
 
-def _check_methods(spec, planned, data: TaskData, task, run_dir, progress, origin, resources
-                   ) -> list[tuple[Context, Split]]:
+def _check_methods(
+    spec, planned, data: TaskData, task, run_dir, progress, origin, resources
+) -> list[tuple[Context, Split]]:
     out = []
     for plan in planned:
         seed = plan.options.seed if plan.options.seed is not None else spec.seed
-        ctx = Context(task=task, model=spec.model, seed=seed, workdir=run_dir / "work" / _safe(plan.family),
-                      progress=progress, resources=resources)
+        ctx = Context(
+            task=task,
+            model=spec.model,
+            seed=seed,
+            workdir=run_dir / "work" / _safe(plan.family),
+            progress=progress,
+            resources=resources,
+        )
         train = sample_per_class(data.train, plan.options.train_per_class, seed)
         try:
             METHODS[plan.registered].check(plan.options, train, ctx)
@@ -232,12 +267,30 @@ def _cold(resources: dict[str, Any]) -> Iterator[None]:
         yield
 
 
-def _run_one(spec, plan, name, variant, options, ctx: Context, train: Split, data: TaskData, run_dir: Path,
-             store: RunStore, progress: Progress) -> MethodResult:
+def _run_one(
+    spec,
+    plan,
+    name,
+    variant,
+    options,
+    ctx: Context,
+    train: Split,
+    data: TaskData,
+    run_dir: Path,
+    store: RunStore,
+    progress: Progress,
+) -> MethodResult:
     method = METHODS[plan.registered]
-    result = MethodResult(method=name, family=plan.family, variant=variant or None, registered=plan.registered,
-                          route=method.route, status="failed", options=options.model_dump(mode="json"),
-                          n_train=len(train))
+    result = MethodResult(
+        method=name,
+        family=plan.family,
+        variant=variant or None,
+        registered=plan.registered,
+        route=method.route,
+        status="failed",
+        options=options.model_dump(mode="json"),
+        n_train=len(train),
+    )
     try:
         ctx.workdir.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
@@ -275,7 +328,9 @@ def _run_one(spec, plan, name, variant, options, ctx: Context, train: Split, dat
         store.add_result(result, predictions)
     except KeyboardInterrupt:
         raise
-    except Exception as exc:  # a failing method is recorded (with tailor's own message, if it is one) and the run goes on
+    except (
+        Exception
+    ) as exc:  # a failing method is recorded (with tailor's own message, if it is one) and the run goes on
         result.error = f"{type(exc).__name__}: {exc}"
         store.add_result(result)
         progress.log(f"[red]{name} failed:[/red] {result.error}")
@@ -302,5 +357,7 @@ def _one_line(r: MethodResult) -> str:
         return f"  [red]failed[/red]: {r.error}"
     first = next(k for k in r.test if isinstance(r.test[k], dict))
     m = r.test[first]
-    return (f"  test {first} {m['value']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}]"
-            f"  adapt {r.costs['adapt_seconds']:.1f}s  {r.costs['predict_seconds_per_1k']:.2f}s/1k")
+    return (
+        f"  test {first} {m['value']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}]"
+        f"  adapt {r.costs['adapt_seconds']:.1f}s  {r.costs['predict_seconds_per_1k']:.2f}s/1k"
+    )

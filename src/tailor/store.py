@@ -124,8 +124,17 @@ class RunStore:
 
     # ------------------------------------------------------------------------------------------ writing
 
-    def start_run(self, *, task: str, seed: int, git_rev: str | None, task_file: str | None,
-                  config: dict, versions: dict, data: dict) -> None:
+    def start_run(
+        self,
+        *,
+        task: str,
+        seed: int,
+        git_rev: str | None,
+        task_file: str | None,
+        config: dict,
+        versions: dict,
+        data: dict,
+    ) -> None:
         with self.db:
             self.db.execute(
                 "INSERT OR REPLACE INTO run VALUES (1, ?, 'running', ?, NULL, ?, ?, ?, ?, ?, ?)",
@@ -148,19 +157,39 @@ class RunStore:
             self.db.execute(
                 "INSERT OR REPLACE INTO result VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
-                    result.method, result.family, result.variant, result.registered, result.route, result.status,
-                    json.dumps(result.options), _json(result.dev), _json(result.test), json.dumps(result.costs),
-                    result.n_train, result.adapted_dir, result.error, pos, _now(),
+                    result.method,
+                    result.family,
+                    result.variant,
+                    result.registered,
+                    result.route,
+                    result.status,
+                    json.dumps(result.options),
+                    _json(result.dev),
+                    _json(result.test),
+                    json.dumps(result.costs),
+                    result.n_train,
+                    result.adapted_dir,
+                    result.error,
+                    pos,
+                    _now(),
                 ),
             )
             rows = []
             for split, pairs in (predictions or {}).items():
                 for ex, pred in pairs:
-                    rows.append((
-                        result.method, split, ex.id, json.dumps(dict(ex.inputs), ensure_ascii=False),
-                        json.dumps(ex.target, ensure_ascii=False), pred.output, pred.label,
-                        _json(dict(pred.scores) if pred.scores is not None else None), pred.prompt,
-                    ))
+                    rows.append(
+                        (
+                            result.method,
+                            split,
+                            ex.id,
+                            json.dumps(dict(ex.inputs), ensure_ascii=False),
+                            json.dumps(ex.target, ensure_ascii=False),
+                            pred.output,
+                            pred.label,
+                            _json(dict(pred.scores) if pred.scores is not None else None),
+                            pred.prompt,
+                        )
+                    )
             self.db.executemany("INSERT OR REPLACE INTO prediction VALUES (?,?,?,?,?,?,?,?,?)", rows)
             self.db.executemany("INSERT INTO excluded VALUES (?,?,?,?)", [(result.method, *e) for e in excluded])
 

@@ -175,11 +175,14 @@ def _fit_body(model: Any, pairs: list[tuple[str, str, float]], options: Contrast
     steps = math.ceil(len(data) / options.batch_size) * options.epochs
     with ctx.progress.bar("fine-tuning encoder on pairs", steps) as bar:
         trainer = _trainer(
-            model=model, args=args, train_dataset=data, loss=CosineSimilarityLoss(model), callbacks=[advance_callback(bar)]
+            model=model,
+            args=args,
+            train_dataset=data,
+            loss=CosineSimilarityLoss(model),
+            callbacks=[advance_callback(bar)],
         )
         trainer.train()
     model.eval()
-
 
 
 def _trainer(**kwargs: Any) -> Any:
@@ -195,4 +198,3 @@ def _trainer(**kwargs: Any) -> Any:
     trainer = Trainer(**kwargs)
     trainer.remove_callback(PrinterCallback)  # with tqdm off, transformers would print every log dict
     return trainer
-

@@ -87,8 +87,12 @@ class FewShotAdapted:
         return scores_to_predictions([ex.id for ex in examples], scores, self.classes)
 
     def save(self, path: Path) -> None:
-        spec = {"texts": self.texts, "labels": self.labels, "classes": self.classes,
-                "options": self.options.model_dump()}
+        spec = {
+            "texts": self.texts,
+            "labels": self.labels,
+            "classes": self.classes,
+            "options": self.options.model_dump(),
+        }
         (path / "demonstrations.json").write_text(json.dumps(spec, ensure_ascii=False))
 
 
@@ -112,8 +116,11 @@ class FewShot:
         else:
             need = options.k * len(counts)
             if need > len(train):
-                raise MethodError(f"k={options.k} × {len(counts)} classes = {need} demonstrations, "
-                                  f"but train has only {len(train)} examples", key="k")
+                raise MethodError(
+                    f"k={options.k} × {len(counts)} classes = {need} demonstrations, "
+                    f"but train has only {len(train)} examples",
+                    key="k",
+                )
 
     def variants(self, options: FewShotOptions) -> dict[str, FewShotOptions]:
         return {"": options}
@@ -132,10 +139,17 @@ class FewShot:
         else:
             chosen = examples  # candidates; each input picks its nearest at predict time
         encoder = shared_encoder(ctx.model, ctx.resources)
-        encoder.embed([ex.text for ex in chosen], ctx.progress, "embedding demonstrations")  # fills the cache, with a bar
+        encoder.embed(
+            [ex.text for ex in chosen], ctx.progress, "embedding demonstrations"
+        )  # fills the cache, with a bar
         return FewShotAdapted(encoder, [ex.text for ex in chosen], [ex.label for ex in chosen], classes, options)
 
     def load(self, path: Path, ctx: Context) -> FewShotAdapted:
         spec = json.loads((path / "demonstrations.json").read_text())
-        return FewShotAdapted(shared_encoder(ctx.model, ctx.resources), spec["texts"], spec["labels"],
-                              spec["classes"], FewShotOptions(**spec["options"]))
+        return FewShotAdapted(
+            shared_encoder(ctx.model, ctx.resources),
+            spec["texts"],
+            spec["labels"],
+            spec["classes"],
+            FewShotOptions(**spec["options"]),
+        )

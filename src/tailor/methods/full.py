@@ -235,6 +235,3 @@ def _keep_best() -> Any:
             self.accuracies.append(acc)
 
     return KeepBest()
-
-
-

@@ -92,8 +92,10 @@ class ZeroShot:
         labels = set(ctx.task.labels or ())
         for label, desc in (options.label_descriptions or {}).items():
             if label not in labels:
-                raise MethodError(f"label_descriptions names {label!r}, not a label (labels: {', '.join(sorted(labels))})",
-                                  key=f"label_descriptions.{label}")
+                raise MethodError(
+                    f"label_descriptions names {label!r}, not a label (labels: {', '.join(sorted(labels))})",
+                    key=f"label_descriptions.{label}",
+                )
             if not desc or any(not str(d).strip() for d in ([desc] if isinstance(desc, str) else desc)):
                 raise MethodError(f"empty description for label {label!r}", key=f"label_descriptions.{label}")
 
@@ -111,4 +113,6 @@ class ZeroShot:
     def load(self, path: Path, ctx: Context) -> ZeroShotAdapted:
         spec = json.loads((path / "prompt.json").read_text())
         template = compile_template(spec["template"], "template", ctx.task.input_fields)
-        return ZeroShotAdapted(shared_encoder(ctx.model, ctx.resources), template, spec["descriptions"], spec["aggregate"])
+        return ZeroShotAdapted(
+            shared_encoder(ctx.model, ctx.resources), template, spec["descriptions"], spec["aggregate"]
+        )
