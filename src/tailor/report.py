@@ -32,7 +32,7 @@ def build_report(run_dir: Path) -> dict[str, Any]:
         for r in ok:
             preds = store.predictions(r["method"], "test")
             gold = [p["target"] for p in preds]
-            out = [p["label"] for p in preds]
+            out = [p["label"] if config["kind"] == "classification" else p["output"] for p in preds]
             prepared[r["method"]] = METRICS[primary].prepare(gold, out, labels)
             if config["kind"] == "classification":
                 correct[r["method"]] = np.array([g == o for g, o in zip(gold, out)])

@@ -117,8 +117,9 @@ def predict_all(adapted: Adapted, examples: Sequence[Example], progress: Progres
     return out
 
 
-def _gold_and_pred(examples: Sequence[Example], preds: Sequence[Prediction]) -> tuple[list, list]:
-    return [ex.target for ex in examples], [p.label if p.label is not None else None for p in preds]
+def _gold_and_pred(kind: str, examples: Sequence[Example], preds: Sequence[Prediction]) -> tuple[list, list]:
+    """Gold targets and what is scored against them: the parsed label (classification) or the output text."""
+    return [ex.target for ex in examples], [p.label if kind == "classification" else p.output for p in preds]
 
 
 def score_split(
@@ -128,7 +129,7 @@ def score_split(
     preds: Sequence[Prediction],
     with_ci: bool,
 ) -> dict[str, Any]:
-    gold, pred = _gold_and_pred(examples, preds)
+    gold, pred = _gold_and_pred(spec.kind, examples, preds)
     out: dict[str, Any] = {}
     for name in spec.metric_names:
         prep = METRICS[name].prepare(gold, pred, labels)
