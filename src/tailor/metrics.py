@@ -2,16 +2,21 @@
 
 Metrics are registered in :data:`METRICS`. Each one *prepares* the gold and predicted values of
 one method once, then scores any set of bootstrap resamples at once (an index matrix), so a
-thousand resamples cost one vectorized pass instead of a thousand library calls.
+thousand resamples cost one vectorized pass instead of a thousand library calls. The metrics of
+generated text (QA, summarization, translation) live in :mod:`tailor.metrics_text`; every metric
+is on a 0–1 scale.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
+
+from .metrics_text import CorpusMetric, PerExampleMetric, exact_match, rouge_f, token_f1
 
 
 class Prepared(Protocol):
@@ -76,6 +81,13 @@ class ClassificationMetric:
 METRICS: dict[str, Metric] = {
     "accuracy": ClassificationMetric("accuracy", macro=False),
     "macro_f1": ClassificationMetric("macro_f1", macro=True),
+    "exact_match": PerExampleMetric("exact_match", frozenset({"qa"}), exact_match),
+    "f1": PerExampleMetric("f1", frozenset({"qa"}), token_f1),
+    "rouge1": PerExampleMetric("rouge1", frozenset({"summarization"}), partial(rouge_f, "rouge1")),
+    "rouge2": PerExampleMetric("rouge2", frozenset({"summarization"}), partial(rouge_f, "rouge2")),
+    "rougeL": PerExampleMetric("rougeL", frozenset({"summarization"}), partial(rouge_f, "rougeL")),
+    "chrf": CorpusMetric("chrf", frozenset({"translation"})),
+    "bleu": CorpusMetric("bleu", frozenset({"translation"})),
 }
 
 

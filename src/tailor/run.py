@@ -137,7 +137,8 @@ def score_split(
             out[name] = estimate(prep, spec.stats.bootstrap, spec.stats.confidence, spec.seed).to_dict()
         else:
             out[name] = point(prep)
-    valid = sum(1 for p in preds if p.label is not None) if spec.kind == "classification" else len(preds)
+    # Control: how often the output could be used — a label parsed (classification), any text (generation).
+    valid = sum(1 for p in preds if (p.label is not None if spec.kind == "classification" else p.output.strip()))
     out["valid_rate"] = valid / len(preds) if preds else 0.0
     out["n"] = len(preds)
     return out
