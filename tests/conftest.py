@@ -138,6 +138,7 @@ FAST_OPTIONS: dict[str, dict[str, Any]] = {
         "batch_size": 8,
         "max_length": 32,
     },
+    "prompt": {"k": 2, "instruction": "Say what the sentence is about."},
 }
 
 

@@ -14,11 +14,13 @@ from conftest import FAST_OPTIONS, LABELS, squash
 from typer.testing import CliRunner
 
 from tailor.cli import app
+from tailor.config import ModelSpec
 from tailor.contract import Adapted, Context, MethodOptions, TaskInfo
 from tailor.methods import METHODS
 from tailor.predict import load_adapted
 from tailor.run import sample_per_class, write_adapted_meta
 from tailor.store import RunStore
+from tailor.testing import tiny_lm_path
 from tailor.types import Prediction, adapting
 
 METHOD_NAMES = list(METHODS)
@@ -42,13 +44,25 @@ def test_method_declares_its_contract(name: str) -> None:
     assert set(method.variants(options)), f"{name}: variants() of the default options is empty"
 
 
+@pytest.fixture(scope="session")
+def tiny_causal_lm(tmp_path_factory: pytest.TempPathFactory) -> ModelSpec:
+    """A random-weight Llama-style model built locally: stands in for any causal LM."""
+    return ModelSpec(name=str(tiny_lm_path(tmp_path_factory.getbasetemp() / "tiny-lms", arch="llama")))
+
+
 @pytest.mark.parametrize("name", METHOD_NAMES)
-def test_adapt_predict_save_load_roundtrip(name: str, task_data, shared_resources, tmp_path: Path) -> None:
+def test_adapt_predict_save_load_roundtrip(
+    name: str, task_data, shared_resources, tiny_causal_lm: ModelSpec, tmp_path: Path
+) -> None:
     spec, data = task_data
     method = METHODS[name]
     options = method.Options.model_validate(FAST_OPTIONS.get(name, {}))
     task = TaskInfo(spec.name, spec.kind, tuple(data.labels), tuple(spec.fields.inputs), tuple(spec.metric_names))
-    ctx = Context(task=task, model=spec.model, seed=spec.seed, workdir=tmp_path / "work", resources=shared_resources)
+    # Encoder methods run on the real pretrained encoder; generative ones on a random tiny LM, where
+    # only the contract (not the accuracy) can be checked.
+    pretrained = "encoder" in method.model_kinds
+    model = spec.model if pretrained else tiny_causal_lm
+    ctx = Context(task=task, model=model, seed=spec.seed, workdir=tmp_path / "work", resources=shared_resources)
     ctx.workdir.mkdir()
     train = sample_per_class(data.train, options.train_per_class, ctx.seed)
     method.check(options, train, ctx)
@@ -70,14 +84,17 @@ def test_adapt_predict_save_load_roundtrip(name: str, task_data, shared_resource
     assert len(before) == len(test)
     assert all(isinstance(p, Prediction) for p in before)
     assert [p.id for p in before] == [ex.id for ex in test]
-    assert all(p.label in LABELS for p in before), "every prediction on this easy task should be a valid label"
-    accuracy = sum(p.label == ex.label for p, ex in zip(before, test)) / len(test)
-    assert accuracy >= 0.5, f"{name} reached only {accuracy:.2f} test accuracy on an easy 3-class task"
+    assert all(p.label in LABELS for p in before), "every prediction should be a valid label"
+    if pretrained:
+        accuracy = sum(p.label == ex.label for p, ex in zip(before, test)) / len(test)
+        assert accuracy >= 0.5, f"{name} reached only {accuracy:.2f} test accuracy on an easy 3-class task"
 
     out = tmp_path / "adapted"
     out.mkdir()
     adapted.save(out)
-    write_adapted_meta(out, name, f"{name}/{variant}" if variant else name, options, ctx, spec)
+    write_adapted_meta(
+        out, name, f"{name}/{variant}" if variant else name, options, ctx, spec.model_copy(update={"model": model})
+    )
     assert any(p.name != "adapted.json" for p in out.iterdir()), f"{name}.save() wrote nothing"
 
     loaded, meta = load_adapted(out)  # a fresh context: nothing shared with the adapting side

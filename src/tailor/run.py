@@ -78,7 +78,8 @@ def plan_methods(spec: TaskSpec, origin: str, kind_of_model: str) -> list[Planne
                 origin,
                 f"methods[{i}].name",
                 f"{entry.name} needs a model of kind {', '.join(sorted(method.model_kinds))}; "
-                f"{spec.model.name} is {kind_of_model}",
+                f"{spec.model.name} is {kind_of_model}"
+                + ("; methods for it: " + ", ".join(n for n, m in METHODS.items() if kind_of_model in m.model_kinds)),
             )
         family = entry.label or entry.name
         n = 2

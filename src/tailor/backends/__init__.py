@@ -13,6 +13,8 @@ from ..config import ModelSpec
 
 SHARED: dict[str, str] = {
     "encoder": "tailor.backends.encoder:shared_encoder",
+    "causal": "tailor.backends.lm:shared_lm",
+    "seq2seq": "tailor.backends.lm:shared_lm",
 }
 
 

@@ -12,6 +12,7 @@ from .contrastive import Contrastive
 from .few_shot import FewShot
 from .full import Full
 from .head import Head
+from .prompt import Prompt
 from .zero_shot import ZeroShot
 
 METHODS: dict[str, Method] = {
@@ -20,6 +21,7 @@ METHODS: dict[str, Method] = {
     "head": Head(),
     "contrastive": Contrastive(),
     "full": Full(),
+    "prompt": Prompt(),
 }
 
 
