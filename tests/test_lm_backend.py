@@ -227,3 +227,20 @@ def test_seq2seq_scores_and_generates(seq2seq: LanguageModel):
     assert scores[0, 0] == pytest.approx(logp.gather(-1, label[0][:, None]).sum().item(), abs=1e-5)
     out = seq2seq.generate(["Review: good film.", "hi"], max_new_tokens=4)
     assert len(out) == 2 and all(isinstance(x, str) for x in out)
+
+
+def test_scores_match_lm_evaluation_harness(lm: LanguageModel):
+    pytest.importorskip("lm_eval")
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+
+    prefix = PREFIX + "Review: The film was terr"  # includes a BPE merge across the prefix boundary
+    prompts = ["ible. Sentiment:", "ibly dull. Sentiment: ", " ok.", ""]
+    harness = HFLM(pretrained=lm.model, tokenizer=lm.tokenizer, device="cpu", batch_size=4, dtype="float32")
+    requests = [
+        Instance("loglikelihood", {}, (prefix + p, o), k)
+        for k, (p, o) in enumerate((p, o) for p in prompts for o in OPTIONS)
+    ]
+    theirs = np.array([ll for ll, _ in harness.loglikelihood(requests, disable_tqdm=True)])
+    ours, _ = lm.score_options(prefix, prompts, OPTIONS)
+    np.testing.assert_allclose(ours, theirs.reshape(ours.shape), atol=1e-4)

@@ -184,6 +184,33 @@ def keys() -> None:
     _console().print(table)
 
 
+@app.command("make-tiny-lm")
+def make_tiny_lm(
+    out: Annotated[Path, typer.Argument(help="Folder to write the model to (an ordinary Hugging Face folder).")],
+    arch: Annotated[str, typer.Option(help="Model family: llama or qwen2.")] = "llama",
+    hidden_size: Annotated[int, typer.Option(help="Width of the model.")] = 64,
+    layers: Annotated[int, typer.Option(help="Decoder layers.")] = 2,
+    heads: Annotated[int, typer.Option(help="Attention heads (hidden size must divide by it).")] = 4,
+    vocab_size: Annotated[int, typer.Option(help="Tokenizer vocabulary to train.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seeds the tokenizer corpus and the weights.")] = 0,
+) -> None:
+    """Build a random-weight causal LM with a locally trained tokenizer: a stand-in for tests and offline examples."""
+    from .testing import build_tiny_lm
+
+    if arch not in ("llama", "qwen2"):
+        _fail(f"--arch: expected llama or qwen2, got {arch!r}")
+    path = build_tiny_lm(
+        out,
+        arch=arch,
+        hidden_size=hidden_size,
+        num_layers=layers,
+        num_heads=heads,  # type: ignore[arg-type]
+        vocab_size=vocab_size,
+        seed=seed,
+    )
+    _console().print(f"tiny {arch} model written to {path}")
+
+
 def _print_leaderboard(run_dir: Path, console) -> None:
     from rich.table import Table
 

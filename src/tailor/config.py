@@ -58,8 +58,10 @@ class FieldsSpec(BaseModel):
 
     input: str | list[str] = "text"
     """Column(s) forming the input. Several columns are kept by name (templates can use each)."""
-    target: str = "label"
-    """Column holding the target: the label for classification, the reference text otherwise."""
+    target: str | list[str] = "label"
+    """Column holding the target: the label for classification, the reference text(s) otherwise. A list means
+    the first of these columns a file has (e.g. `[references, target]` when only the test file has several
+    references)."""
     id: str | None = None
     """Column holding a stable example id; default: derived from the file name and line number."""
 
@@ -288,4 +290,8 @@ def load_task(path: str | Path, overrides: list[str] | None = None) -> tuple[Tas
         where = f"line {line + 1}" if line is not None else None
         raise TaskFileError(str(path), where, f"not valid YAML: {exc}") from None
     doc = apply_overrides(doc if isinstance(doc, dict) else doc, list(overrides or []))
-    return parse_task(doc, str(path)), path.resolve().parent
+    spec, base = parse_task(doc, str(path)), path.resolve().parent
+    local_model = base / spec.model.name
+    if spec.model.name.startswith((".", "/")) and local_model.exists():  # a model folder next to the task file
+        spec = spec.model_copy(update={"model": spec.model.model_copy(update={"name": str(local_model.resolve())})})
+    return spec, base

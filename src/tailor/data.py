@@ -186,7 +186,9 @@ class _RowReader:
                 raise TaskFileError(
                     self.origin, "fields.input", f"column {col!r} is not in {name} (columns: {available})"
                 )
-        if self.fields.target not in row:
+        targets = [self.fields.target] if isinstance(self.fields.target, str) else self.fields.target
+        self.target_column = next((t for t in targets if t in row), None)
+        if self.target_column is None:
             raise TaskFileError(
                 self.origin, "fields.target", f"column {self.fields.target!r} is not in {name} (columns: {available})"
             )
@@ -208,9 +210,9 @@ class _RowReader:
                 self.bad(split, where, f"empty input text in column {col!r}", "empty input text")
                 return None
             inputs[col] = value
-        target = _target_value(row.get(self.fields.target), self.spec.kind)
+        target = _target_value(row.get(self.target_column), self.spec.kind)
         if target is None:
-            reason = f"target column {self.fields.target!r}: missing or not a valid {self.spec.kind} target"
+            reason = f"target column {self.target_column!r}: missing or not a valid {self.spec.kind} target"
             self.bad(split, where, reason, "missing or invalid target")
             return None
         ex_id = str(row[self.fields.id]) if self.fields.id else f"{stem}:{lineno}"
