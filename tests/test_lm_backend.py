@@ -230,7 +230,6 @@ def test_seq2seq_scores_and_generates(seq2seq: LanguageModel):
 
 
 def test_scores_match_lm_evaluation_harness(lm: LanguageModel):
-    pytest.importorskip("lm_eval")
     from lm_eval.api.instance import Instance
     from lm_eval.models.huggingface import HFLM
 
