@@ -63,6 +63,7 @@ def run(
     except TailorError as exc:
         _fail(str(exc))
     run_dir = out or new_run_dir(spec, runs_root)
+    _stop_on_sigterm()
     progress = NULL_PROGRESS if quiet else RichProgress()
     console = _console()
     interrupted = False
@@ -209,6 +210,16 @@ def make_tiny_lm(
         seed=seed,
     )
     _console().print(f"tiny {arch} model written to {path}")
+
+
+def _stop_on_sigterm() -> None:
+    """Treat SIGTERM (a job scheduler, `kill`) like Ctrl-C: the run stops cleanly and keeps finished methods."""
+    import signal
+
+    def _raise(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _raise)
 
 
 def _print_leaderboard(run_dir: Path, console) -> None:
