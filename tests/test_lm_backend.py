@@ -243,3 +243,12 @@ def test_scores_match_lm_evaluation_harness(lm: LanguageModel):
     theirs = np.array([ll for ll, _ in harness.loglikelihood(requests, disable_tqdm=True)])
     ours, _ = lm.score_options(prefix, prompts, OPTIONS)
     np.testing.assert_allclose(ours, theirs.reshape(ours.shape), atol=1e-4)
+
+
+def test_dtype_from_the_model_spec(tmp_path_factory) -> None:
+    import torch
+
+    path = tiny_lm_path(tmp_path_factory.getbasetemp() / "tiny-lms", arch="llama")
+    assert LanguageModel.from_spec(ModelSpec(name=str(path)), "causal").model.dtype == torch.float32
+    lm16 = LanguageModel.from_spec(ModelSpec(name=str(path), dtype="bfloat16"), "causal")
+    assert lm16.model.dtype == torch.bfloat16

@@ -101,6 +101,8 @@ class ModelSpec(BaseModel):
     """What sort of model it is; `auto` reads the folder's configuration."""
     device: str | None = None
     """Device to run on (cpu, cuda, cuda:1, mps); default: the best one present."""
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """Weights' precision for generative models; `auto`: float32 on CPU, bfloat16 (or float16) on CUDA."""
     batch_size: int = Field(64, ge=1)
     """Examples per forward pass at inference."""
     max_length: int | None = Field(None, ge=8)

@@ -71,6 +71,7 @@ class LanguageModel:
 
         kind = kind or model_kind(spec)
         path, device = resolve_path(spec.name), best_device(spec.device)
+        dtype = dtype or (spec.dtype if spec.dtype != "auto" else None)
         if dtype is None:
             dtype = "float32"
             if device.startswith("cuda"):
