@@ -106,6 +106,7 @@ def test_adapt_predict_save_load_roundtrip(
     assert [p.id for p in after] == [p.id for p in before]
     assert [p.label for p in after] == [p.label for p in before]
     assert [p.output for p in after] == [p.output for p in before]
+    assert [p.prompt for p in after] == [p.prompt for p in before], "an exported prompt renders identically"
     for b, a in zip(before, after):
         assert (b.scores is None) == (a.scores is None)
         if b.scores is not None:
