@@ -124,7 +124,8 @@ class LanguageModel:
         for flag in (True, False):
             idx = [i for i, p in enumerate(plain) if p == flag]
             if idx:
-                ids = self.tokenizer([texts[i] for i in idx], add_special_tokens=flag)["input_ids"]
+                # verbose=False: over-long texts are expected here (they are measured, then reported or cut).
+                ids = self.tokenizer([texts[i] for i in idx], add_special_tokens=flag, verbose=False)["input_ids"]
                 for i, row in zip(idx, ids):
                     out[i] = list(row)
         return out
