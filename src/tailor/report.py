@@ -28,15 +28,15 @@ def build_report(run_dir: Path) -> dict[str, Any]:
         ok = [r for r in results if r["status"] == "ok"]
         rows = [_row(r, primary) for r in results]
         _mark_best_variants(rows)
-        prepared, correct = {}, {}
+        prepared, correct, ids = {}, {}, {}
         for r in ok:
             preds = store.predictions(r["method"], "test")
+            ids[r["method"]] = [p["example_id"] for p in preds]
             gold = [p["target"] for p in preds]
             out = [p["label"] if config["kind"] == "classification" else p["output"] for p in preds]
             prepared[r["method"]] = METRICS[primary].prepare(gold, out, labels)
             if config["kind"] == "classification":
                 correct[r["method"]] = np.array([g == o for g, o in zip(gold, out)])
-        ids = {m: [p["example_id"] for p in store.predictions(m, "test")] for m in prepared}
         if len({tuple(v) for v in ids.values()}) > 1:
             raise ValueError("methods were evaluated on different test examples; paired tests are impossible")
         stats = config.get("stats", {})
