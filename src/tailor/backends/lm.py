@@ -114,9 +114,9 @@ class LanguageModel:
         return "\n\n".join(m["content"] for m in messages)
 
     def count_tokens(self, text: str) -> int:
-        return len(self._encode([text])[0])
+        return len(self.encode([text])[0])
 
-    def _encode(self, texts: Sequence[str], special: bool = True) -> list[list[int]]:
+    def encode(self, texts: Sequence[str], special: bool = True) -> list[list[int]]:
         """Token ids as lm-eval's ``tok_encode``: special tokens unless the text already starts with BOS."""
         bos = self.tokenizer.bos_token
         plain = [special and not (bos and t.startswith(bos)) for t in texts]
@@ -130,30 +130,44 @@ class LanguageModel:
                     out[i] = list(row)
         return out
 
-    def _split_context(self, contexts: Sequence[str], options: Sequence[str]) -> tuple[list[str], list[list[str]]]:
-        """lm-eval's move of the context's trailing whitespace to the front of every option."""
+    def _split_context(self, contexts: Sequence[str], options: Sequence[Sequence[str]]) -> tuple[list[str], list[list[str]]]:
+        """lm-eval's move of the context's trailing whitespace to the front of each of its options."""
         heads, tails = [], []
-        for ctx in contexts:
+        for ctx, opts in zip(contexts, options):
             n = len(ctx) - len(ctx.rstrip())
             heads.append(ctx[: len(ctx) - n])
-            tails.append([ctx[len(ctx) - n :] + opt for opt in options])
+            tails.append([ctx[len(ctx) - n :] + opt for opt in opts])
         return heads, tails
 
     def _encode_pairs(self, contexts: Sequence[str], options: Sequence[str]) -> tuple[list[list[int]], list[Any]]:
         """(context ids per example, continuation ids per example and option) as lm-eval encodes them."""
+        return self.encode_continuations(contexts, [options] * len(contexts))
+
+    def encode_continuations(
+        self, contexts: Sequence[str], options: Sequence[Sequence[str]]
+    ) -> tuple[list[list[int]], list[list[list[int]]]]:
+        """Each context's ids and the ids of each of its own continuations, tokenized as lm-eval does.
+
+        Fine-tuning trains on exactly these tokens, so a fine-tuned model is scored on what it learned.
+        """
         heads, tails = self._split_context(contexts, options)
         if self.kind == "seq2seq":
-            flat = self._encode([t for row in tails for t in row], special=False)
-            return self._encode(heads), [flat[i * len(options) : (i + 1) * len(options)] for i in range(len(heads))]
+            flat = self.encode([t for row in tails for t in row], special=False)
+            out, at = [], 0
+            for row in tails:
+                out.append(flat[at : at + len(row)])
+                at += len(row)
+            return self.encode(heads), out
         # An empty context is conditioned on BOS (or EOS) alone, as lm-eval does.
         start = self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else self.tokenizer.eos_token_id
-        ctx_ids = self._encode(heads)
-        whole = self._encode([h + t for h, row in zip(heads, tails) for t in row])
-        conts = []
+        ctx_ids = self.encode(heads)
+        whole = self.encode([h + t for h, row in zip(heads, tails) for t in row])
+        conts, at = [], 0
         for i, (head, ctx) in enumerate(zip(heads, ctx_ids)):
-            row = whole[i * len(options) : (i + 1) * len(options)]
+            row = whole[at : at + len(tails[i])]
+            at += len(tails[i])
             if head == "":
-                row = self._encode(tails[i], special=False)
+                row = self.encode(tails[i], special=False)
                 ctx_ids[i] = [start]
                 row = [r[1:] if r and r[0] == start else r for r in row]
             else:
@@ -199,7 +213,7 @@ class LanguageModel:
         with torch.inference_mode(), progress.bar("scoring options", n * m) as bar:
             cached: list[int] = []
             if self.kind == "causal" and use_prefix_cache and prefix:
-                shared, cached = self._shareable(self._encode([prefix])[0], ctx_ids, conts)
+                shared, cached = self._shareable(self.encode([prefix])[0], ctx_ids, conts)
                 self.prefix_cached += len(cached)
                 self.prefix_fallbacks += n - len(cached)
             if cached:
@@ -233,6 +247,8 @@ class LanguageModel:
 
     def _packable(self) -> bool:
         """Whether the model takes our own 4D mask and a plain growing cache (sdpa/eager, no sliding windows)."""
+        if hasattr(self.model, "peft_config"):  # a PEFT soft prompt adds its own virtual tokens and cache
+            return False
         config = self.model.config
         if getattr(config, "_attn_implementation", None) not in ("sdpa", "eager"):
             return False
@@ -406,7 +422,7 @@ class LanguageModel:
         outputs = [""] * len(texts)
         if not texts:
             return outputs
-        encoded = self._encode(texts)
+        encoded = self.encode(texts)
         room = self.context_length - (max_new_tokens if self.kind == "causal" else 0)
         encoded = [ids[-max(1, room) :] for ids in encoded]
         options: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": do_sample}

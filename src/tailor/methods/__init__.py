@@ -12,7 +12,11 @@ from .contrastive import Contrastive
 from .few_shot import FewShot
 from .full import Full
 from .head import Head
+from .ia3 import IA3
+from .lora import Lora
+from .prefix_tuning import PrefixTuning
 from .prompt import Prompt
+from .prompt_tuning import PromptTuning
 from .zero_shot import ZeroShot
 
 METHODS: dict[str, Method] = {
@@ -22,6 +26,10 @@ METHODS: dict[str, Method] = {
     "contrastive": Contrastive(),
     "full": Full(),
     "prompt": Prompt(),
+    "lora": Lora(),
+    "ia3": IA3(),
+    "prompt-tuning": PromptTuning(),
+    "prefix-tuning": PrefixTuning(),
 }
 
 

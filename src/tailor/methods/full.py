@@ -1,5 +1,8 @@
-"""`full` (fine-tune route): every weight of the encoder, plus a fresh classification head, trained
-with transformers' `Trainer`.
+"""`full` (fine-tune route): every weight of the model trained.
+
+On a generative (causal or seq2seq) model this is supervised fine-tuning through :mod:`tailor.tuning`, on
+the same prompt the prompt route uses. On an encoder, a fresh classification head is added and everything
+is trained with transformers' `Trainer`:
 
 With a dev split, dev accuracy is measured after each epoch and the best epoch's weights are kept.
 They are kept as a copy of the state dict in memory, not through `load_best_model_at_end`: that
@@ -20,25 +23,20 @@ from pydantic import Field
 
 from ..backends.hf import advance_callback, library_bars_off, transformers_quiet
 from ..backends.models import best_device, resolve_path
-from ..contract import Context, MethodOptions, count_trainable
+from ..contract import Context, count_trainable
 from ..errors import MethodError
+from ..tuning.recipe import TUNE_FILE, TunedAdapted, TuneOptions, check_options, load_tuned, tune
 from ..types import Example, Prediction, Split
 
 
-class FullOptions(MethodOptions):
-    epochs: int = Field(3, ge=1)
-    """Passes over the training examples."""
-    batch_size: int = Field(16, ge=1)
-    """Examples per training step."""
+class FullOptions(TuneOptions):
+    """Encoders use epochs, batch_size, learning_rate, weight_decay, warmup_ratio and max_length (the best
+    dev epoch is kept); generative models use every option."""
+
     learning_rate: float = Field(5e-5, gt=0)
-    """Peak learning rate (AdamW, linear decay)."""
+    """Peak learning rate (AdamW, linear warm-up then linear decay)."""
     weight_decay: float = Field(0.01, ge=0)
     """AdamW weight decay."""
-    warmup_ratio: float = Field(0.1, ge=0, lt=1)
-    """Fraction of the training steps spent warming the learning rate up from zero."""
-    max_length: int = Field(128, ge=8)
-    """Longest input in tokens, in training and prediction alike (longer ones are truncated); capped at the
-    model's own limit."""
 
 
 @dataclass
@@ -84,12 +82,20 @@ class FullAdapted:
 class Full:
     name: ClassVar[str] = "full"
     route: ClassVar[str] = "finetune"
-    summary: ClassVar[str] = "Full fine-tuning of the encoder with a classification head (transformers Trainer)."
+    summary: ClassVar[str] = (
+        "Every weight trained: supervised fine-tuning of a generative model, or an encoder with a classification head."
+    )
     Options: ClassVar[type[FullOptions]] = FullOptions
-    task_kinds: ClassVar[frozenset[str]] = frozenset({"classification"})
-    model_kinds: ClassVar[frozenset[str]] = frozenset({"encoder"})
+    task_kinds: ClassVar[frozenset[str]] = frozenset({"classification", "qa", "summarization", "translation"})
+    model_kinds: ClassVar[frozenset[str]] = frozenset({"encoder", "causal", "seq2seq"})
+    lr_range: ClassVar[tuple[float, float]] = (1e-8, 1e-2)
 
     def check(self, options: FullOptions, train: Split, ctx: Context) -> None:
+        if _generative(ctx):
+            check_options(options, train, ctx, self.lr_range, self.name)
+            return
+        if ctx.task.kind != "classification":
+            raise MethodError(f"full fine-tuning of an encoder classifies; this task is {ctx.task.kind}")
         if not ctx.task.labels:
             raise MethodError("full fine-tuning needs the task's label set")
         unknown = sorted(set(train.labels()) - set(ctx.task.labels))
@@ -99,10 +105,12 @@ class Full:
     def variants(self, options: FullOptions) -> dict[str, FullOptions]:
         return {"": options}
 
-    def adapt(self, options: FullOptions, train: Split, dev: Split | None, ctx: Context) -> FullAdapted:
+    def adapt(self, options: FullOptions, train: Split, dev: Split | None, ctx: Context) -> FullAdapted | TunedAdapted:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
 
         self.check(options, train, ctx)
+        if _generative(ctx):
+            return tune(self.name, options, train, dev, ctx, lambda model: model)
         labels = list(ctx.task.labels or ())
         label2id = {lb: i for i, lb in enumerate(labels)}
         set_seed(ctx.seed)  # before loading: the new head's initial weights are random
@@ -139,8 +147,11 @@ class Full:
         model.eval()
         return FullAdapted(model, tokenizer, batch_size=ctx.model.batch_size)
 
-    def load(self, path: Path, ctx: Context) -> FullAdapted:
+    def load(self, path: Path, ctx: Context) -> FullAdapted | TunedAdapted:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        if (path / TUNE_FILE).is_file():
+            return load_tuned(path, ctx)
 
         trust = ctx.model.trust_remote_code
         tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust)
@@ -148,6 +159,12 @@ class Full:
             model = AutoModelForSequenceClassification.from_pretrained(str(path), trust_remote_code=trust)
         model.to(best_device(ctx.model.device)).eval()
         return FullAdapted(model, tokenizer, batch_size=ctx.model.batch_size)
+
+
+def _generative(ctx: Context) -> bool:
+    from ..backends.models import model_kind
+
+    return model_kind(ctx.model) in ("causal", "seq2seq")
 
 
 def _encode(tokenizer: Any, split: Split, label2id: dict[str, int]) -> list[dict[str, Any]]:

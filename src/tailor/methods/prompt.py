@@ -12,7 +12,7 @@ scored on dev and test. Nothing is trained.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -116,6 +116,22 @@ def parse_label(text: str, verbalizers: dict[str, list[str]]) -> str | None:
     return best
 
 
+def shorten_to_fit(
+    ex: Example, render: Callable[[Example], str], count_tokens: Callable[[str], int], limit: int
+) -> tuple[Example, str]:
+    """``ex`` with its longest input field cut by a tenth at a time until its prompt is at most ``limit``
+    tokens (40 cuts at most), and that prompt. The instruction and template are never cut."""
+    prompt = render(ex)
+    for _ in range(40):
+        if count_tokens(prompt) <= limit:
+            break
+        longest = max(ex.inputs, key=lambda f: len(ex.inputs[f]))
+        text = ex.inputs[longest]
+        ex = Example(ex.id, {**ex.inputs, longest: text[: int(len(text) * 0.9)]}, ex.target, ex.source)
+        prompt = render(ex)
+    return ex, prompt
+
+
 @dataclass
 class PromptAdapted:
     lm: Any  # tailor.backends.lm.LanguageModel
@@ -183,15 +199,7 @@ class PromptAdapted:
             )
         examples = list(examples)
         for i in too_long:
-            ex = examples[i]
-            for _ in range(40):  # shorten the longest input field by a tenth until the prompt fits
-                longest = max(ex.inputs, key=lambda f: len(ex.inputs[f]))
-                text = ex.inputs[longest]
-                ex = Example(ex.id, {**ex.inputs, longest: text[: int(len(text) * 0.9)]}, ex.target, ex.source)
-                prompts[i] = self.render([ex])[0]
-                if self.lm.count_tokens(prompts[i]) <= limit:
-                    break
-            examples[i] = ex
+            examples[i], prompts[i] = shorten_to_fit(examples[i], lambda e: self.render([e])[0], self.lm.count_tokens, limit)
         return examples, prompts
 
     # -------------------------------------------------------------------------------------- predicting

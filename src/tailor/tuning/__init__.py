@@ -1,0 +1,10 @@
+"""The fine-tune route for generative models: the pieces the fine-tuning methods share.
+
+- :mod:`.sft` turns examples into token ids and answer-only targets, through the prompt route's own rendering;
+- :mod:`.packing` lays several examples into one row without attention between them;
+- :mod:`.steps` computes the loss of a micro-batch (packed causal, padded soft-prompt or seq2seq, class head);
+- :mod:`.loop` is the training recipe: steps, dev evaluation on the task metric, early stopping, checkpoints,
+  resumption and several processes;
+- :mod:`.audits` checks, before and after training, that the above did what it claims;
+- :mod:`.recipe` wires them into the method contract (adapt, predict, save, load, export).
+"""

@@ -1,0 +1,169 @@
+"""Checks that fine-tuning did what it claims, run on every fine-tuning and written into the run record.
+
+Each guards against a bug that trains without complaint and quietly yields a worse model:
+
+- the answer mask: the loss is on answer tokens only, every answer ends with EOS, and no example lost its
+  answer to truncation (which would train it on nothing — a silent zero loss);
+- the template: the tokens trained on are the tokens the model is given at inference (same chat template,
+  same rendering, same tokenization);
+- packing: the loss of packed rows equals the loss of the same examples run one by one (else examples attend
+  to each other across the row);
+- the merge: a LoRA/IA3 adapter merged into the base weights predicts what the adapter does.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..errors import MethodError
+from ..types import Example
+from .packing import packed_batch
+from .sft import Encoded
+
+
+class AuditError(MethodError):
+    """An audit found fine-tuning about to train (or having trained) something other than intended."""
+
+
+def audit_answer_mask(rows: Sequence[Encoded], eos_id: int) -> dict[str, Any]:
+    """The fraction of tokens trained on; fails on an example with no answer tokens or without a final EOS."""
+    empty = [r.id for r in rows if not r.answer_ids or r.answer_ids == (eos_id,)]
+    if empty:
+        raise AuditError(
+            f"answer-mask audit: {len(empty)} examples have no answer tokens left to train on (truncated away?): "
+            + ", ".join(empty[:10])
+        )
+    no_eos = [r.id for r in rows if r.answer_ids[-1] != eos_id]
+    if no_eos:
+        raise AuditError(f"answer-mask audit: {len(no_eos)} answers do not end with EOS: " + ", ".join(no_eos[:10]))
+    total = sum(r.length for r in rows)
+    trained = sum(len(r.answer_ids) for r in rows)
+    return {
+        "examples": len(rows),
+        "tokens": total,
+        "answer_tokens": trained,
+        "fraction_trained": trained / total,
+        "all_end_with_eos": True,
+    }
+
+
+def audit_template(predictor: Any, examples: Sequence[Example], rows: Sequence[Encoded]) -> dict[str, Any]:
+    """Encode ``examples`` the way inference does — the scorer's (context, option) pairs, or the generator's
+    prompt — and compare with the training ``rows`` (matched by id): prompt tokens, and answer tokens before EOS."""
+    lm = predictor.lm
+    by_id = {r.id: r for r in rows}
+    examples = [ex for ex in examples if ex.id in by_id]
+    prompts = predictor.render(examples)
+    if predictor._generates:
+        contexts, answers = lm.encode(prompts), [None] * len(examples)
+    else:
+        options, owner = predictor._continuations()
+        contexts, conts = lm._encode_pairs(prompts, options)
+        labels = list(predictor.verbalizers)
+        first = {labels[o]: j for j, o in reversed(list(enumerate(owner)))}  # each label's first verbalizer
+        answers = [conts[i][first[ex.label]] for i, ex in enumerate(examples)]
+    eos = lm.tokenizer.eos_token_id
+    differ = []
+    for ex, ctx_ids, answer in zip(examples, contexts, answers):
+        row = by_id[ex.id]
+        if tuple(ctx_ids) != row.prompt_ids or (answer is not None and tuple(answer) + (eos,) != row.answer_ids):
+            differ.append(ex.id)
+    if differ:
+        raise AuditError(
+            f"template audit: the tokens trained on differ from the ones inference uses for {len(differ)} of "
+            f"{len(examples)} examples: " + ", ".join(differ[:10])
+            + f" (chat template at inference: {'yes' if predictor.use_chat else 'no'})"
+        )
+    return {
+        "checked": len(examples),
+        "chat_template": bool(predictor.use_chat),
+        "identical": True,
+        "eos_token": lm.tokenizer.convert_ids_to_tokens(eos),
+    }
+
+
+def _single_losses(model: Any, rows: Sequence[Encoded]) -> float:
+    """Summed answer loss of each example alone, through the model's plain forward (no packing, full logits)."""
+    import torch
+    import torch.nn.functional as F
+
+    from .steps import unwrap
+
+    base = unwrap(model)
+    total = 0.0
+    for r in rows:
+        ids = torch.tensor([r.ids], device=base.device)
+        logits = base(input_ids=ids, use_cache=False).logits[0].float()
+        start = len(r.prompt_ids) - 1
+        pred = logits[start : start + len(r.answer_ids)]
+        total += float(F.cross_entropy(pred, torch.tensor(r.answer_ids, device=pred.device), reduction="sum"))
+    return total
+
+
+def audit_packing(
+    model: Any,
+    rows: Sequence[Encoded],
+    capacity: int,
+    pad_id: int,
+    make_packed: Callable[..., Any] = packed_batch,
+    tolerance: float = 1e-4,
+) -> dict[str, Any]:
+    """Loss of ``rows`` packed into as few rows as fit vs each alone; fails when they differ (relative)."""
+    import torch
+
+    from .steps import packed_loss
+
+    rows = list(rows)
+    was_training = model.training
+    model.eval()  # no dropout: both sides must compute the same function
+    try:
+        with torch.no_grad():
+            batch = make_packed(rows, capacity=max(capacity, sum(r.length for r in rows)), pad_id=pad_id)
+            packed = float(packed_loss(model, batch)[0])
+            alone = _single_losses(model, rows)
+    finally:
+        model.train(was_training)
+    rel = abs(packed - alone) / max(abs(alone), 1e-12)
+    if rel > tolerance:
+        raise AuditError(
+            f"packing audit: {len(rows)} examples give loss {packed:.6f} packed but {alone:.6f} one by one "
+            f"(relative difference {rel:.2e}): packed examples see each other"
+        )
+    return {"examples": len(rows), "rows": int(batch.input_ids.shape[0]), "loss_packed": packed, "loss_alone": alone,
+            "relative_difference": rel}
+
+
+def merged_copy(model: Any) -> Any:
+    """A copy of a PEFT model with its adapter merged into the base weights (a plain transformers model)."""
+    return copy.deepcopy(model).merge_and_unload()
+
+
+def audit_merge(
+    predictor: Any,
+    model: Any,
+    examples: Sequence[Example],
+    merge: Callable[[Any], Any] = merged_copy,
+    tolerance: float = 1e-3,
+) -> dict[str, Any]:
+    """Predictions of the adapter and of the merged model on ``examples``: same labels or texts, close scores."""
+    from ..backends.lm import LanguageModel
+
+    lm = predictor.lm
+    merged = merge(model)
+    merged.eval()
+    twin = copy.copy(predictor)
+    twin.lm = LanguageModel(merged, lm.tokenizer, lm.kind, batch_size=lm.batch_size, max_length=lm.context_length)
+    ours, theirs = predictor.predict(examples), twin.predict(examples)
+    differ = [a.id for a, b in zip(ours, theirs) if a.output != b.output or a.label != b.label]
+    gap = 0.0
+    for a, b in zip(ours, theirs):
+        if a.scores and b.scores:
+            gap = max(gap, max(abs(a.scores[k] - b.scores[k]) for k in a.scores))
+    if differ or gap > tolerance:
+        raise AuditError(
+            f"merge audit: the merged model predicts differently from the adapter on {len(differ)} of "
+            f"{len(examples)} examples (largest score gap {gap:.2e})" + (": " + ", ".join(differ[:10]) if differ else "")
+        )
+    return {"examples": len(examples), "identical_outputs": True, "max_score_gap": gap}

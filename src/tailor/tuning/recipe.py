@@ -1,0 +1,459 @@
+"""Fine-tuning a generative model behind the method contract: what `full` (on a causal or seq2seq model),
+`lora`, `ia3`, `prompt-tuning` and `prefix-tuning` share. Each of those files only says how its trainable
+parameters are made; this module reads top to bottom:
+
+    load a fresh copy of the base model → seed → add the method's trainable parameters → render and tokenize
+    train with the prompt route's own prompt → audit → train (dev metric, early stopping, checkpoints) →
+    audit the merge → an Adapted that predicts through the prompt route's scorer and generator.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from ..contract import Context, MethodOptions, TaskInfo, count_trainable
+from ..errors import MethodError
+from ..methods.prompt import Prompt, PromptAdapted, PromptOptions, _parts, _verbalizers
+from ..prompting import CompiledPrompt
+from ..types import Example, Prediction, Split
+from . import audits
+from .loop import LoopSettings, fingerprint_of, train
+from .packing import packed_batch, padded_batch
+from .sft import Encoded, TooLong, encode_examples
+from .steps import packed_loss, padded_loss, seq2seq_loss, unwrap
+
+TUNE_FILE = "tune.json"
+
+
+class TuneOptions(MethodOptions):
+    """Options every generative fine-tuning method takes."""
+
+    prompt: PromptOptions = Field(default_factory=PromptOptions)
+    """The prompt trained on and predicted with (instruction, input, chat, verbalizers, mode…), as for `prompt`;
+    no demonstrations."""
+    learning_rate: float = Field(1e-4, gt=0)
+    """Peak learning rate (AdamW, linear warm-up then linear decay)."""
+    epochs: int = Field(3, ge=1)
+    """Passes over the training examples (unless max_steps is set)."""
+    max_steps: int | None = Field(None, ge=1)
+    """Train for exactly this many optimizer steps instead of whole epochs."""
+    batch_size: int = Field(16, ge=1)
+    """Examples per micro-batch (per process)."""
+    gradient_accumulation: int = Field(1, ge=1)
+    """Micro-batches per optimizer step: a step covers batch_size × gradient_accumulation × processes examples."""
+    max_length: int = Field(512, ge=8)
+    """Most tokens per example, prompt and answer (capped at the model's context)."""
+    too_long: TooLong = "truncate"
+    """An example over max_length: shorten its longest input field (the answer is never cut), skip it (counted),
+    or fail."""
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    """Fraction of the steps spent warming the learning rate up from zero."""
+    weight_decay: float = Field(0.0, ge=0)
+    """AdamW weight decay (matrices only; not biases or norms)."""
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    """Clip the gradient's norm to this (null: no clipping)."""
+    packing: bool = True
+    """Causal models: lay several examples in one row, each attending only to itself (no padding computed)."""
+    pack_length: int | None = Field(None, ge=8)
+    """Tokens per packed row; default max_length. Longer rows mean fewer, bigger matmuls but a bigger attention
+    mask."""
+    eval_every: int | None = Field(None, ge=1)
+    """Evaluate the task metric on dev every this many steps; default once per epoch."""
+    eval_examples: int = Field(200, ge=1)
+    """Dev examples (a seeded sample) the metric is measured on during training."""
+    patience: int | None = Field(3, ge=1)
+    """Stop after this many evaluations without a better dev metric (null: never stop early); the best evaluation's
+    weights are kept either way."""
+    checkpoint_every: int | None = Field(None, ge=1)
+    """Write a resumable checkpoint every this many steps; default at each evaluation."""
+
+
+@dataclass
+class TunedAdapted:
+    """A fine-tuned generative model that predicts through the prompt route's own code."""
+
+    predictor: PromptAdapted
+    method: str
+    trainable_params: int
+    weights: Literal["adapter", "model"]
+    details: dict[str, Any] = field(default_factory=dict)
+    export_merged: bool = False
+
+    @property
+    def model(self) -> Any:
+        """What was trained: the PEFT model, or the whole model."""
+        return self.predictor.lm.trained
+
+    def predict(self, examples: Sequence[Example]) -> list[Prediction]:
+        return self.predictor.predict(examples)
+
+    def save(self, path: Path) -> None:
+        from ..backends.hf import library_bars_off
+
+        tokenizer = self.predictor.lm.tokenizer
+        with library_bars_off():
+            if self.weights == "adapter":
+                self.model.save_pretrained(str(path / "adapter"))  # PEFT's own format
+            else:
+                self.model.save_pretrained(str(path))  # an ordinary Hugging Face folder
+                tokenizer.save_pretrained(str(path))
+        _write_tune_file(path, self)
+        if self.export_merged:
+            self.save_merged(path / "merged")
+
+    def save_merged(self, path: Path) -> None:
+        """The adapter merged into the base weights, as an ordinary Hugging Face folder (transformers and vLLM load
+        it) that `tailor predict` also takes."""
+        from ..backends.hf import library_bars_off
+
+        path.mkdir(parents=True, exist_ok=True)
+        merged = audits.merged_copy(self.model)
+        with library_bars_off():
+            merged.save_pretrained(str(path))
+            self.predictor.lm.tokenizer.save_pretrained(str(path))
+        _write_tune_file(path, self, method="full", weights="model")
+        meta_file = path.parent / "adapted.json"  # written by the runner after save(); completed in adapted_meta()
+        self.details.setdefault("exports", {})["merged"] = str(path)
+        if meta_file.is_file():
+            pass
+
+
+def _write_tune_file(path: Path, adapted: TunedAdapted, method: str | None = None, weights: str | None = None) -> None:
+    p = adapted.predictor
+    spec = {
+        "method": method or adapted.method,
+        "weights": weights or adapted.weights,
+        "prompt": p.options.model_dump(mode="json"),
+        "verbalizers": p.verbalizers,
+        "max_length": p.lm.context_length,
+        "trainable_params": adapted.trainable_params,
+        "details": adapted.details,
+    }
+    (path / TUNE_FILE).write_text(json.dumps(spec, indent=2, ensure_ascii=False))
+
+
+# -------------------------------------------------------------------------------------------------- checks
+
+
+def check_options(options: TuneOptions, train: Split, ctx: Context, lr_range: tuple[float, float], name: str) -> None:
+    """What every generative fine-tuning method checks before any model is loaded."""
+    from ..backends.models import model_kind
+
+    if options.prompt.k or options.prompt.variants:
+        raise MethodError("fine-tuning trains on one prompt without demonstrations: set prompt.k to 0, no "
+                          "prompt.variants", key="prompt.k" if options.prompt.k else "prompt.variants")
+    Prompt().check(options.prompt, train, ctx)
+    low, high = lr_range
+    if not low <= options.learning_rate <= high:
+        raise MethodError(
+            f"learning_rate {options.learning_rate:g} is outside the sane range for {name} ({low:g} to {high:g})",
+            key="learning_rate",
+        )
+    kind = model_kind(ctx.model)
+    if kind not in ("causal", "seq2seq"):
+        raise MethodError(f"{name} fine-tunes a generative model (causal or seq2seq); model.kind is {kind}")
+    if len(train) == 0:
+        raise MethodError("no training examples")
+
+
+# -------------------------------------------------------------------------------------------------- adapt
+
+
+def seed_everything(seed: int) -> None:
+    """Python's, numpy's and torch's generators: a seed then fully determines a run on CPU."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def primary_score(task: TaskInfo, examples: Sequence[Example], preds: Sequence[Prediction]) -> float:
+    """The task's first metric on ``examples`` (a point value, higher is better)."""
+    from ..metrics import METRICS, point
+
+    gold = [ex.target for ex in examples]
+    pred = [p.label if task.kind == "classification" else p.output for p in preds]
+    return point(METRICS[task.primary_metric].prepare(gold, pred, task.labels))
+
+
+def _dev_subset(dev: Split | None, n: int, seed: int) -> list[Example]:
+    if dev is None or len(dev) == 0:
+        return []
+    examples = list(dev)
+    if len(examples) <= n:
+        return examples
+    import numpy as np
+
+    idx = sorted(np.random.default_rng(seed).choice(len(examples), size=n, replace=False))
+    return [examples[i] for i in idx]
+
+
+def build_predictor(lm: Any, options: TuneOptions, task: TaskInfo) -> PromptAdapted:
+    prompt_options = options.prompt.model_copy(update={"truncate": options.too_long == "truncate"})
+    verbalizers = _verbalizers(task.labels or (), options.prompt.verbalizers) if task.kind == "classification" else None
+    compiled = CompiledPrompt.compile(_parts(prompt_options), task.input_fields, "prompt")
+    return PromptAdapted(lm, compiled, prompt_options, task.kind, verbalizers)
+
+
+def tune(
+    name: str,
+    options: TuneOptions,
+    train_split: Split,
+    dev: Split | None,
+    ctx: Context,
+    add_parameters: Callable[[Any], Any],
+    *,
+    per_sequence: bool = False,
+    mergeable: bool = False,
+    export_merged: bool = False,
+    describe: dict[str, Any] | None = None,
+) -> TunedAdapted:
+    """Fine-tune a fresh copy of ``ctx.model`` on ``train_split``.
+
+    Args:
+        name: The method's registry name.
+        options: Training and prompt options.
+        train_split: Labelled training examples.
+        dev: Dev examples for the task metric during training (None: train all steps, keep the last weights).
+        ctx: The run's context (model, task, seed, workdir, progress).
+        add_parameters: Makes the trainable parameters: given the base model, returns the model to train (a PEFT
+            model, or the base model itself with all its weights trainable). Called after seeding.
+        per_sequence: The trainable parameters belong to each sequence (soft prompts): no packing.
+        mergeable: The adapter can be merged into the base weights (then merge parity is audited).
+        export_merged: Also save the merged model.
+        describe: Method settings for the fingerprint a resumed checkpoint must match.
+    """
+    from ..backends.lm import LanguageModel
+
+    seed_everything(ctx.seed)
+    lm = LanguageModel.from_spec(ctx.model)
+    base = lm.model
+    lm._max_length = min(options.max_length, lm.context_length)
+    seed_everything(ctx.seed)  # the adapter's initial weights depend on the seed alone
+    trained = add_parameters(base)
+    lm.trained = trained
+    # Adapters injected into the base model's layers (LoRA, IA3) run through the base model's own forward, which
+    # keeps the scorer's fast paths (logits of chosen positions, a cached prefix); soft prompts need PEFT's.
+    lm.model = trained if per_sequence else unwrap(trained)
+    predictor = build_predictor(lm, options, ctx.task)
+
+    encoded = encode_examples(predictor, list(train_split), max_length=lm.context_length, too_long=options.too_long)
+    if not encoded.rows:
+        raise MethodError(f"every training example was longer than max_length={lm.context_length}", key="max_length")
+    report: dict[str, Any] = {"data": encoded.summary()}
+    report["audits"] = {"answer_mask": audits.audit_answer_mask(encoded.rows, lm.tokenizer.eos_token_id)}
+    changed = set(encoded.shortened)
+    sample = [ex for ex in list(train_split)[:32] if ex.id not in changed][:16]
+    report["audits"]["template"] = audits.audit_template(predictor, sample, encoded.rows)
+
+    seq2seq = lm.kind == "seq2seq"
+    pad = lm.tokenizer.pad_token_id
+    packing = options.packing and not per_sequence and not seq2seq
+    if packing:
+        capacity = max(options.pack_length or lm.context_length, max(r.length for r in encoded.rows))
+        make_batch: Callable[[Sequence[Encoded]], Any] = partial(packed_batch, capacity=capacity, pad_id=pad)
+        loss_fn = packed_loss
+        report["audits"]["packing"] = audits.audit_packing(trained, encoded.rows[:8], capacity, pad)
+    else:
+        make_batch = partial(padded_batch, pad_id=pad, seq2seq=seq2seq)
+        loss_fn = seq2seq_loss if seq2seq else padded_loss
+        report["audits"]["packing"] = {"packed": False, "why": "soft prompts" if per_sequence else "not packing"}
+
+    dev_examples = _dev_subset(dev, options.eval_examples, ctx.seed)
+    evaluate = None
+    if dev_examples:
+        evaluate = lambda: primary_score(ctx.task, dev_examples, predictor.predict(dev_examples))  # noqa: E731
+    settings = LoopSettings(
+        epochs=options.epochs,
+        max_steps=options.max_steps,
+        batch_size=options.batch_size,
+        grad_accum=options.gradient_accumulation,
+        learning_rate=options.learning_rate,
+        weight_decay=options.weight_decay,
+        warmup_ratio=options.warmup_ratio,
+        max_grad_norm=options.max_grad_norm,
+        eval_every=options.eval_every,
+        patience=options.patience,
+        checkpoint_every=options.checkpoint_every,
+        seed=ctx.seed,
+    )
+    fingerprint = fingerprint_of(
+        model=[ctx.model.name, base.config.to_dict()],
+        method=[name, describe or {}],
+        options=options.model_dump(mode="json", exclude={"eval_every", "checkpoint_every", "patience"}),
+        data=[[r.id, r.prompt_ids, r.answer_ids] for r in encoded.rows],
+        seed=ctx.seed,
+    )
+    checkpoints = ctx.workdir / "checkpoint"
+    result = train(
+        trained,
+        encoded.rows,
+        make_batch,
+        loss_fn,
+        lambda r: len(r.answer_ids),
+        settings,
+        evaluate=evaluate,
+        checkpoint_dir=checkpoints,
+        fingerprint=fingerprint,
+        progress=ctx.progress,
+    )
+    report["training"] = result.to_dict()
+    if mergeable and dev_examples:
+        report["audits"]["merge"] = audits.audit_merge(predictor, trained, dev_examples[:32])
+    adapted = TunedAdapted(
+        predictor,
+        name,
+        count_trainable(trained),
+        "adapter" if trained is not base or hasattr(trained, "peft_config") else "model",
+        report,
+        export_merged,
+    )
+    _remove_checkpoint(checkpoints)
+    return adapted
+
+
+def _remove_checkpoint(folder: Path) -> None:
+    """A finished method's checkpoint is only weight on disk (for full fine-tuning, three models' worth)."""
+    import shutil
+
+    from .loop import distributed
+
+    if distributed()[0] == 0:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# -------------------------------------------------------------------------------------------------- load
+
+
+def load_tuned(path: Path, ctx: Context) -> TunedAdapted:
+    """An adapted model saved by :meth:`TunedAdapted.save`: an adapter over ``ctx.model``, or a whole model."""
+    from ..backends.lm import LanguageModel
+    from ..config import ModelSpec
+
+    spec = json.loads((path / TUNE_FILE).read_text())
+    if spec["weights"] == "adapter":
+        from peft import PeftModel
+
+        lm = LanguageModel.from_spec(ctx.model)
+        trained = PeftModel.from_pretrained(lm.model, str(path / "adapter"))
+        trained.eval()
+        per_sequence = not getattr(trained, "merge_and_unload", None) or trained.peft_config["default"].is_prompt_learning
+        lm.model = trained if per_sequence else unwrap(trained)
+    else:
+        lm = LanguageModel.from_spec(ctx.model.model_copy(update={"name": str(path)}))
+        trained = lm.model
+    lm.trained = trained
+    lm._max_length = spec["max_length"]
+    options = TuneOptions(prompt=PromptOptions(**spec["prompt"]))
+    predictor = build_predictor(lm, options, ctx.task)
+    predictor.options = PromptOptions(**spec["prompt"])
+    return TunedAdapted(predictor, spec["method"], spec["trainable_params"], spec["weights"], spec["details"])
+
+
+def method_settings(options: MethodOptions, base: type[MethodOptions] = TuneOptions) -> dict[str, Any]:
+    """The options a method adds to :class:`TuneOptions` (its adapter's settings)."""
+    return {k: v for k, v in options.model_dump(mode="json").items() if k not in base.model_fields}
+
+
+# -------------------------------------------------------------------------------------------------- methods
+
+
+def linear_module_names(ctx: Context) -> set[str]:
+    """Names (last component) of the linear layers of ``ctx.model``, from its config alone (on the meta device)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    from ..backends.models import model_kind, resolve_path
+
+    config = AutoConfig.from_pretrained(resolve_path(ctx.model.name), trust_remote_code=ctx.model.trust_remote_code)
+    auto = AutoModelForSeq2SeqLM if model_kind(ctx.model) == "seq2seq" else AutoModelForCausalLM
+    with torch.device("meta"):
+        model = auto.from_config(config, trust_remote_code=ctx.model.trust_remote_code)
+    head = model.get_output_embeddings()
+    return {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and m is not head}
+
+
+def check_target_modules(targets: str | list[str] | None, ctx: Context, key: str = "target_modules") -> None:
+    """Every named target module exists in the model; else the error lists the ones that do."""
+    if targets is None or targets == "all-linear":
+        return
+    names = [targets] if isinstance(targets, str) else list(targets)
+    available = linear_module_names(ctx)
+    missing = [n for n in names if n not in available]
+    if missing:
+        raise MethodError(
+            f"no linear module called {', '.join(missing)} in {ctx.model.name}; its linear modules are: "
+            f"{', '.join(sorted(available))} (or use all-linear)",
+            key=key,
+        )
+
+
+def peft_task_type(ctx: Context) -> str:
+    from ..backends.models import model_kind
+
+    return "SEQ_2_SEQ_LM" if model_kind(ctx.model) == "seq2seq" else "CAUSAL_LM"
+
+
+class PeftMethod:
+    """What the PEFT-based fine-tuning methods share; each subclass says how its PEFT config is made.
+
+    Class attributes a subclass sets: ``name``, ``summary``, ``Options``, ``lr_range`` (sane learning rates),
+    ``per_sequence`` (soft prompts: no packing), ``mergeable`` (the adapter merges into the base weights).
+    """
+
+    route: ClassVar[str] = "finetune"
+    task_kinds: ClassVar[frozenset[str]] = frozenset({"classification", "qa", "summarization", "translation"})
+    model_kinds: ClassVar[frozenset[str]] = frozenset({"causal", "seq2seq"})
+    name: ClassVar[str]
+    lr_range: ClassVar[tuple[float, float]]
+    per_sequence: ClassVar[bool] = False
+    mergeable: ClassVar[bool] = False
+
+    def peft_config(self, options: Any, ctx: Context) -> Any:
+        raise NotImplementedError
+
+    def check_more(self, options: Any, ctx: Context) -> None:
+        """Checks of the method's own options (after the shared ones)."""
+
+    def check(self, options: Any, train: Split, ctx: Context) -> None:
+        check_options(options, train, ctx, self.lr_range, self.name)
+        if getattr(options, "export_merged", False) and not self.mergeable:
+            raise MethodError(f"{self.name} can't be merged into the base weights", key="export_merged")
+        self.check_more(options, ctx)
+
+    def variants(self, options: Any) -> dict[str, Any]:
+        return {"": options}
+
+    def adapt(self, options: Any, train: Split, dev: Split | None, ctx: Context) -> TunedAdapted:
+        self.check(options, train, ctx)
+
+        def add_parameters(model: Any) -> Any:
+            from peft import get_peft_model
+
+            return get_peft_model(model, self.peft_config(options, ctx))
+
+        return tune(
+            self.name,
+            options,
+            train,
+            dev,
+            ctx,
+            add_parameters,
+            per_sequence=self.per_sequence,
+            mergeable=self.mergeable,
+            export_merged=getattr(options, "export_merged", False),
+            describe=method_settings(options),
+        )
+
+    def load(self, path: Path, ctx: Context) -> TunedAdapted:
+        return load_tuned(path, ctx)
