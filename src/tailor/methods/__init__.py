@@ -17,6 +17,7 @@ from .lora import Lora
 from .prefix_tuning import PrefixTuning
 from .prompt import Prompt
 from .prompt_tuning import PromptTuning
+from .seq_cls import SeqCls
 from .zero_shot import ZeroShot
 
 METHODS: dict[str, Method] = {
@@ -30,6 +31,7 @@ METHODS: dict[str, Method] = {
     "ia3": IA3(),
     "prompt-tuning": PromptTuning(),
     "prefix-tuning": PrefixTuning(),
+    "seq-cls": SeqCls(),
 }
 
 

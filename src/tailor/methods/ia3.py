@@ -17,7 +17,7 @@ class IA3Options(TuneOptions):
     learning_rate: float = Field(3e-3, gt=0)
     """Peak learning rate (AdamW, linear warm-up then linear decay)."""
     target_modules: list[str] | None = None
-    """Layers whose outputs are scaled; default PEFT's choice for the architecture (keys, values, MLP down-projection)."""
+    """Layers whose outputs are scaled; default PEFT's choice for the architecture (keys, values, MLP down)."""
     feedforward_modules: list[str] | None = None
     """Which of target_modules are feed-forward (their inputs are scaled instead); default PEFT's choice."""
     export_merged: bool = False
@@ -35,7 +35,9 @@ class IA3(PeftMethod):
         check_target_modules(options.target_modules, ctx)
         extra = sorted(set(options.feedforward_modules or ()) - set(options.target_modules or ()))
         if options.feedforward_modules and options.target_modules and extra:
-            raise MethodError(f"feedforward_modules not in target_modules: {', '.join(extra)}", key="feedforward_modules")
+            raise MethodError(
+                f"feedforward_modules not in target_modules: {', '.join(extra)}", key="feedforward_modules"
+            )
         if (options.feedforward_modules is None) != (options.target_modules is None):
             raise MethodError("give target_modules and feedforward_modules together (or neither)", key="target_modules")
 

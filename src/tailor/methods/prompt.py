@@ -199,7 +199,9 @@ class PromptAdapted:
             )
         examples = list(examples)
         for i in too_long:
-            examples[i], prompts[i] = shorten_to_fit(examples[i], lambda e: self.render([e])[0], self.lm.count_tokens, limit)
+            examples[i], prompts[i] = shorten_to_fit(
+                examples[i], lambda e: self.render([e])[0], self.lm.count_tokens, limit
+            )
         return examples, prompts
 
     # -------------------------------------------------------------------------------------- predicting

@@ -73,7 +73,8 @@ def audit_template(predictor: Any, examples: Sequence[Example], rows: Sequence[E
     if differ:
         raise AuditError(
             f"template audit: the tokens trained on differ from the ones inference uses for {len(differ)} of "
-            f"{len(examples)} examples: " + ", ".join(differ[:10])
+            f"{len(examples)} examples: "
+            + ", ".join(differ[:10])
             + f" (chat template at inference: {'yes' if predictor.use_chat else 'no'})"
         )
     return {
@@ -131,8 +132,13 @@ def audit_packing(
             f"packing audit: {len(rows)} examples give loss {packed:.6f} packed but {alone:.6f} one by one "
             f"(relative difference {rel:.2e}): packed examples see each other"
         )
-    return {"examples": len(rows), "rows": int(batch.input_ids.shape[0]), "loss_packed": packed, "loss_alone": alone,
-            "relative_difference": rel}
+    return {
+        "examples": len(rows),
+        "rows": int(batch.input_ids.shape[0]),
+        "loss_packed": packed,
+        "loss_alone": alone,
+        "relative_difference": rel,
+    }
 
 
 def merged_copy(model: Any) -> Any:
@@ -164,6 +170,7 @@ def audit_merge(
     if differ or gap > tolerance:
         raise AuditError(
             f"merge audit: the merged model predicts differently from the adapter on {len(differ)} of "
-            f"{len(examples)} examples (largest score gap {gap:.2e})" + (": " + ", ".join(differ[:10]) if differ else "")
+            f"{len(examples)} examples (largest score gap {gap:.2e})"
+            + (": " + ", ".join(differ[:10]) if differ else "")
         )
     return {"examples": len(examples), "identical_outputs": True, "max_score_gap": gap}

@@ -86,6 +86,8 @@ class TunedAdapted:
     weights: Literal["adapter", "model"]
     details: dict[str, Any] = field(default_factory=dict)
     export_merged: bool = False
+    meta: dict[str, Any] = field(default_factory=dict)
+    """The task, seed and base model, for the adapted.json of an exported merged model."""
 
     @property
     def model(self) -> Any:
@@ -120,10 +122,17 @@ class TunedAdapted:
             merged.save_pretrained(str(path))
             self.predictor.lm.tokenizer.save_pretrained(str(path))
         _write_tune_file(path, self, method="full", weights="model")
-        meta_file = path.parent / "adapted.json"  # written by the runner after save(); completed in adapted_meta()
-        self.details.setdefault("exports", {})["merged"] = str(path)
-        if meta_file.is_file():
-            pass
+        if self.meta:  # what `tailor predict` needs to use the folder on its own
+            from .. import __version__
+
+            meta = {
+                "tailor_version": __version__,
+                "method": "full",
+                "name": f"{self.method} (merged)",
+                "options": {},
+                **self.meta,
+            }
+            (path / "adapted.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False))
 
 
 def _write_tune_file(path: Path, adapted: TunedAdapted, method: str | None = None, weights: str | None = None) -> None:
@@ -148,8 +157,10 @@ def check_options(options: TuneOptions, train: Split, ctx: Context, lr_range: tu
     from ..backends.models import model_kind
 
     if options.prompt.k or options.prompt.variants:
-        raise MethodError("fine-tuning trains on one prompt without demonstrations: set prompt.k to 0, no "
-                          "prompt.variants", key="prompt.k" if options.prompt.k else "prompt.variants")
+        raise MethodError(
+            "fine-tuning trains on one prompt without demonstrations: set prompt.k to 0, no prompt.variants",
+            key="prompt.k" if options.prompt.k else "prompt.variants",
+        )
     Prompt().check(options.prompt, train, ctx)
     low, high = lr_range
     if not low <= options.learning_rate <= high:
@@ -198,11 +209,11 @@ def _dev_subset(dev: Split | None, n: int, seed: int) -> list[Example]:
     return [examples[i] for i in idx]
 
 
-def build_predictor(lm: Any, options: TuneOptions, task: TaskInfo) -> PromptAdapted:
-    prompt_options = options.prompt.model_copy(update={"truncate": options.too_long == "truncate"})
-    verbalizers = _verbalizers(task.labels or (), options.prompt.verbalizers) if task.kind == "classification" else None
-    compiled = CompiledPrompt.compile(_parts(prompt_options), task.input_fields, "prompt")
-    return PromptAdapted(lm, compiled, prompt_options, task.kind, verbalizers)
+def build_predictor(lm: Any, prompt: PromptOptions, task: TaskInfo) -> PromptAdapted:
+    """The prompt route's predictor over ``lm``: it renders training prompts and, after training, predicts."""
+    verbalizers = _verbalizers(task.labels or (), prompt.verbalizers) if task.kind == "classification" else None
+    compiled = CompiledPrompt.compile(_parts(prompt), task.input_fields, "prompt")
+    return PromptAdapted(lm, compiled, prompt, task.kind, verbalizers)
 
 
 def tune(
@@ -245,7 +256,10 @@ def tune(
     # Adapters injected into the base model's layers (LoRA, IA3) run through the base model's own forward, which
     # keeps the scorer's fast paths (logits of chosen positions, a cached prefix); soft prompts need PEFT's.
     lm.model = trained if per_sequence else unwrap(trained)
-    predictor = build_predictor(lm, options, ctx.task)
+    # at inference an over-long input is shortened as in training (or refused, as in training)
+    predictor = build_predictor(
+        lm, options.prompt.model_copy(update={"truncate": options.too_long == "truncate"}), ctx.task
+    )
 
     encoded = encode_examples(predictor, list(train_split), max_length=lm.context_length, too_long=options.too_long)
     if not encoded.rows:
@@ -314,9 +328,10 @@ def tune(
         predictor,
         name,
         count_trainable(trained),
-        "adapter" if trained is not base or hasattr(trained, "peft_config") else "model",
+        "model" if trained is base else "adapter",
         report,
         export_merged,
+        {"task": ctx.task.to_dict(), "seed": ctx.seed, "model": ctx.model.model_dump(mode="json")},
     )
     _remove_checkpoint(checkpoints)
     return adapted
@@ -338,7 +353,6 @@ def _remove_checkpoint(folder: Path) -> None:
 def load_tuned(path: Path, ctx: Context) -> TunedAdapted:
     """An adapted model saved by :meth:`TunedAdapted.save`: an adapter over ``ctx.model``, or a whole model."""
     from ..backends.lm import LanguageModel
-    from ..config import ModelSpec
 
     spec = json.loads((path / TUNE_FILE).read_text())
     if spec["weights"] == "adapter":
@@ -347,16 +361,16 @@ def load_tuned(path: Path, ctx: Context) -> TunedAdapted:
         lm = LanguageModel.from_spec(ctx.model)
         trained = PeftModel.from_pretrained(lm.model, str(path / "adapter"))
         trained.eval()
-        per_sequence = not getattr(trained, "merge_and_unload", None) or trained.peft_config["default"].is_prompt_learning
+        per_sequence = (
+            not getattr(trained, "merge_and_unload", None) or trained.peft_config["default"].is_prompt_learning
+        )
         lm.model = trained if per_sequence else unwrap(trained)
     else:
         lm = LanguageModel.from_spec(ctx.model.model_copy(update={"name": str(path)}))
         trained = lm.model
     lm.trained = trained
     lm._max_length = spec["max_length"]
-    options = TuneOptions(prompt=PromptOptions(**spec["prompt"]))
-    predictor = build_predictor(lm, options, ctx.task)
-    predictor.options = PromptOptions(**spec["prompt"])
+    predictor = build_predictor(lm, PromptOptions(**spec["prompt"]), ctx.task)
     return TunedAdapted(predictor, spec["method"], spec["trainable_params"], spec["weights"], spec["details"])
 
 

@@ -1,0 +1,251 @@
+"""`seq-cls` (fine-tune route): a classification head on a causal LM — the last token's hidden state mapped
+to the labels (transformers' ``*ForSequenceClassification``) — trained with LoRA adapters (`adapter: lora`) or
+every weight (`adapter: none`). The alternative to generating or scoring the label's words: one forward pass
+per example, probabilities over exactly the labels, nothing to parse.
+
+The input is the same rendered prompt the prompt route and the other fine-tuning methods use (without an
+answer), so the methods differ only in how the label comes out.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from ..contract import Context, count_trainable
+from ..errors import MethodError
+from ..tuning.loop import LoopSettings, fingerprint_of, train
+from ..tuning.packing import class_batch
+from ..tuning.recipe import (
+    _dev_subset,
+    _remove_checkpoint,
+    build_predictor,
+    check_options,
+    check_target_modules,
+    method_settings,
+    primary_score,
+    seed_everything,
+)
+from ..tuning.sft import Encoded
+from ..tuning.steps import class_loss
+from ..types import Example, Prediction, Split
+from .lora import LoraOptions
+
+SEQ_CLS_FILE = "seq_cls.json"
+
+
+class SeqClsOptions(LoraOptions):
+    adapter: Literal["lora", "none"] = "lora"
+    """Train LoRA adapters and the new head (lora), or every weight and the head (none)."""
+
+
+@dataclass
+class SeqClsAdapted:
+    model: Any  # a *ForSequenceClassification model, PEFT-wrapped for adapter: lora
+    predictor: Any  # the prompt route's renderer (tailor.methods.prompt.PromptAdapted)
+    labels: list[str]
+    max_length: int
+    trainable_params: int
+    details: dict[str, Any] = field(default_factory=dict)
+    batch_size: int = 32
+
+    def encode(self, examples: Sequence[Example]) -> list[Encoded]:
+        from .prompt import shorten_to_fit
+
+        lm = self.predictor.lm
+        prompts = self.predictor.render(examples)
+        ids = lm.encode(prompts)
+        for i, row in enumerate(ids):
+            if len(row) > self.max_length:  # shorten the input, as the prompt route does; the template stays
+                _, prompt = shorten_to_fit(
+                    examples[i], lambda e: self.predictor.render([e])[0], lm.count_tokens, self.max_length
+                )
+                ids[i] = lm.encode([prompt])[0][-self.max_length :]
+        return [Encoded(ex.id, tuple(row), ()) for ex, row in zip(examples, ids)]
+
+    def predict(self, examples: Sequence[Example]) -> list[Prediction]:
+        import torch
+
+        rows = self.encode(examples)
+        prompts = self.predictor.render(examples)
+        pad = self.predictor.lm.tokenizer.pad_token_id
+        out: list[Prediction] = []
+        self.model.eval()
+        with torch.inference_mode():
+            for start in range(0, len(rows), self.batch_size):
+                chunk = rows[start : start + self.batch_size]
+                batch = class_batch(chunk, [0] * len(chunk), pad)
+                device = self.model.device
+                logits = self.model(
+                    input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device)
+                ).logits
+                probs = logits.float().softmax(-1).cpu().numpy()
+                for j, row in enumerate(probs):
+                    best = self.labels[int(row.argmax())]
+                    scores = {lb: float(p) for lb, p in zip(self.labels, row)}
+                    out.append(Prediction(chunk[j].id, best, best, scores, prompts[start + j]))
+        return out
+
+    def save(self, path: Path) -> None:
+        from ..backends.hf import library_bars_off
+
+        with library_bars_off():
+            self.model.save_pretrained(str(path / "model"))
+            self.predictor.lm.tokenizer.save_pretrained(str(path / "model"))
+        spec = {
+            "weights": "adapter" if hasattr(self.model, "peft_config") else "model",
+            "labels": self.labels,
+            "prompt": self.predictor.options.model_dump(mode="json"),
+            "max_length": self.max_length,
+            "trainable_params": self.trainable_params,
+            "details": self.details,
+        }
+        (path / SEQ_CLS_FILE).write_text(json.dumps(spec, indent=2, ensure_ascii=False))
+
+
+def _load_classifier(name: str, labels: list[str], ctx: Context) -> tuple[Any, Any]:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from ..backends.hf import library_bars_off, transformers_quiet
+    from ..backends.models import best_device, resolve_path
+
+    path = resolve_path(name)
+    trust = ctx.model.trust_remote_code
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    with library_bars_off(), transformers_quiet():  # the new head's weights are "missing": that is the point
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path,
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={lb: i for i, lb in enumerate(labels)},
+            pad_token_id=tokenizer.pad_token_id,
+            trust_remote_code=trust,
+        )
+    return model.to(best_device(ctx.model.device)), tokenizer
+
+
+def _renderer(model: Any, tokenizer: Any, options: SeqClsOptions, ctx: Context, max_length: int) -> Any:
+    from ..backends.lm import LanguageModel
+
+    lm = LanguageModel(model, tokenizer, "causal", max_length=max_length)
+    return build_predictor(lm, options.prompt.model_copy(update={"verbalizers": None}), ctx.task)
+
+
+class SeqCls:
+    name: ClassVar[str] = "seq-cls"
+    route: ClassVar[str] = "finetune"
+    summary: ClassVar[str] = "A classification head on a causal LM's last token, trained with LoRA or in full."
+    Options: ClassVar[type[SeqClsOptions]] = SeqClsOptions
+    task_kinds: ClassVar[frozenset[str]] = frozenset({"classification"})
+    model_kinds: ClassVar[frozenset[str]] = frozenset({"causal"})
+    lr_range: ClassVar[tuple[float, float]] = (1e-7, 5e-2)
+
+    def check(self, options: SeqClsOptions, train: Split, ctx: Context) -> None:
+        if ctx.task.kind != "classification" or not ctx.task.labels:
+            raise MethodError("seq-cls classifies: the task needs a label set")
+        check_options(options, train, ctx, self.lr_range, self.name)
+        if options.export_merged:
+            raise MethodError(
+                "seq-cls saves its head and adapter together; export_merged is not offered", key="export_merged"
+            )
+        if options.adapter == "lora":
+            check_target_modules(options.target_modules, ctx)
+
+    def variants(self, options: SeqClsOptions) -> dict[str, SeqClsOptions]:
+        return {"": options}
+
+    def adapt(self, options: SeqClsOptions, train_split: Split, dev: Split | None, ctx: Context) -> SeqClsAdapted:
+        self.check(options, train_split, ctx)
+        labels = list(ctx.task.labels or ())
+        seed_everything(ctx.seed)  # the head's (and the adapter's) initial weights depend on the seed alone
+        model, tokenizer = _load_classifier(ctx.model.name, labels, ctx)
+        if options.adapter == "lora":
+            from peft import LoraConfig, get_peft_model
+
+            config = LoraConfig(
+                r=options.rank,
+                lora_alpha=options.alpha,
+                lora_dropout=options.dropout,
+                target_modules=options.target_modules,
+                use_dora=options.dora,
+                task_type="SEQ_CLS",  # PEFT then trains the new head in full beside the adapters
+            )
+            model = get_peft_model(model, config)
+        context = getattr(model.config, "max_position_embeddings", None) or options.max_length
+        max_length = min(options.max_length, context)
+        adapted = SeqClsAdapted(
+            model, _renderer(model, tokenizer, options, ctx, max_length), labels, max_length, count_trainable(model)
+        )
+        examples = list(train_split)
+        encoded = adapted.encode(examples)
+        classes = {lb: i for i, lb in enumerate(labels)}
+        rows = [(e, classes[ex.label]) for e, ex in zip(encoded, examples)]
+        pad = tokenizer.pad_token_id
+
+        def make_batch(chunk: Sequence[tuple[Encoded, int]]) -> Any:
+            return class_batch([e for e, _ in chunk], [c for _, c in chunk], pad)
+
+        dev_examples = _dev_subset(dev, options.eval_examples, ctx.seed)
+        evaluate = (
+            (lambda: primary_score(ctx.task, dev_examples, adapted.predict(dev_examples))) if dev_examples else None
+        )
+        settings = LoopSettings(
+            epochs=options.epochs,
+            max_steps=options.max_steps,
+            batch_size=options.batch_size,
+            grad_accum=options.gradient_accumulation,
+            learning_rate=options.learning_rate,
+            weight_decay=options.weight_decay,
+            warmup_ratio=options.warmup_ratio,
+            max_grad_norm=options.max_grad_norm,
+            eval_every=options.eval_every,
+            patience=options.patience,
+            checkpoint_every=options.checkpoint_every,
+            seed=ctx.seed,
+        )
+        fingerprint = fingerprint_of(
+            model=[ctx.model.name, model.config.to_dict()],
+            method=[self.name, method_settings(options)],
+            options=options.model_dump(mode="json", exclude={"eval_every", "checkpoint_every", "patience"}),
+            data=[[e.id, e.prompt_ids, c] for e, c in rows],
+            seed=ctx.seed,
+        )
+        result = train(
+            model,
+            rows,
+            make_batch,
+            class_loss,
+            lambda r: 1,
+            settings,
+            evaluate=evaluate,
+            checkpoint_dir=ctx.workdir / "checkpoint",
+            fingerprint=fingerprint,
+            progress=ctx.progress,
+        )
+        _remove_checkpoint(ctx.workdir / "checkpoint")
+        adapted.details = {
+            "data": {"examples": len(rows), "max_length": max_length},
+            "audits": {"template": {"chat_template": bool(adapted.predictor.use_chat)}},
+            "training": result.to_dict(),
+        }
+        return adapted
+
+    def load(self, path: Path, ctx: Context) -> SeqClsAdapted:
+        spec = json.loads((path / SEQ_CLS_FILE).read_text())
+        labels = spec["labels"]
+        options = SeqClsOptions.model_validate({"prompt": spec["prompt"]})
+        if spec["weights"] == "adapter":
+            from peft import PeftModel
+
+            model, tokenizer = _load_classifier(ctx.model.name, labels, ctx)
+            model = PeftModel.from_pretrained(model, str(path / "model"))
+        else:
+            model, tokenizer = _load_classifier(str(path / "model"), labels, ctx)
+        model.eval()
+        renderer = _renderer(model, tokenizer, options, ctx, spec["max_length"])
+        return SeqClsAdapted(model, renderer, labels, spec["max_length"], spec["trainable_params"], spec["details"])
