@@ -130,7 +130,9 @@ class LanguageModel:
                     out[i] = list(row)
         return out
 
-    def _split_context(self, contexts: Sequence[str], options: Sequence[Sequence[str]]) -> tuple[list[str], list[list[str]]]:
+    def _split_context(
+        self, contexts: Sequence[str], options: Sequence[Sequence[str]]
+    ) -> tuple[list[str], list[list[str]]]:
         """lm-eval's move of the context's trailing whitespace to the front of each of its options."""
         heads, tails = [], []
         for ctx, opts in zip(contexts, options):
