@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
+from .contract import MethodOptions
+from .demos import Order, Selection
 from .errors import MethodError
 from .prompts import Template, compile_template
 from .types import Example
@@ -54,12 +56,11 @@ class CompiledPrompt:
 
     @classmethod
     def compile(cls, parts: PromptParts, fields: Sequence[str], where: str) -> CompiledPrompt:
+        at = f"{where}." if where else ""
         if len(set(parts.order)) != len(parts.order) or "input" not in parts.order:
-            raise MethodError(
-                f"{where}.order must name each part at most once and include `input`", key=f"{where}.order"
-            )
+            raise MethodError(f"{at}order must name each part at most once and include `input`", key=f"{at}order")
         templates = {
-            name: compile_template(getattr(parts, name), f"{where}.{name}", fields)
+            name: compile_template(getattr(parts, name), f"{at}{name}", fields)
             for name in TEMPLATED
             if getattr(parts, name)
         }
@@ -127,3 +128,61 @@ def shared_prefix(prompts: Sequence[str]) -> str:
         n += 1
     cut = first.rfind("\n", 0, n)
     return first[: cut + 1] if cut >= 0 else ""
+
+
+class PromptOptions(MethodOptions):
+    instruction: str = ""
+    """What the model is asked to do (Jinja2 over the example's fields)."""
+    context: str = ""
+    """Background the model may need, e.g. `{{ context }}` for QA."""
+    output_format: str = ""
+    """How the answer must look."""
+    input: str = "{{ text }}"
+    """How an example's input is shown (for demonstrations too)."""
+    answer_prefix: str = "Answer:"
+    """Completion prompts: the cue the answer follows."""
+    order: tuple[str, ...] = ("instruction", "context", "output_format", "demonstrations", "input")
+    """Order of the parts (instruction, context, output_format, demonstrations, input)."""
+    chat: Literal["auto", "chat", "completion"] = "auto"
+    """Use the model's chat template (`auto`: when it has one) or a plain completion string."""
+    variants: dict[str, dict[str, Any]] | None = None
+    """Named alternatives overriding any of the parts above (wording, format, order); each is scored on dev and test."""
+    k: int = Field(0, ge=0)
+    """Demonstrations in the prompt (0 = zero-shot)."""
+    select: Selection = "balanced"
+    """How demonstrations are chosen from train: random, label-balanced, nearest neighbours of the input, or
+    diverse nearest neighbours (MMR), by all-MiniLM-L6-v2 embeddings."""
+    demo_order: Order = "fixed"
+    """Demonstration order: as chosen, shuffled (seeded), or the most similar to the input last."""
+    mmr_lambda: float = Field(0.5, ge=0, le=1)
+    """MMR trade-off between similarity to the input (1) and diversity (0)."""
+    mode: Literal["score", "generate"] = "score"
+    """Classification: score each label's verbalizer by log-likelihood, or let the model write the label."""
+    scoring: Literal["sum", "mean", "calibrated"] = "sum"
+    """Option scores: summed log-probability, per-token mean, or calibrated against content-free inputs."""
+    verbalizers: dict[str, str | list[str]] | None = None
+    """Words for each label (several allowed); default: the label itself."""
+    max_new_tokens: int = Field(32, ge=1, le=4096)
+    """Generation: the most tokens to write."""
+    stop: list[str] | None = None
+    """Generation: cut the output at the first of these; default: a line break (classification, QA), none otherwise."""
+    do_sample: bool = False
+    """Generation: sample instead of greedy decoding."""
+    temperature: float = Field(1.0, gt=0)
+    """Sampling temperature."""
+    top_p: float = Field(1.0, gt=0, le=1)
+    """Nucleus sampling mass."""
+    truncate: bool = False
+    """When a prompt is longer than the model's context, shorten the example's input instead of failing."""
+
+
+def parts_of(o: PromptOptions) -> PromptParts:
+    return PromptParts(
+        instruction=o.instruction,
+        context=o.context,
+        output_format=o.output_format,
+        input=o.input,
+        answer_prefix=o.answer_prefix,
+        order=o.order,
+        chat=o.chat,
+    )  # type: ignore[arg-type]

@@ -15,77 +15,18 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import Field
 
 from ..config import ModelSpec
-from ..contract import Context, MethodOptions
-from ..demos import DemoPool, Order, Selection, fixed_demos, order_demos, similar_demos
+from ..contract import Context
+from ..demos import DemoPool, fixed_demos, order_demos, similar_demos
 from ..errors import MethodError
-from ..prompting import PART_NAMES, CompiledPrompt, PromptParts, shared_prefix
+from ..prompting import PART_NAMES, CompiledPrompt, PromptOptions, parts_of, shared_prefix
 from ..types import Example, Prediction, Split
 
 CONTENT_FREE = ("N/A", "", "[MASK]")
-
-
-class PromptOptions(MethodOptions):
-    instruction: str = ""
-    """What the model is asked to do (Jinja2 over the example's fields)."""
-    context: str = ""
-    """Background the model may need, e.g. `{{ context }}` for QA."""
-    output_format: str = ""
-    """How the answer must look."""
-    input: str = "{{ text }}"
-    """How an example's input is shown (for demonstrations too)."""
-    answer_prefix: str = "Answer:"
-    """Completion prompts: the cue the answer follows."""
-    order: tuple[str, ...] = ("instruction", "context", "output_format", "demonstrations", "input")
-    """Order of the parts (instruction, context, output_format, demonstrations, input)."""
-    chat: Literal["auto", "chat", "completion"] = "auto"
-    """Use the model's chat template (`auto`: when it has one) or a plain completion string."""
-    variants: dict[str, dict[str, Any]] | None = None
-    """Named alternatives overriding any of the parts above (wording, format, order); each is scored on dev and test."""
-    k: int = Field(0, ge=0)
-    """Demonstrations in the prompt (0 = zero-shot)."""
-    select: Selection = "balanced"
-    """How demonstrations are chosen from train: random, label-balanced, nearest neighbours of the input, or
-    diverse nearest neighbours (MMR), by all-MiniLM-L6-v2 embeddings."""
-    demo_order: Order = "fixed"
-    """Demonstration order: as chosen, shuffled (seeded), or the most similar to the input last."""
-    mmr_lambda: float = Field(0.5, ge=0, le=1)
-    """MMR trade-off between similarity to the input (1) and diversity (0)."""
-    mode: Literal["score", "generate"] = "score"
-    """Classification: score each label's verbalizer by log-likelihood, or let the model write the label."""
-    scoring: Literal["sum", "mean", "calibrated"] = "sum"
-    """Option scores: summed log-probability, per-token mean, or calibrated against content-free inputs."""
-    verbalizers: dict[str, str | list[str]] | None = None
-    """Words for each label (several allowed); default: the label itself."""
-    max_new_tokens: int = Field(32, ge=1, le=4096)
-    """Generation: the most tokens to write."""
-    stop: list[str] | None = None
-    """Generation: cut the output at the first of these; default: a line break (classification, QA), none otherwise."""
-    do_sample: bool = False
-    """Generation: sample instead of greedy decoding."""
-    temperature: float = Field(1.0, gt=0)
-    """Sampling temperature."""
-    top_p: float = Field(1.0, gt=0, le=1)
-    """Nucleus sampling mass."""
-    truncate: bool = False
-    """When a prompt is longer than the model's context, shorten the example's input instead of failing."""
-
-
-def _parts(o: PromptOptions) -> PromptParts:
-    return PromptParts(
-        instruction=o.instruction,
-        context=o.context,
-        output_format=o.output_format,
-        input=o.input,
-        answer_prefix=o.answer_prefix,
-        order=o.order,
-        chat=o.chat,
-    )  # type: ignore[arg-type]
 
 
 def _verbalizers(labels: Sequence[str], given: dict[str, str | list[str]] | None) -> dict[str, list[str]]:
@@ -312,8 +253,8 @@ class Prompt:
                     key=f"variants.{name}",
                 )
         for name, opts in self.variants(options).items():
-            where = f"variants.{name}" if name else "prompt"
-            CompiledPrompt.compile(_parts(opts), ctx.task.input_fields, where)
+            where = f"variants.{name}" if name else ""
+            CompiledPrompt.compile(parts_of(opts), ctx.task.input_fields, where)
         if ctx.task.kind == "classification":
             labels = ctx.task.labels or ()
             extra = sorted(set(options.verbalizers or {}) - set(labels))
@@ -345,7 +286,7 @@ class Prompt:
         from ..backends.lm import shared_lm
 
         lm = shared_lm(ctx.model, ctx.resources)
-        prompt = CompiledPrompt.compile(_parts(options), ctx.task.input_fields, "prompt")
+        prompt = CompiledPrompt.compile(parts_of(options), ctx.task.input_fields, "prompt")
         verbalizers = _verbalizers(ctx.task.labels, options.verbalizers) if ctx.task.kind == "classification" else None
         if verbalizers:
             for label, words in verbalizers.items():
@@ -380,7 +321,7 @@ class Prompt:
         ]
         adapted = PromptAdapted(
             shared_lm(ctx.model, ctx.resources),
-            CompiledPrompt.compile(_parts(options), ctx.task.input_fields, "prompt"),
+            CompiledPrompt.compile(parts_of(options), ctx.task.input_fields, "prompt"),
             options,
             ctx.task.kind,
             spec["verbalizers"],

@@ -15,20 +15,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
 
 from ..contract import Context, MethodOptions, TaskInfo, count_trainable
 from ..errors import MethodError
-from ..methods.prompt import Prompt, PromptAdapted, PromptOptions, _parts, _verbalizers
-from ..prompting import CompiledPrompt
+from ..prompting import CompiledPrompt, PromptOptions, parts_of
 from ..types import Example, Prediction, Split
 from . import audits
 from .loop import LoopSettings, fingerprint_of, train
 from .packing import packed_batch, padded_batch
 from .sft import Encoded, TooLong, encode_examples
 from .steps import packed_loss, padded_loss, seq2seq_loss, unwrap
+
+if TYPE_CHECKING:  # the methods package imports this module; its own modules are imported where used
+    from ..methods.prompt import PromptAdapted
 
 TUNE_FILE = "tune.json"
 
@@ -155,13 +157,17 @@ def _write_tune_file(path: Path, adapted: TunedAdapted, method: str | None = Non
 def check_options(options: TuneOptions, train: Split, ctx: Context, lr_range: tuple[float, float], name: str) -> None:
     """What every generative fine-tuning method checks before any model is loaded."""
     from ..backends.models import model_kind
+    from ..methods.prompt import Prompt
 
     if options.prompt.k or options.prompt.variants:
         raise MethodError(
             "fine-tuning trains on one prompt without demonstrations: set prompt.k to 0, no prompt.variants",
             key="prompt.k" if options.prompt.k else "prompt.variants",
         )
-    Prompt().check(options.prompt, train, ctx)
+    try:
+        Prompt().check(options.prompt, train, ctx)
+    except MethodError as exc:  # the prompt's options sit under `prompt:` here
+        raise MethodError(exc.message, key=f"prompt.{exc.key}" if exc.key else "prompt") from None
     low, high = lr_range
     if not low <= options.learning_rate <= high:
         raise MethodError(
@@ -211,8 +217,10 @@ def _dev_subset(dev: Split | None, n: int, seed: int) -> list[Example]:
 
 def build_predictor(lm: Any, prompt: PromptOptions, task: TaskInfo) -> PromptAdapted:
     """The prompt route's predictor over ``lm``: it renders training prompts and, after training, predicts."""
+    from ..methods.prompt import PromptAdapted, _verbalizers
+
     verbalizers = _verbalizers(task.labels or (), prompt.verbalizers) if task.kind == "classification" else None
-    compiled = CompiledPrompt.compile(_parts(prompt), task.input_fields, "prompt")
+    compiled = CompiledPrompt.compile(parts_of(prompt), task.input_fields, "prompt")
     return PromptAdapted(lm, compiled, prompt, task.kind, verbalizers)
 
 

@@ -110,7 +110,10 @@ def encode_examples(
     lm = predictor.lm
     if separate is None:
         separate = predictor._generates
-    space = "" if predictor.use_chat or lm.kind == "seq2seq" else " "
+    if separate:  # what generate() writes after the prompt: an encoder-decoder's answer starts the decoder afresh
+        space = "" if predictor.use_chat or lm.kind == "seq2seq" else " "
+    else:  # exactly the continuation the scorer scores (PromptAdapted._continuations), on any kind of model
+        space = "" if predictor.use_chat else " "
     answers = [space + answer_text(ex, predictor.kind, predictor.verbalizers) for ex in examples]
     prompts = predictor.render(examples)
     eos = lm.tokenizer.eos_token_id
@@ -126,10 +129,15 @@ def encode_examples(
         return [(p, a if a[-1:] == [eos] else [*a, eos]) for p, a in zip(p_ids, a_ids)]
 
     pairs = encode(prompts, answers)
-    empty = [ex.id for ex, (_, a) in zip(examples, pairs) if len(a) <= 1]
+    # The tokens in ``pairs`` may hold nothing but the space put in front of the answer, or the whitespace
+    # lm-eval moves there from the end of the prompt (a chat template's line break): an answer is empty when
+    # its own text, stripped, tokenizes to nothing.
+    bare = lm.encode([a.strip() for a in answers], special=False)
+    empty = [ex.id for ex, (_, a), b in zip(examples, pairs, bare) if len(a) <= 1 or not b]
     if empty:
         raise MethodError(
-            f"{len(empty)} training answers are empty after tokenization: {_ids_list(empty)}", key="fields.target"
+            f"{len(empty)} training answers are empty after tokenization: {_ids_list(empty)}",
+            key="verbalizers" if predictor.kind == "classification" else "fields.target",
         )
     no_room = [ex.id for ex, (_, a) in zip(examples, pairs) if len(a) >= max_length]
     if no_room:
