@@ -50,37 +50,72 @@ def run(
         "runs"
     ),
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or per-method lines.")] = False,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            "--resume",
+            help="Continue the run in this folder (stopped by Ctrl-C, a crash or a kill) with the same task file and "
+            "overrides: finished methods are kept, the others rerun, fine-tuning continues from its last checkpoint.",
+        ),
+    ] = None,
 ) -> None:
-    """Run every method of TASK_FILE on the same splits, evaluate on the held-out test set, store and report."""
+    """Run every method of TASK_FILE on the same splits, evaluate on the held-out test set, store and report.
+
+    Under `torchrun --nproc_per_node N -m tailor run ...` the N processes fine-tune together; rank 0 evaluates and
+    writes the run folder.
+    """
     from .config import load_task
     from .errors import TailorError
     from .progress import NULL_PROGRESS, RichProgress
     from .report import write_reports
-    from .run import new_run_dir, run_task
+    from .run import new_run_dir, on_rank0, process_rank, run_task
 
+    if resume is not None and out is not None and resume.resolve() != out.resolve():
+        _fail("--resume and --out name different folders; a resumed run stays in its folder (give --resume alone)")
     try:
         spec, base = load_task(task_file, overrides or [])
     except TailorError as exc:
         _fail(str(exc))
-    run_dir = out or new_run_dir(spec, runs_root)
-    _stop_on_sigterm()
-    progress = NULL_PROGRESS if quiet else RichProgress()
-    console = _console()
-    interrupted = False
+    rank, world = process_rank()
     try:
-        run_task(spec, base, run_dir, task_file=str(task_file.resolve()), progress=progress)
-    except TailorError as exc:
-        _fail(str(exc))
-    except KeyboardInterrupt:
-        interrupted = True
-        console.print("[yellow]interrupted: the finished methods' results are kept[/yellow]")
-    if not (run_dir / "run.sqlite").exists():
-        raise typer.Exit(130 if interrupted else 1)
-    paths = write_reports(run_dir)
-    _print_leaderboard(run_dir, console)
-    console.print(f"\nrun folder: {run_dir}\nreports: " + ", ".join(str(p) for p in paths.values()))
-    if interrupted:
-        raise typer.Exit(130)
+        # Every process must write to the same folder: rank 0 names it.
+        run_dir = resume or out or on_rank0(lambda: new_run_dir(spec, runs_root), world)
+        _stop_on_sigterm()
+        progress = NULL_PROGRESS if quiet or rank != 0 else RichProgress()
+        console = _console()
+        interrupted = False
+        try:
+            run_task(
+                spec, base, run_dir, task_file=str(task_file.resolve()), progress=progress, resume=resume is not None
+            )
+        except TailorError as exc:
+            _fail(str(exc))
+        except KeyboardInterrupt:
+            interrupted = True
+            if rank == 0:
+                console.print("[yellow]interrupted: the finished methods' results are kept[/yellow]")
+        if rank != 0:  # the other processes helped fine-tune; rank 0 writes the reports
+            raise typer.Exit(130 if interrupted else 0)
+        if not (run_dir / "run.sqlite").exists():
+            raise typer.Exit(130 if interrupted else 1)
+        paths = write_reports(run_dir)
+        _print_leaderboard(run_dir, console)
+        console.print(f"\nrun folder: {run_dir}\nreports: " + ", ".join(str(p) for p in paths.values()))
+        if interrupted:
+            again = " ".join([str(task_file), *(overrides or []), "--resume", str(run_dir)])
+            console.print(f"continue it with: tailor run {again}")
+            raise typer.Exit(130)
+    finally:
+        _end_processes(world)
+
+
+def _end_processes(world: int) -> None:
+    """Leave torch.distributed's process group cleanly (under torchrun)."""
+    if world > 1:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 @app.command()

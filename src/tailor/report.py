@@ -59,6 +59,7 @@ def build_report(run_dir: Path) -> dict[str, Any]:
             "status": run["status"],
             "started_at": run["started_at"],
             "finished_at": run["finished_at"],
+            "resumed_at": run.get("resumed_at"),
             "seed": run["seed"],
             "git_rev": run["git_rev"],
             "task_file": run["task_file"],
@@ -99,6 +100,7 @@ def _row(r: dict[str, Any], primary: str) -> dict[str, Any]:
         "test": {k: v for k, v in (r["test"] or {}).items()} if r["test"] else None,
         "costs": r["costs"] or {},
         "adapted_dir": r["adapted_dir"],
+        "details": r.get("details"),  # what the method reports about itself (fine-tuning: data, audits, training)
         "dev_primary": (r["dev"] or {}).get(primary),
         "best_variant": None,
     }
@@ -276,6 +278,9 @@ def render_markdown(report: dict[str, Any]) -> str:
     if len(report["metrics"]) > 1:
         lines += ["", "Other metrics:", ""]
         lines += [f"- {t['method']}: {t['others']}" for t in _table_rows(report) if t["others"]]
+    training = [line for r in report["leaderboard"] if (line := _training_line(r))]
+    if training:
+        lines += ["", "Fine-tuning:", "", *training]
     w = report["winner"]
     if w:
         lines += [
@@ -321,6 +326,28 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _training_line(row: dict[str, Any]) -> str | None:
+    """One line on how a fine-tuning method trained (steps, best dev step, speed, audits), from its details."""
+    details = row.get("details") or {}
+    t = details.get("training")
+    if not t:
+        return None
+    parts = [f"{t['steps']} of {t['total_steps']} steps" + (" (stopped early)" if t.get("stopped_early") else "")]
+    if t.get("best_step") is not None:
+        parts.append(f"best dev at step {t['best_step']} ({t['best_metric']:.3f})")
+    parts.append(f"{t['tokens_per_s']:,.0f} tokens/s")
+    if t.get("processes", 1) > 1:
+        parts.append(f"{t['processes']} processes")
+    if t.get("resumed_from_step"):
+        parts.append(f"resumed from step {t['resumed_from_step']}")
+    audits = details.get("audits") or {}
+    skipped = {k: v.get("why", "") for k, v in audits.items() if isinstance(v, dict) and v.get("packed") is False}
+    if audits:  # an audit that fails stops its method: the ones recorded passed
+        parts.append("audits passed: " + (", ".join(k for k in audits if k not in skipped) or "none"))
+    parts += [f"{k} not audited ({why})" for k, why in skipped.items()]
+    return f"- {row['method']}: " + "; ".join(parts)
 
 
 def render_html(report: dict[str, Any]) -> str:

@@ -2,14 +2,22 @@
 test → store → report.
 
 Everything a report shows is written to the run's store as it happens; a method that fails is
-recorded as failed and the run goes on; Ctrl-C keeps every finished method's results.
+recorded as failed and the run goes on; Ctrl-C keeps every finished method's results. A run that
+stopped before its end (Ctrl-C, a crash, SIGKILL) is continued with ``resume``: the methods it
+finished are kept, the others rerun, and fine-tuning picks up from its last checkpoint.
+
+Under ``torchrun`` every process runs the same run (same splits, same seed): all of them adapt each
+method together (the fine-tuning loop splits each step between them) and rank 0 alone evaluates and
+writes the run folder.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
+import shutil
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -25,13 +33,13 @@ from .backends import load_shared
 from .config import TaskSpec
 from .contract import Adapted, Context, TaskInfo
 from .data import TaskData, load_task_data
-from .errors import MethodError, TaskFileError
+from .errors import MethodError, TailorError, TaskFileError
 from .methods import METHODS
 from .metrics import METRICS, estimate, point
 from .predict import ADAPTED_FILE
 from .progress import NULL_PROGRESS, Progress
 from .record import dir_size, git_revision, versions
-from .store import MethodResult, RunStore
+from .store import STORE_FILE, MethodResult, RunStore
 from .types import Example, Prediction, Split, adapting
 
 _PREDICT_CHUNK = 256
@@ -145,7 +153,7 @@ def score_split(
     return out
 
 
-# ---------------------------------------------------------------------------------------------- the run
+# ---------------------------------------------------------------------------------------------- run folders
 
 
 def _safe(name: str) -> str:
@@ -161,6 +169,131 @@ def new_run_dir(spec: TaskSpec, root: Path) -> Path:
     return path
 
 
+# ---------------------------------------------------------------------------------------------- processes
+
+
+def process_rank() -> tuple[int, int]:
+    """(rank, processes) of this process. Launched by torchrun (``WORLD_SIZE`` > 1), the process group is started
+    here; otherwise (0, 1) without touching torch."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, 1
+    from .tuning.loop import distributed
+
+    return distributed()
+
+
+def on_rank0(fn: Any, world: int) -> Any:
+    """``fn()`` computed by rank 0 alone and handed to every process; a :class:`TailorError` it raises is raised on
+    every process (so all of them stop together)."""
+    if world == 1:
+        return fn()
+    import torch.distributed as dist
+
+    box: list[Any] = [None]
+    error: TailorError | None = None
+    if dist.get_rank() == 0:
+        try:
+            box = [("value", fn())]
+        except TailorError as exc:
+            error, box = exc, [("error", str(exc))]
+    dist.broadcast_object_list(box, src=0)
+    what, value = box[0]
+    if what == "error":
+        raise error or TailorError(value)
+    return value
+
+
+# ---------------------------------------------------------------------------------------------- resuming
+
+
+def config_differences(old: Any, new: Any, where: str = "") -> list[str]:
+    """Where two resolved configurations differ, as ``key: old in the run, new now`` (keys as in the task file)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in [*old, *(k for k in new if k not in old)]:
+            key = f"{where}.{k}" if where else str(k)
+            if k not in new:
+                out.append(f"{key}: {_short(old[k])} in the run, not set now")
+            elif k not in old:
+                out.append(f"{key}: not set in the run, {_short(new[k])} now")
+            else:
+                out += config_differences(old[k], new[k], key)
+        return out
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return [d for i, (a, b) in enumerate(zip(old, new)) for d in config_differences(a, b, f"{where}[{i}]")]
+    return [] if old == new else [f"{where or 'config'}: {_short(old)} in the run, {_short(new)} now"]
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+@dataclass(frozen=True)
+class _Resume:
+    """What a resumed run keeps from its earlier attempt."""
+
+    done: frozenset[str]  # methods stored with status ok
+    data: dict[str, Any]  # the data summary the run recorded
+
+
+def _resume_plan(spec: TaskSpec, run_dir: Path, resume: bool) -> _Resume | None:
+    """For ``resume``, what the run in ``run_dir`` keeps, refusing one whose configuration differs; for a new run,
+    refuses a folder that already holds a run (its checkpoints would be resumed unasked)."""
+    if not resume:
+        if (run_dir / STORE_FILE).exists():
+            raise TailorError(
+                f"{run_dir} already holds a run; continue it with `tailor run TASK --resume {run_dir}`, "
+                "or write the new run to another folder"
+            )
+        return None
+    if not (run_dir / STORE_FILE).is_file():
+        raise TailorError(f"--resume {run_dir}: no run store ({STORE_FILE}) there; give a folder `tailor run` wrote")
+    store = RunStore.open_existing(run_dir)
+    try:
+        run = store.run()
+        done = frozenset(r["method"] for r in store.results() if r["status"] == "ok")
+    finally:
+        store.close()
+    differ = config_differences(run["config"], json.loads(json.dumps(spec.model_dump(mode="json"))))
+    if differ:
+        raise TailorError(
+            f"refusing to resume {run_dir}: the task's configuration differs from the run's at "
+            + "; ".join(differ)
+            + ". Resume with the same task file and overrides, or start a new run."
+        )
+    return _Resume(done, run["data"])
+
+
+def _check_same_data(stored: dict[str, Any], now: dict[str, Any], run_dir: Path) -> None:
+    """The data a resumed run reads must split as it did (notes aside: they hold timings)."""
+    now = json.loads(json.dumps(now))  # as the store holds it (lists, not tuples)
+    differ = config_differences(
+        {k: v for k, v in stored.items() if k != "notes"}, {k: v for k, v in now.items() if k != "notes"}, "data"
+    )
+    if differ:
+        raise TailorError(f"refusing to resume {run_dir}: the data no longer splits as it did: " + "; ".join(differ))
+
+
+@contextmanager
+def _run_lock(run_dir: Path) -> Iterator[None]:
+    """One process at a time writes a run folder. The lock dies with its process, so a killed run can be resumed."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    with (run_dir / ".lock").open("w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise TailorError(f"{run_dir} is being written by another tailor process; wait for it or stop it") from None
+        yield
+
+
+# ---------------------------------------------------------------------------------------------- the run
+
+
 def run_task(
     spec: TaskSpec,
     base: Path,
@@ -168,11 +301,19 @@ def run_task(
     *,
     task_file: str | None = None,
     progress: Progress = NULL_PROGRESS,
+    resume: bool = False,
 ) -> Path:
-    """Run every method of ``spec`` and store the results in ``run_dir``. Returns ``run_dir``."""
+    """Run every method of ``spec`` and store the results in ``run_dir``. Returns ``run_dir``.
+
+    With ``resume``, continue the run ``run_dir`` holds (stopped by Ctrl-C, a crash or SIGKILL): its configuration
+    must equal ``spec``'s; methods it finished are kept, the others rerun, and fine-tuning methods pick up their
+    checkpoint from ``run_dir/work/METHOD/checkpoint``. Without it, ``run_dir`` must not hold a run yet.
+    """
     from .backends.models import model_kind
 
     origin = task_file or "task"
+    rank, world = process_rank()
+    earlier = on_rank0(lambda: _resume_plan(spec, run_dir, resume), world)
     missing_metrics = [m for m in spec.metric_names if m not in METRICS or spec.kind not in METRICS[m].kinds]
     if missing_metrics:
         raise TaskFileError(
@@ -184,6 +325,8 @@ def run_task(
     kind = model_kind(spec.model)
     planned = plan_methods(spec, origin, kind)
     data = load_task_data(spec, base, origin)
+    if earlier is not None:
+        _check_same_data(earlier.data, data.summary(), run_dir)
     task = TaskInfo(
         spec.name,
         spec.kind,
@@ -200,34 +343,47 @@ def run_task(
             "(not counted in any method's adapt time)"
         )
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    store = RunStore(run_dir)
-    store.start_run(
-        task=spec.name,
-        seed=spec.seed,
-        git_rev=git_revision(),
-        task_file=task_file,
-        config=spec.model_dump(mode="json"),
-        versions=versions(),
-        data=data.summary(),
-    )
-    store.add_bad_rows((b.split, b.where, b.reason) for b in data.bad_rows)
-    status = "failed"
-    try:
-        for plan, (ctx, train) in zip(planned, contexts):
-            method = METHODS[plan.registered]
-            for variant, options in method.variants(plan.options).items():
-                name = f"{plan.family}/{variant}" if variant else plan.family
-                progress.log(f"[bold]{name}[/bold] ({method.route}) on {len(train)} training examples")
-                result = _run_one(spec, plan, name, variant, options, ctx, train, data, run_dir, store, progress)
-                progress.log(_one_line(result))
-        status = "finished"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    finally:
-        store.finish_run(status)
-        store.close()
+    with ExitStack() as stack:
+        store: RunStore | None = None  # rank 0's; the other processes write nothing
+        if rank == 0:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(_run_lock(run_dir))
+            store = RunStore(run_dir)
+            stack.callback(store.close)
+            if earlier is not None:
+                store.reopen_run()
+            else:
+                store.start_run(
+                    task=spec.name,
+                    seed=spec.seed,
+                    git_rev=git_revision(),
+                    task_file=task_file,
+                    config=spec.model_dump(mode="json"),
+                    versions=versions(),
+                    data=data.summary(),
+                )
+                store.add_bad_rows((b.split, b.where, b.reason) for b in data.bad_rows)
+        status = "failed"
+        try:
+            for plan, (ctx, train) in zip(planned, contexts):
+                method = METHODS[plan.registered]
+                for variant, options in method.variants(plan.options).items():
+                    name = f"{plan.family}/{variant}" if variant else plan.family
+                    if earlier is not None and name in earlier.done:
+                        progress.log(f"[bold]{name}[/bold]: kept, it finished before the run stopped")
+                        continue
+                    progress.log(f"[bold]{name}[/bold] ({method.route}) on {len(train)} training examples")
+                    result = _run_one(
+                        spec, plan, name, variant, options, ctx, train, data, run_dir, store, progress, rank
+                    )
+                    progress.log(_one_line(result))
+            status = "finished"
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        finally:
+            if store is not None:
+                store.finish_run(status)
     return run_dir
 
 
@@ -280,9 +436,11 @@ def _run_one(
     train: Split,
     data: TaskData,
     run_dir: Path,
-    store: RunStore,
+    store: RunStore | None,
     progress: Progress,
+    rank: int = 0,
 ) -> MethodResult:
+    """Adapt one method and, on rank 0, evaluate it and store it. Returns its result."""
     method = METHODS[plan.registered]
     result = MethodResult(
         method=name,
@@ -295,11 +453,17 @@ def _run_one(
         n_train=len(train),
     )
     try:
-        ctx.workdir.mkdir(parents=True, exist_ok=True)
+        if rank == 0:
+            ctx.workdir.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         with adapting(name), _cold(ctx.resources):  # the sealed test split refuses to open inside this block
             adapted = method.adapt(options, train, data.dev, ctx)
         adapt_seconds = time.perf_counter() - t0
+        details = getattr(adapted, "details", None)  # fine-tuning: data, audits, training
+        result.details = details if isinstance(details, dict) and details else None
+        if rank != 0 or store is None:  # the other processes helped adapt; rank 0 evaluates and writes
+            result.status = "ok"
+            return result
 
         predictions: dict[str, list[tuple[Example, Prediction]]] = {}
         if data.dev is not None:
@@ -316,6 +480,7 @@ def _run_one(
         predictions["test"] = list(zip(test.examples, test_preds))
 
         out_dir = run_dir / "adapted" / _safe(name)
+        shutil.rmtree(out_dir, ignore_errors=True)  # an earlier attempt's files, when resumed
         out_dir.mkdir(parents=True, exist_ok=True)
         adapted.save(out_dir)
         write_adapted_meta(out_dir, plan.registered, name, options, ctx, spec)
@@ -331,13 +496,20 @@ def _run_one(
         store.add_result(result, predictions)
     except KeyboardInterrupt:
         raise
-    except (
-        Exception
-    ) as exc:  # a failing method is recorded (with tailor's own message, if it is one) and the run goes on
-        result.error = f"{type(exc).__name__}: {exc}"
-        store.add_result(result)
-        progress.log(f"[red]{name} failed:[/red] {result.error}")
+    except MethodError as exc:
+        if exc.key == "resume":  # a checkpoint that isn't this run's: stop, rather than retrain unasked
+            raise TailorError(f"{name}: {exc.message}") from None
+        _failed(result, exc, store, progress)
+    except Exception as exc:  # a failing method is recorded (with tailor's own message, if it is one); the run goes on
+        _failed(result, exc, store, progress)
     return result
+
+
+def _failed(result: MethodResult, exc: Exception, store: RunStore | None, progress: Progress) -> None:
+    result.error = f"{type(exc).__name__}: {exc}"
+    if store is not None:
+        store.add_result(result)
+    progress.log(f"[red]{result.method} failed:[/red] {result.error}")
 
 
 def write_adapted_meta(path: Path, registered: str, name: str, options: Any, ctx: Context, spec: TaskSpec) -> None:
@@ -356,11 +528,15 @@ def write_adapted_meta(path: Path, registered: str, name: str, options: Any, ctx
 
 
 def _one_line(r: MethodResult) -> str:
+    if r.status == "ok" and not r.test:
+        return "  adapted (rank 0 evaluates)"
     if r.status != "ok" or not r.test:
         return f"  [red]failed[/red]: {r.error}"
     first = next(k for k in r.test if isinstance(r.test[k], dict))
     m = r.test[first]
+    resumed = ((r.details or {}).get("training") or {}).get("resumed_from_step")
     return (
         f"  test {first} {m['value']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}]"
         f"  adapt {r.costs['adapt_seconds']:.1f}s  {r.costs['predict_seconds_per_1k']:.2f}s/1k"
+        + (f"  (training resumed from step {resumed})" if resumed else "")
     )

@@ -3,6 +3,9 @@
 A method's result and all of its predictions are written in one transaction, so a run stopped
 at any moment (Ctrl-C, a crash) leaves the store consistent: each method is either fully there
 or not there at all, and the run's status says how it ended.
+
+A run stopped without a chance to say so (SIGKILL, a power cut) keeps the status ``running``;
+``tailor run --resume`` reopens it (:meth:`RunStore.reopen_run`) and reruns what is not ``ok``.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ CREATE TABLE IF NOT EXISTS run (
     task_file TEXT,
     config_json TEXT NOT NULL,       -- the resolved task spec, overrides applied
     versions_json TEXT NOT NULL,     -- python and package versions
-    data_json TEXT NOT NULL          -- split sizes, labels, notes, overlaps
+    data_json TEXT NOT NULL,         -- split sizes, labels, notes, overlaps
+    resumed_at TEXT                  -- when the run was last continued with `tailor run --resume`
 );
 CREATE TABLE IF NOT EXISTS result (
     method TEXT PRIMARY KEY,         -- unique display name, e.g. "zero-shot/v2"
@@ -48,7 +52,8 @@ CREATE TABLE IF NOT EXISTS result (
     adapted_dir TEXT,
     error TEXT,
     position INTEGER NOT NULL,
-    created_at TEXT NOT NULL
+    created_at TEXT NOT NULL,
+    details_json TEXT                -- what the method reports about itself (fine-tuning: data, audits, training)
 );
 CREATE TABLE IF NOT EXISTS prediction (
     method TEXT NOT NULL,
@@ -95,6 +100,11 @@ class MethodResult:
     n_train: int | None = None
     adapted_dir: str | None = None
     error: str | None = None
+    details: dict[str, Any] | None = None
+
+
+# Columns added after the first release: a store written before them gets them on opening.
+_ADDED_COLUMNS = {"run": {"resumed_at": "TEXT"}, "result": {"details_json": "TEXT"}}
 
 
 class RunStore:
@@ -108,6 +118,15 @@ class RunStore:
         self.db = sqlite3.connect(str(path))
         self.db.row_factory = sqlite3.Row
         self.db.executescript(_SCHEMA)
+        for table, columns in _ADDED_COLUMNS.items():
+            have = {row["name"] for row in self.db.execute(f"PRAGMA table_info({table})")}
+            for name, kind in columns.items():
+                if name not in have:
+                    try:
+                        with self.db:
+                            self.db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+                    except sqlite3.OperationalError:  # a read-only store: read it as it is
+                        pass
 
     @classmethod
     def open_existing(cls, run_dir: str | Path) -> RunStore:
@@ -137,8 +156,16 @@ class RunStore:
     ) -> None:
         with self.db:
             self.db.execute(
-                "INSERT OR REPLACE INTO run VALUES (1, ?, 'running', ?, NULL, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO run (id, task, status, started_at, finished_at, seed, git_rev, task_file, "
+                "config_json, versions_json, data_json) VALUES (1, ?, 'running', ?, NULL, ?, ?, ?, ?, ?, ?)",
                 (task, _now(), seed, git_rev, task_file, json.dumps(config), json.dumps(versions), json.dumps(data)),
+            )
+
+    def reopen_run(self) -> None:
+        """Mark a stopped run (interrupted, failed, or killed while ``running``) as running again."""
+        with self.db:
+            self.db.execute(
+                "UPDATE run SET status = 'running', finished_at = NULL, resumed_at = ? WHERE id = 1", (_now(),)
             )
 
     def add_bad_rows(self, rows: Iterable[tuple[str, str, str]]) -> None:
@@ -151,11 +178,16 @@ class RunStore:
         predictions: dict[str, Sequence[tuple[Example, Prediction]]] | None = None,
         excluded: Sequence[tuple[str, str, str]] = (),
     ) -> None:
-        """Write one method's result and its predictions atomically."""
-        pos = self.db.execute("SELECT COUNT(*) FROM result").fetchone()[0]
+        """Write one method's result and its predictions atomically (replacing an earlier attempt of the method)."""
+        earlier = self.db.execute("SELECT position FROM result WHERE method = ?", (result.method,)).fetchone()
+        pos = earlier[0] if earlier else self.db.execute("SELECT COUNT(*) FROM result").fetchone()[0]
         with self.db:
+            self.db.execute("DELETE FROM prediction WHERE method = ?", (result.method,))
+            self.db.execute("DELETE FROM excluded WHERE method = ?", (result.method,))
             self.db.execute(
-                "INSERT OR REPLACE INTO result VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO result (method, family, variant, registered, route, status, options_json, "
+                "dev_json, test_json, costs_json, n_train, adapted_dir, error, position, created_at, details_json) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     result.method,
                     result.family,
@@ -172,6 +204,7 @@ class RunStore:
                     result.error,
                     pos,
                     _now(),
+                    None if result.details is None else json.dumps(result.details, default=str),
                 ),
             )
             rows = []
@@ -212,8 +245,9 @@ class RunStore:
         out = []
         for row in self.db.execute("SELECT * FROM result ORDER BY position"):
             d = dict(row)
-            for key in ("options_json", "dev_json", "test_json", "costs_json"):
-                d[key[:-5]] = json.loads(d.pop(key)) if d[key] is not None else None
+            for key in ("options_json", "dev_json", "test_json", "costs_json", "details_json"):
+                raw = d.pop(key, None)
+                d[key[:-5]] = json.loads(raw) if raw is not None else None
             out.append(d)
         return out
 

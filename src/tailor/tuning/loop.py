@@ -103,7 +103,13 @@ def distributed() -> tuple[int, int]:
     if world <= 1:
         return 0, 1
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        from datetime import timedelta
+
+        if torch.cuda.is_available():  # one GPU per process: "cuda" then means this process's own device
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        # Rank 0 evaluates and predicts alone while the others wait at their next collective (the next step, or the
+        # next method's first one): torch's default timeout (10 min for NCCL) would cut a long test prediction short.
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo", timeout=timedelta(hours=6))
     return dist.get_rank(), dist.get_world_size()
 
 
@@ -234,6 +240,13 @@ def train(
     path = checkpoint_dir / CHECKPOINT if checkpoint_dir else None
     fingerprint = fingerprint or {}
     if path is not None and (state := _load_checkpoint(path, fingerprint)) is not None:
+        if state.get("per_step", per_step) != per_step:  # the same step numbers would cover other examples
+            raise MethodError(
+                f"refusing to resume from {path}: its steps cover {state['per_step']} examples, this run's "
+                f"{per_step} (batch_size {s.batch_size} × gradient_accumulation {s.grad_accum} × {world} processes); "
+                "resume with as many processes as the run was started with",
+                key="resume",
+            )
         trainable = dict(zip(names, params))
         with torch.no_grad():
             for name, value in state["trainable"].items():
@@ -257,6 +270,7 @@ def train(
                 path,
                 {
                     "fingerprint": fingerprint,
+                    "per_step": per_step,
                     "step": step,
                     "trainable": trainable,
                     "optimizer": optimizer.state_dict(),
