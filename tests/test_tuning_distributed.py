@@ -101,6 +101,10 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path: Path, tmp_
     assert [e["step"] for e in t2["evals"]] == [e["step"] for e in t1["evals"]] == list(range(10, STEPS + 1, 10))
     assert [e["metric"] for e in t2["evals"]] == pytest.approx([e["metric"] for e in t1["evals"]], abs=1e-9)
     assert len({e["metric"] for e in t1["evals"]}) > 2, "the dev metric should move, or the comparison is weak"
+    # the training loss of every step, the two processes' halves summed in the gradient all-reduce
+    assert len(t1["losses"]) == len(t2["losses"]) == STEPS
+    assert t2["losses"] == pytest.approx(t1["losses"], rel=1e-4)
+    assert t1["losses"][-1] < t1["losses"][0], "the loss should go down"
     assert t2["best_step"] == t1["best_step"]
     # Test scores of every example, and the metrics made of them.
     assert [p["example_id"] for p in multi_preds] == [p["example_id"] for p in single_preds]

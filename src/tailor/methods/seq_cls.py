@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from ..backends.models import resolve_path
 from ..contract import Context, count_trainable
 from ..errors import MethodError
-from ..tuning.loop import LoopSettings, fingerprint_of, train
+from ..tuning.loop import LoopSettings, fingerprint_of, train, weights_signature
 from ..tuning.packing import class_batch
 from ..tuning.recipe import (
     _dev_subset,
@@ -209,7 +210,7 @@ class SeqCls:
             seed=ctx.seed,
         )
         fingerprint = fingerprint_of(
-            model=[ctx.model.name, model.config.to_dict()],
+            model=[ctx.model.name, model.config.to_dict(), weights_signature(resolve_path(ctx.model.name))],
             method=[self.name, method_settings(options)],
             options=options.model_dump(mode="json", exclude={"eval_every", "checkpoint_every", "patience"}),
             data=[[e.id, e.prompt_ids, c] for e, c in rows],

@@ -64,6 +64,8 @@ class LoopResult:
     examples: int = 0
     train_seconds: float = 0.0
     evals: list[dict[str, float]] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    """Training loss of every step (mean over the step's answer tokens)."""
     best_step: int | None = None
     best_metric: float | None = None
     stopped_early: bool = False
@@ -83,6 +85,7 @@ class LoopResult:
             "train_seconds": round(self.train_seconds, 3),
             "tokens_per_s": round(self.tokens_per_s, 1),
             "evals": self.evals,
+            "losses": self.losses,
             "best_step": self.best_step,
             "best_metric": self.best_metric,
             "stopped_early": self.stopped_early,
@@ -113,18 +116,20 @@ def distributed() -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
-def _all_reduce_grads(params: list[Any]) -> None:
+def _all_reduce_grads(params: list[Any], loss: float) -> float:
+    """Sum every process's gradients (and its part of the step's loss, carried along in the same buffer)."""
     import torch
     import torch.distributed as dist
 
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    flat = torch.cat([g.reshape(-1) for g in grads])
+    flat = torch.cat([g.reshape(-1) for g in grads] + [torch.tensor([loss], dtype=grads[0].dtype)])
     dist.all_reduce(flat)
     at = 0
     for p in params:
         n = p.numel()
         p.grad = flat[at : at + n].view_as(p).clone()
         at += n
+    return float(flat[-1])
 
 
 def _broadcast(value: Any, world: int) -> Any:
@@ -146,6 +151,24 @@ def fingerprint_of(**parts: Any) -> dict[str, str]:
         k: hashlib.sha256(json.dumps(v, sort_keys=True, default=str).encode()).hexdigest()[:16]
         for k, v in parts.items()
     }
+
+
+def weights_signature(folder: str | Path) -> list[list[Any]]:
+    """Name, size and a hash of the first and last MB of each weight file in ``folder``: tells two models with
+    the same config apart (say, a re-initialized one) without reading gigabytes."""
+    out: list[list[Any]] = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return out
+    for f in sorted(folder.iterdir()):
+        if f.suffix in (".safetensors", ".bin", ".pt", ".gguf") and f.is_file():
+            size = f.stat().st_size
+            with f.open("rb") as fh:
+                head = fh.read(1 << 20)
+                fh.seek(max(0, size - (1 << 20)))
+                tail = fh.read(1 << 20)
+            out.append([f.name, size, hashlib.sha256(head + tail).hexdigest()[:16]])
+    return out
 
 
 def _load_checkpoint(path: Path, fingerprint: dict[str, str]) -> dict[str, Any] | None:
@@ -255,7 +278,16 @@ def train(
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
         step, bad_evals, best_state = state["step"], state["bad_evals"], state["best_state"]
-        for key in ("tokens", "examples", "train_seconds", "evals", "best_step", "best_metric", "stopped_early"):
+        for key in (
+            "tokens",
+            "examples",
+            "train_seconds",
+            "evals",
+            "losses",
+            "best_step",
+            "best_metric",
+            "stopped_early",
+        ):
             setattr(result, key, state["result"][key])
         result.resumed_from_step = step
         progress.log(f"  resuming from the checkpoint at step {step} of {total}")
@@ -294,14 +326,16 @@ def train(
             targets = sum(count(r) for r in chosen)
             mine = chosen[rank::world]
             t0 = time.perf_counter()
+            step_loss = 0.0
             for start in range(0, len(mine), s.batch_size):
                 batch = make_batch(mine[start : start + s.batch_size])
                 loss, _ = loss_fn(model, batch)
                 # summed over this micro-batch, divided by the whole step's targets (on every process)
                 (loss / targets).backward()
+                step_loss += float(loss.detach()) / targets
                 result.tokens += batch.tokens * world
             if world > 1:
-                _all_reduce_grads(params)
+                step_loss = _all_reduce_grads(params, step_loss)
             if s.max_grad_norm:
                 torch.nn.utils.clip_grad_norm_(params, s.max_grad_norm)
             optimizer.step()
@@ -309,6 +343,7 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             result.train_seconds += time.perf_counter() - t0
             result.examples += len(chosen)
+            result.losses.append(round(step_loss, 6))
             step += 1
             result.steps = step
             bar.advance(1)
@@ -317,7 +352,9 @@ def train(
                 model.eval()
                 metric = _broadcast(evaluate() if rank == 0 else None, world)
                 model.train()
-                result.evals.append({"step": step, "metric": metric})
+                since = result.evals[-1]["step"] if result.evals else 0
+                window = result.losses[since:step] or [float("nan")]
+                result.evals.append({"step": step, "metric": metric, "train_loss": sum(window) / len(window)})
                 if result.best_metric is None or metric > result.best_metric:
                     result.best_metric, result.best_step, bad_evals = metric, step, 0
                     best_state = {n: p.detach().clone() for n, p in zip(names, params)}

@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
 
+from ..backends.models import resolve_path
 from ..contract import Context, MethodOptions, TaskInfo, count_trainable
 from ..errors import MethodError
 from ..prompting import CompiledPrompt, PromptOptions, parts_of
 from ..types import Example, Prediction, Split
 from . import audits
-from .loop import LoopSettings, fingerprint_of, train
+from .loop import LoopSettings, fingerprint_of, train, weights_signature
 from .packing import packed_batch, padded_batch
 from .sft import Encoded, TooLong, encode_examples
 from .steps import packed_loss, padded_loss, seq2seq_loss, unwrap
@@ -310,7 +311,7 @@ def tune(
         seed=ctx.seed,
     )
     fingerprint = fingerprint_of(
-        model=[ctx.model.name, base.config.to_dict()],
+        model=[ctx.model.name, base.config.to_dict(), weights_signature(resolve_path(ctx.model.name))],
         method=[name, describe or {}],
         options=options.model_dump(mode="json", exclude={"eval_every", "checkpoint_every", "patience"}),
         data=[[r.id, r.prompt_ids, r.answer_ids] for r in encoded.rows],
