@@ -176,6 +176,8 @@ def methods(
     name: Annotated[str | None, typer.Argument(help="Show only this method.")] = None,
 ) -> None:
     """List the registered methods, their route and every option with its default and meaning."""
+    from pydantic import BaseModel
+    from rich.markup import escape
     from rich.table import Table
 
     from .errors import TailorError
@@ -197,8 +199,14 @@ def methods(
         table.add_column("default")
         table.add_column("meaning")
         for field, info in method.Options.model_fields.items():
-            default = "—" if info.is_required() else repr(info.get_default(call_default_factory=True))
-            table.add_row(field, default, (info.description or "").replace("\n", " "))
+            value = None if info.is_required() else info.get_default(call_default_factory=True)
+            if info.is_required():
+                default = "—"
+            elif isinstance(value, BaseModel):  # nested options: their own defaults are listed elsewhere
+                default = "{}"
+            else:
+                default = repr(value)
+            table.add_row(escape(field), escape(default), escape((info.description or "").replace("\n", " ")))
         console.print(table)
         console.print(
             f"  tasks: {', '.join(sorted(method.task_kinds))}; models: {', '.join(sorted(method.model_kinds))}\n"

@@ -250,10 +250,11 @@ def train(
 
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": s.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=s.learning_rate,
-    )
+    groups = [{"params": decay, "weight_decay": s.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    try:  # one fused kernel for all tensors (an adapter has a hundred small ones); not every dtype/device has it
+        optimizer = torch.optim.AdamW(groups, lr=s.learning_rate, fused=True)
+    except (RuntimeError, TypeError):
+        optimizer = torch.optim.AdamW(groups, lr=s.learning_rate)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(total, math.ceil(s.warmup_ratio * total)))
 
     result = LoopResult(total_steps=total, processes=world)
@@ -317,11 +318,13 @@ def train(
             torch.distributed.barrier()
 
     model.train()
+    order, order_epoch = np.arange(0), -1
     with progress.bar("training", total) as bar:
         bar.advance(step)
         while step < total and not result.stopped_early:
             epoch, within = divmod(step, steps_per_epoch)
-            order = np.random.default_rng([s.seed, epoch]).permutation(len(rows))
+            if order_epoch != epoch:  # each epoch's order depends on the seed and the epoch alone (resumable)
+                order, order_epoch = np.random.default_rng([s.seed, epoch]).permutation(len(rows)), epoch
             chosen = [rows[i] for i in order[within * per_step : (within + 1) * per_step]]
             targets = sum(count(r) for r in chosen)
             mine = chosen[rank::world]
