@@ -124,6 +124,7 @@ LABELS = sorted(SENTENCES)
 
 # Small settings that keep the slow methods to seconds on two CPU cores. A method not listed here
 # runs with its defaults (a new method is still covered; give it fast options here if it is slow).
+# These apply on the real encoder; generative models use `fast_options` below.
 FAST_OPTIONS: dict[str, dict[str, Any]] = {
     "zero-shot": {},
     "few-shot": {"k": 3},
@@ -140,6 +141,42 @@ FAST_OPTIONS: dict[str, dict[str, Any]] = {
     },
     "prompt": {"k": 2, "instruction": "Say what the sentence is about."},
 }
+
+# Any fine-tune-route method on a (random, tiny) generative model: the contract, not the accuracy, is what is
+# checked there, so two optimizer steps on a few examples, and a small dev sample for the in-training evaluation
+# (which still runs, as do the checkpoint and every audit). Options a method does not have are left out.
+FAST_TUNE_OPTIONS: dict[str, Any] = {
+    "max_steps": 2,
+    "batch_size": 4,
+    "train_per_class": 3,
+    "eval_examples": 6,
+    "warmup_ratio": 0.0,
+    "max_length": 96,
+}
+# Per (method, model kind) overrides on top of the above.
+FAST_OPTIONS_BY_KIND: dict[tuple[str, str], dict[str, Any]] = {
+    ("full", "causal"): {"learning_rate": 1e-4},
+    ("full", "seq2seq"): {"learning_rate": 1e-4},
+    ("prompt-tuning", "causal"): {"virtual_tokens": 4},
+    ("prompt-tuning", "seq2seq"): {"virtual_tokens": 4},
+    ("prefix-tuning", "causal"): {"virtual_tokens": 4},
+    ("prefix-tuning", "seq2seq"): {"virtual_tokens": 4},
+}
+
+
+def fast_options(name: str, kind: str) -> dict[str, Any]:
+    """Small settings for method ``name`` on a model of ``kind`` (encoder, causal, seq2seq; an architecture
+    suffix such as causal-qwen2 counts as its kind)."""
+    from tailor.methods import METHODS
+
+    method = METHODS[name]
+    base_kind = kind.split("-", 1)[0]
+    if base_kind == "encoder" or method.route != "finetune":
+        return dict(FAST_OPTIONS.get(name, {}))
+    fields = method.Options.model_fields
+    return {
+        k: v for k, v in {**FAST_TUNE_OPTIONS, **FAST_OPTIONS_BY_KIND.get((name, base_kind), {})}.items() if k in fields
+    }
 
 
 def squash(text: str) -> str:

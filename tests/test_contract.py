@@ -1,7 +1,9 @@
 """The one contract every registered method passes: adapt → predict → save → load → same predictions.
 
-Parametrized over the registry itself, so a method added to ``tailor.methods.METHODS`` is covered
-without touching this file (give it small settings in ``conftest.FAST_OPTIONS`` if it is slow).
+Parametrized over the registry itself, as (method, model kind) pairs — every kind the method declares that can
+be built offline: the real pretrained encoder, a tiny random causal LM (Llama; Qwen2 too for the fine-tune route)
+and a tiny random encoder-decoder (T5) — so a method added to ``tailor.methods.METHODS`` is covered without touching
+this file (give it small settings in ``conftest.FAST_OPTIONS`` if it is slow).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import FAST_OPTIONS, LABELS, squash
+from conftest import LABELS, fast_options, squash
 from typer.testing import CliRunner
 
 from tailor.cli import app
@@ -21,7 +23,7 @@ from tailor.predict import load_adapted
 from tailor.run import sample_per_class, write_adapted_meta
 from tailor.store import RunStore
 from tailor.testing import tiny_lm_path
-from tailor.types import Prediction, adapting
+from tailor.types import Example, Prediction, Split, adapting
 
 METHOD_NAMES = list(METHODS)
 
@@ -44,52 +46,73 @@ def test_method_declares_its_contract(name: str) -> None:
     assert set(method.variants(options)), f"{name}: variants() of the default options is empty"
 
 
+# The model kinds the contract runs on, each one a model that can be had offline: the real pretrained encoder
+# (the task's default model), and random tiny generative models built locally (tailor.testing).
+MODEL_KINDS = ("encoder", "causal", "seq2seq")
+# A second architecture of a kind, for the fine-tune route: layer names, BOS handling and PEFT's defaults differ.
+EXTRA_ARCHS = {"causal": ("qwen2",)}
+TINY_ARCH = {"causal": "llama", "seq2seq": "t5"}
+
+
+def _cases(route: str | None = None) -> list:
+    cases = []
+    for name, method in METHODS.items():
+        if route and method.route != route:
+            continue
+        for kind in MODEL_KINDS:
+            if kind not in method.model_kinds:
+                continue
+            cases.append(pytest.param(name, kind, id=f"{name}-{kind}"))
+            if method.route == "finetune":
+                for arch in EXTRA_ARCHS.get(kind, ()):
+                    cases.append(pytest.param(name, f"{kind}-{arch}", id=f"{name}-{kind}-{arch}"))
+    return cases
+
+
+CASES = _cases()
+
+
+def test_every_method_runs_the_contract_on_every_kind_it_supports() -> None:
+    ids = {case.id for case in GENERATION_CASES}
+    assert {"lora-causal", "lora-causal-qwen2", "lora-seq2seq", "full-seq2seq", "prompt-tuning-seq2seq"} <= ids
+    covered: dict[str, set[str]] = {}
+    for case in CASES:
+        name, kind = case.values
+        covered.setdefault(name, set()).add(kind.split("-", 1)[0])
+    assert set(covered) == set(METHODS), "a method that supports none of the buildable model kinds goes untested"
+    for name, method in METHODS.items():
+        assert covered[name] == set(method.model_kinds) & set(MODEL_KINDS), name
+    # the generative fine-tune methods in particular run on both generative kinds
+    generative = [n for n, m in METHODS.items() if m.route == "finetune" and {"causal", "seq2seq"} <= m.model_kinds]
+    assert {"full", "lora", "prompt-tuning"} <= set(generative)
+
+
 @pytest.fixture(scope="session")
-def tiny_causal_lm(tmp_path_factory: pytest.TempPathFactory) -> ModelSpec:
-    """A random-weight Llama-style model built locally: stands in for any causal LM."""
-    return ModelSpec(name=str(tiny_lm_path(tmp_path_factory.getbasetemp() / "tiny-lms", arch="llama")))
+def model_for(tmp_path_factory: pytest.TempPathFactory):
+    """The model a case runs on, by kind: the real encoder, or a random tiny LM (built once per session)."""
+    cache = tmp_path_factory.getbasetemp() / "tiny-lms"
+
+    def get(kind: str, encoder: ModelSpec) -> ModelSpec:
+        base, _, arch = kind.partition("-")
+        if base == "encoder":
+            return encoder
+        return ModelSpec(name=str(tiny_lm_path(cache, arch=arch or TINY_ARCH[base])))
+
+    return get
 
 
-@pytest.mark.parametrize("name", METHOD_NAMES)
-def test_adapt_predict_save_load_roundtrip(
-    name: str, task_data, shared_resources, tiny_causal_lm: ModelSpec, tmp_path: Path
-) -> None:
-    spec, data = task_data
-    method = METHODS[name]
-    options = method.Options.model_validate(FAST_OPTIONS.get(name, {}))
-    task = TaskInfo(spec.name, spec.kind, tuple(data.labels), tuple(spec.fields.inputs), tuple(spec.metric_names))
-    # Encoder methods run on the real pretrained encoder; generative ones on a random tiny LM, where
-    # only the contract (not the accuracy) can be checked.
-    pretrained = "encoder" in method.model_kinds
-    model = spec.model if pretrained else tiny_causal_lm
-    ctx = Context(task=task, model=model, seed=spec.seed, workdir=tmp_path / "work", resources=shared_resources)
-    ctx.workdir.mkdir()
-    train = sample_per_class(data.train, options.train_per_class, ctx.seed)
-    method.check(options, train, ctx)
-    variant, options = next(iter(method.variants(options).items()))
+def _context(task: TaskInfo, model: ModelSpec, seed: int, workdir: Path, resources: dict) -> Context:
+    workdir.mkdir()
+    return Context(task=task, model=model, seed=seed, workdir=workdir, resources=resources)
 
-    with adapting(name):
-        adapted = method.adapt(options, train, data.dev, ctx)
 
-    assert isinstance(adapted, Adapted), f"{name}: adapt() must return an object satisfying the Adapted protocol"
-    params = adapted.trainable_params
-    assert isinstance(params, int) and not isinstance(params, bool)
-    if method.route == "prompt":
-        assert params == 0, f"{name} is a prompt-route method but reports {params} trainable parameters"
-    else:
-        assert params > 0, f"{name} is a fine-tune-route method but reports no trainable parameters"
-
-    test = data.test.open().examples
+def _roundtrip(name: str, options, variant: str, adapted, model: ModelSpec, ctx: Context, spec, test, out):
+    """Save ``adapted``, load it back through the CLI's loader (a fresh context), and return both predictions."""
     before = adapted.predict(test)
     assert len(before) == len(test)
     assert all(isinstance(p, Prediction) for p in before)
     assert [p.id for p in before] == [ex.id for ex in test]
-    assert all(p.label in LABELS for p in before), "every prediction should be a valid label"
-    if pretrained:
-        accuracy = sum(p.label == ex.label for p, ex in zip(before, test)) / len(test)
-        assert accuracy >= 0.5, f"{name} reached only {accuracy:.2f} test accuracy on an easy 3-class task"
 
-    out = tmp_path / "adapted"
     out.mkdir()
     adapted.save(out)
     write_adapted_meta(
@@ -100,7 +123,7 @@ def test_adapt_predict_save_load_roundtrip(
     loaded, meta = load_adapted(out)  # a fresh context: nothing shared with the adapting side
     assert meta["method"] == name
     assert isinstance(loaded, Adapted)
-    assert loaded.trainable_params == params
+    assert loaded.trainable_params == adapted.trainable_params
     after = loaded.predict(test)
 
     assert [p.id for p in after] == [p.id for p in before]
@@ -113,6 +136,98 @@ def test_adapt_predict_save_load_roundtrip(
             assert set(a.scores) == set(b.scores)
             for label, score in b.scores.items():
                 assert a.scores[label] == pytest.approx(score, abs=1e-5), (name, b.id, label)
+    return before, after
+
+
+def _check_trainable(name: str, method, adapted, options) -> int:
+    params = adapted.trainable_params
+    assert isinstance(params, int) and not isinstance(params, bool)
+    if method.route == "prompt":
+        assert params == 0, f"{name} is a prompt-route method but reports {params} trainable parameters"
+    else:
+        assert params > 0, f"{name} is a fine-tune-route method but reports no trainable parameters"
+    training = (getattr(adapted, "details", None) or {}).get("training")
+    if training is not None and getattr(options, "max_steps", None):
+        assert training["steps"] == options.max_steps, f"{name} trained {training['steps']} steps"
+    return params
+
+
+@pytest.mark.parametrize(("name", "kind"), CASES)
+def test_adapt_predict_save_load_roundtrip(
+    name: str, kind: str, task_data, shared_resources, model_for, tmp_path: Path
+) -> None:
+    spec, data = task_data
+    method = METHODS[name]
+    options = method.Options.model_validate(fast_options(name, kind))
+    task = TaskInfo(spec.name, spec.kind, tuple(data.labels), tuple(spec.fields.inputs), tuple(spec.metric_names))
+    # Encoder methods run on the real pretrained encoder, where accuracy is checked too; generative ones on a
+    # random tiny LM, where only the contract can be.
+    model = model_for(kind, spec.model)
+    ctx = _context(task, model, spec.seed, tmp_path / "work", shared_resources)
+    train = sample_per_class(data.train, options.train_per_class, ctx.seed)
+    method.check(options, train, ctx)
+    variant, options = next(iter(method.variants(options).items()))
+
+    with adapting(name):
+        adapted = method.adapt(options, train, data.dev, ctx)
+
+    assert isinstance(adapted, Adapted), f"{name}: adapt() must return an object satisfying the Adapted protocol"
+    _check_trainable(name, method, adapted, options)
+
+    test = data.test.open().examples
+    before, _ = _roundtrip(name, options, variant, adapted, model, ctx, spec, test, tmp_path / "adapted")
+    assert all(p.label in LABELS for p in before), "every prediction should be a valid label"
+    if kind == "encoder":
+        accuracy = sum(p.label == ex.label for p, ex in zip(before, test)) / len(test)
+        assert accuracy >= 0.5, f"{name} reached only {accuracy:.2f} test accuracy on an easy 3-class task"
+
+
+# A generation task (text targets): the answer is tokenized apart from the prompt, ends with EOS, and comes out
+# of `generate`. Random tiny models write nonsense, so what is checked is the contract: outputs survive save/load.
+_WORDS = "apple river stone cloud tiger violin garden rocket pepper candle".split()
+# Every fine-tune-route method that generates text, on every generative kind it supports (Qwen2 too).
+GENERATION_CASES = [
+    case
+    for case in _cases("finetune")
+    if "qa" in METHODS[case.values[0]].task_kinds and not case.values[1].startswith("encoder")
+]
+
+
+def _generation_split(name: str, start: int, n: int) -> Split:
+    examples = []
+    for i in range(start, start + n):
+        a, b = _WORDS[i % len(_WORDS)], _WORDS[(i * 3 + 1) % len(_WORDS)]
+        examples.append(Example(f"{name}{i}", {"question": f"Which word comes first: {a} {b}?"}, (a, a.upper())))
+    return Split(name, tuple(examples))
+
+
+@pytest.mark.parametrize(("name", "kind"), GENERATION_CASES)
+def test_generation_task_roundtrip(name: str, kind: str, model_for, task_data, tmp_path: Path) -> None:
+    spec, _ = task_data
+    method = METHODS[name]
+    assert "qa" in method.task_kinds
+    settings = fast_options(name, kind) | {"prompt": {"input": "{{ question }}", "max_new_tokens": 6}}
+    settings.pop("train_per_class", None)
+    options = method.Options.model_validate(settings)
+    task = TaskInfo("copy-word", "qa", None, ("question",), ("exact_match", "f1"))
+    model = model_for(kind, spec.model)
+    ctx = _context(task, model, 0, tmp_path / "work", {})
+    train, dev, test = (
+        _generation_split("train", 0, 12),
+        _generation_split("dev", 100, 6),
+        _generation_split("test", 200, 8),
+    )
+    method.check(options, train, ctx)
+    with adapting(name):
+        adapted = method.adapt(options, train, dev, ctx)
+    _check_trainable(name, method, adapted, options)
+    details = adapted.details
+    # the generation path: prompt and answer tokenized apart, as generate() meets them, every answer closed by EOS
+    assert details["audits"]["answer_mask"]["all_end_with_eos"] is True
+    assert details["audits"]["template"]["identical"] is True
+    before, _ = _roundtrip(name, options, "", adapted, model, ctx, spec, test.examples, tmp_path / "adapted")
+    # (a random model may well write nothing but padding or EOS: what it learns is tested in test_tuning_accuracy)
+    assert all(p.label is None and isinstance(p.output, str) for p in before)
 
 
 def _option_cells(output: str) -> dict[str, set[str]]:
