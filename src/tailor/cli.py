@@ -231,7 +231,7 @@ def keys() -> None:
 @app.command("make-tiny-lm")
 def make_tiny_lm(
     out: Annotated[Path, typer.Argument(help="Folder to write the model to (an ordinary Hugging Face folder).")],
-    arch: Annotated[str, typer.Option(help="Model family: llama or qwen2.")] = "llama",
+    arch: Annotated[str, typer.Option(help="Model family: llama or qwen2 (causal), t5 (encoder-decoder).")] = "llama",
     hidden_size: Annotated[int, typer.Option(help="Width of the model.")] = 64,
     layers: Annotated[int, typer.Option(help="Decoder layers.")] = 2,
     heads: Annotated[int, typer.Option(help="Attention heads (hidden size must divide by it).")] = 4,
@@ -241,8 +241,8 @@ def make_tiny_lm(
     """Build a random-weight causal LM with a locally trained tokenizer: a stand-in for tests and offline examples."""
     from .testing import build_tiny_lm
 
-    if arch not in ("llama", "qwen2"):
-        _fail(f"--arch: expected llama or qwen2, got {arch!r}")
+    if arch not in ("llama", "qwen2", "t5"):
+        _fail(f"--arch: expected llama, qwen2 or t5, got {arch!r}")
     path = build_tiny_lm(
         out,
         arch=arch,

@@ -43,3 +43,14 @@ def advance_callback(bar: Any) -> Any:
             bar.advance(1)
 
     return _Advance()
+
+
+@contextmanager
+def peft_quiet() -> Iterator[None]:
+    """PEFT asks transformers 5 for ``is_gradient_checkpointing``, which warns that it is deprecated: a
+    warning about PEFT's code, not the user's, repeated for every adapter; hidden for the block."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield

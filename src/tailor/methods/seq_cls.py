@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from ..backends.hf import peft_quiet
 from ..backends.models import resolve_path
 from ..contract import Context, count_trainable
 from ..errors import MethodError
-from ..tuning.loop import LoopSettings, fingerprint_of, train, weights_signature
+from ..tuning.loop import fingerprint_of, train, weights_signature
 from ..tuning.packing import class_batch
 from ..tuning.recipe import (
     _dev_subset,
@@ -26,6 +27,7 @@ from ..tuning.recipe import (
     build_predictor,
     check_options,
     check_target_modules,
+    loop_settings,
     method_settings,
     primary_score,
     seed_everything,
@@ -176,7 +178,8 @@ class SeqCls:
                 use_dora=options.dora,
                 task_type="SEQ_CLS",  # PEFT then trains the new head in full beside the adapters
             )
-            model = get_peft_model(model, config)
+            with peft_quiet():
+                model = get_peft_model(model, config)
         context = getattr(model.config, "max_position_embeddings", None) or options.max_length
         max_length = min(options.max_length, context)
         adapted = SeqClsAdapted(
@@ -195,20 +198,7 @@ class SeqCls:
         evaluate = (
             (lambda: primary_score(ctx.task, dev_examples, adapted.predict(dev_examples))) if dev_examples else None
         )
-        settings = LoopSettings(
-            epochs=options.epochs,
-            max_steps=options.max_steps,
-            batch_size=options.batch_size,
-            grad_accum=options.gradient_accumulation,
-            learning_rate=options.learning_rate,
-            weight_decay=options.weight_decay,
-            warmup_ratio=options.warmup_ratio,
-            max_grad_norm=options.max_grad_norm,
-            eval_every=options.eval_every,
-            patience=options.patience,
-            checkpoint_every=options.checkpoint_every,
-            seed=ctx.seed,
-        )
+        settings = loop_settings(options, ctx.seed)
         fingerprint = fingerprint_of(
             model=[ctx.model.name, model.config.to_dict(), weights_signature(resolve_path(ctx.model.name))],
             method=[self.name, method_settings(options)],
@@ -244,7 +234,8 @@ class SeqCls:
             from peft import PeftModel
 
             model, tokenizer = _load_classifier(ctx.model.name, labels, ctx)
-            model = PeftModel.from_pretrained(model, str(path / "model"))
+            with peft_quiet():
+                model = PeftModel.from_pretrained(model, str(path / "model"))
         else:
             model, tokenizer = _load_classifier(str(path / "model"), labels, ctx)
         model.eval()

@@ -61,6 +61,8 @@ class LoopResult:
     steps: int = 0
     total_steps: int = 0
     tokens: int = 0
+    positions: int = 0
+    """Token positions computed, padding included (``tokens`` counts real tokens only)."""
     examples: int = 0
     train_seconds: float = 0.0
     evals: list[dict[str, float]] = field(default_factory=list)
@@ -84,6 +86,7 @@ class LoopResult:
             "examples": self.examples,
             "train_seconds": round(self.train_seconds, 3),
             "tokens_per_s": round(self.tokens_per_s, 1),
+            "padding_fraction": round(1 - self.tokens / self.positions, 4) if self.positions else 0.0,
             "evals": self.evals,
             "losses": self.losses,
             "best_step": self.best_step,
@@ -281,6 +284,7 @@ def train(
         step, bad_evals, best_state = state["step"], state["bad_evals"], state["best_state"]
         for key in (
             "tokens",
+            "positions",
             "examples",
             "train_seconds",
             "evals",
@@ -289,7 +293,7 @@ def train(
             "best_metric",
             "stopped_early",
         ):
-            setattr(result, key, state["result"][key])
+            setattr(result, key, state["result"].get(key, getattr(result, key)))
         result.resumed_from_step = step
         progress.log(f"  resuming from the checkpoint at step {step} of {total}")
 
@@ -298,7 +302,7 @@ def train(
             return
         if rank == 0:
             trainable = {n: p.detach().clone() for n, p in zip(names, params)}
-            summary = result.to_dict() | {"train_seconds": result.train_seconds}
+            summary = result.to_dict() | {"train_seconds": result.train_seconds, "positions": result.positions}
             _save_checkpoint(
                 path,
                 {
@@ -337,6 +341,7 @@ def train(
                 (loss / targets).backward()
                 step_loss += float(loss.detach()) / targets
                 result.tokens += batch.tokens * world
+                result.positions += int(batch.input_ids.numel()) * world
             if world > 1:
                 step_loss = _all_reduce_grads(params, step_loss)
             if s.max_grad_norm:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
 
+from ..backends.hf import peft_quiet
 from ..backends.models import resolve_path
 from ..contract import Context, MethodOptions, TaskInfo, count_trainable
 from ..errors import MethodError
@@ -216,6 +217,24 @@ def _dev_subset(dev: Split | None, n: int, seed: int) -> list[Example]:
     return [examples[i] for i in idx]
 
 
+def loop_settings(options: TuneOptions, seed: int) -> LoopSettings:
+    """The training loop's settings from a fine-tuning method's options."""
+    return LoopSettings(
+        epochs=options.epochs,
+        max_steps=options.max_steps,
+        batch_size=options.batch_size,
+        grad_accum=options.gradient_accumulation,
+        learning_rate=options.learning_rate,
+        weight_decay=options.weight_decay,
+        warmup_ratio=options.warmup_ratio,
+        max_grad_norm=options.max_grad_norm,
+        eval_every=options.eval_every,
+        patience=options.patience,
+        checkpoint_every=options.checkpoint_every,
+        seed=seed,
+    )
+
+
 def build_predictor(lm: Any, prompt: PromptOptions, task: TaskInfo) -> PromptAdapted:
     """The prompt route's predictor over ``lm``: it renders training prompts and, after training, predicts."""
     from ..methods.prompt import PromptAdapted, _verbalizers
@@ -296,20 +315,7 @@ def tune(
     evaluate = None
     if dev_examples:
         evaluate = lambda: primary_score(ctx.task, dev_examples, predictor.predict(dev_examples))  # noqa: E731
-    settings = LoopSettings(
-        epochs=options.epochs,
-        max_steps=options.max_steps,
-        batch_size=options.batch_size,
-        grad_accum=options.gradient_accumulation,
-        learning_rate=options.learning_rate,
-        weight_decay=options.weight_decay,
-        warmup_ratio=options.warmup_ratio,
-        max_grad_norm=options.max_grad_norm,
-        eval_every=options.eval_every,
-        patience=options.patience,
-        checkpoint_every=options.checkpoint_every,
-        seed=ctx.seed,
-    )
+    settings = loop_settings(options, ctx.seed)
     fingerprint = fingerprint_of(
         model=[ctx.model.name, base.config.to_dict(), weights_signature(resolve_path(ctx.model.name))],
         method=[name, describe or {}],
@@ -368,7 +374,8 @@ def load_tuned(path: Path, ctx: Context) -> TunedAdapted:
         from peft import PeftModel
 
         lm = LanguageModel.from_spec(ctx.model)
-        trained = PeftModel.from_pretrained(lm.model, str(path / "adapter"))
+        with peft_quiet():
+            trained = PeftModel.from_pretrained(lm.model, str(path / "adapter"))
         trained.eval()
         per_sequence = (
             not getattr(trained, "merge_and_unload", None) or trained.peft_config["default"].is_prompt_learning
@@ -463,7 +470,8 @@ class PeftMethod:
         def add_parameters(model: Any) -> Any:
             from peft import get_peft_model
 
-            return get_peft_model(model, self.peft_config(options, ctx))
+            with peft_quiet():
+                return get_peft_model(model, self.peft_config(options, ctx))
 
         return tune(
             self.name,
