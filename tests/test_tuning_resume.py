@@ -230,6 +230,7 @@ def test_checkpoint_with_another_step_size_is_refused(tmp_path: Path) -> None:
     class Batch:
         def __init__(self, xs: list[float]):
             self.x, self.tokens = torch.tensor(xs)[:, None], len(xs)
+            self.input_ids = self.x  # what the loop counts as positions computed
 
     def loss(model: Any, batch: Batch) -> tuple[Any, int]:
         return ((model(batch.x) - 2 * batch.x) ** 2).sum(), len(batch.x)
