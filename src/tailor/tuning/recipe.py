@@ -85,6 +85,9 @@ class TunedAdapted:
     """A fine-tuned generative model that predicts through the prompt route's own code."""
 
     predictor: PromptAdapted
+    model: Any
+    """What was trained: the PEFT model, or the whole model (the predictor's model may be the base model with the
+    adapter's layers injected, the same weights)."""
     method: str
     trainable_params: int
     weights: Literal["adapter", "model"]
@@ -92,11 +95,6 @@ class TunedAdapted:
     export_merged: bool = False
     meta: dict[str, Any] = field(default_factory=dict)
     """The task, seed and base model, for the adapted.json of an exported merged model."""
-
-    @property
-    def model(self) -> Any:
-        """What was trained: the PEFT model, or the whole model."""
-        return self.predictor.lm.trained
 
     def predict(self, examples: Sequence[Example]) -> list[Prediction]:
         return self.predictor.predict(examples)
@@ -280,7 +278,6 @@ def tune(
     lm._max_length = min(options.max_length, lm.context_length)
     seed_everything(ctx.seed)  # the adapter's initial weights depend on the seed alone
     trained = add_parameters(base)
-    lm.trained = trained
     # Adapters injected into the base model's layers (LoRA, IA3) run through the base model's own forward, which
     # keeps the scorer's fast paths (logits of chosen positions, a cached prefix); soft prompts need PEFT's.
     lm.model = trained if per_sequence else unwrap(trained)
@@ -341,6 +338,7 @@ def tune(
         report["audits"]["merge"] = audits.audit_merge(predictor, trained, dev_examples[:32])
     adapted = TunedAdapted(
         predictor,
+        trained,
         name,
         count_trainable(trained),
         "model" if trained is base else "adapter",
@@ -384,10 +382,9 @@ def load_tuned(path: Path, ctx: Context) -> TunedAdapted:
     else:
         lm = LanguageModel.from_spec(ctx.model.model_copy(update={"name": str(path)}))
         trained = lm.model
-    lm.trained = trained
     lm._max_length = spec["max_length"]
     predictor = build_predictor(lm, PromptOptions(**spec["prompt"]), ctx.task)
-    return TunedAdapted(predictor, spec["method"], spec["trainable_params"], spec["weights"], spec["details"])
+    return TunedAdapted(predictor, trained, spec["method"], spec["trainable_params"], spec["weights"], spec["details"])
 
 
 def method_settings(options: MethodOptions, base: type[MethodOptions] = TuneOptions) -> dict[str, Any]:
