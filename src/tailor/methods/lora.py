@@ -49,13 +49,18 @@ class Lora(PeftMethod):
             raise MethodError(f"rank {options.rank} is larger than the model's width ({width})", key="rank")
 
     def peft_config(self, options: LoraOptions, ctx: Context) -> Any:
-        from peft import LoraConfig
+        return lora_config(options, peft_task_type(ctx))
 
-        return LoraConfig(
-            r=options.rank,
-            lora_alpha=options.alpha,
-            lora_dropout=options.dropout,
-            target_modules=options.target_modules,
-            use_dora=options.dora,
-            task_type=peft_task_type(ctx),
-        )
+
+def lora_config(options: LoraOptions, task_type: str) -> Any:
+    """PEFT's LoRA config from the options, for a PEFT task type (CAUSAL_LM, SEQ_2_SEQ_LM, SEQ_CLS)."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=options.rank,
+        lora_alpha=options.alpha,
+        lora_dropout=options.dropout,
+        target_modules=options.target_modules,
+        use_dora=options.dora,
+        task_type=task_type,
+    )

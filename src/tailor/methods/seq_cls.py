@@ -35,7 +35,7 @@ from ..tuning.recipe import (
 from ..tuning.sft import Encoded
 from ..tuning.steps import class_loss
 from ..types import Example, Prediction, Split
-from .lora import LoraOptions
+from .lora import LoraOptions, lora_config
 
 SEQ_CLS_FILE = "seq_cls.json"
 
@@ -168,16 +168,9 @@ class SeqCls:
         seed_everything(ctx.seed)  # the head's (and the adapter's) initial weights depend on the seed alone
         model, tokenizer = _load_classifier(ctx.model.name, labels, ctx)
         if options.adapter == "lora":
-            from peft import LoraConfig, get_peft_model
+            from peft import get_peft_model
 
-            config = LoraConfig(
-                r=options.rank,
-                lora_alpha=options.alpha,
-                lora_dropout=options.dropout,
-                target_modules=options.target_modules,
-                use_dora=options.dora,
-                task_type="SEQ_CLS",  # PEFT then trains the new head in full beside the adapters
-            )
+            config = lora_config(options, "SEQ_CLS")  # PEFT then trains the new head in full beside the adapters
             with peft_quiet():
                 model = get_peft_model(model, config)
         context = getattr(model.config, "max_position_embeddings", None) or options.max_length
