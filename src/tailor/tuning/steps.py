@@ -26,10 +26,8 @@ def splits_head(model: Any) -> bool:
     return callable(getattr(base, "get_decoder", None)) and base.get_output_embeddings() is not None
 
 
-def packed_loss(model: Any, batch: Batch) -> tuple[Any, int]:
-    """Summed cross-entropy of the answer tokens of packed causal rows."""
-    import torch.nn.functional as F
-
+def packed_logits(model: Any, batch: Batch) -> Any:
+    """Logits at the positions of packed causal rows that predict answer tokens (``batch.predict_at``)."""
     base = unwrap(model)
     device = base.device
     ids = batch.input_ids.to(device)
@@ -37,11 +35,17 @@ def packed_loss(model: Any, batch: Batch) -> tuple[Any, int]:
     if splits_head(model):
         hidden = base.get_decoder()(input_ids=ids, position_ids=pos, use_cache=False).last_hidden_state
         picked = hidden.reshape(-1, hidden.shape[-1])[batch.predict_at.to(device)]
-        logits = base.get_output_embeddings()(picked)
-    else:
-        out = base(input_ids=ids, position_ids=pos, use_cache=False)
-        logits = out.logits.reshape(-1, out.logits.shape[-1])[batch.predict_at.to(device)]
-    loss = F.cross_entropy(logits.float(), batch.targets.to(device), reduction="sum")
+        return base.get_output_embeddings()(picked)
+    out = base(input_ids=ids, position_ids=pos, use_cache=False)
+    return out.logits.reshape(-1, out.logits.shape[-1])[batch.predict_at.to(device)]
+
+
+def packed_loss(model: Any, batch: Batch) -> tuple[Any, int]:
+    """Summed cross-entropy of the answer tokens of packed causal rows."""
+    import torch.nn.functional as F
+
+    logits = packed_logits(model, batch)
+    loss = F.cross_entropy(logits.float(), batch.targets.to(logits.device), reduction="sum")
     return loss, int(batch.targets.numel())
 
 
