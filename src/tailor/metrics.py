@@ -91,6 +91,12 @@ METRICS: dict[str, Metric] = {
 }
 
 
+def gold_and_pred(kind: str, examples: Sequence[Any], preds: Sequence[Any]) -> tuple[list, list]:
+    """Gold targets of ``examples`` and what is scored against them in ``preds``: the parsed label
+    (classification) or the output text."""
+    return [ex.target for ex in examples], [p.label if kind == "classification" else p.output for p in preds]
+
+
 def point(prep: Prepared) -> float:
     return float(prep.values(np.arange(prep.n)[None, :])[0])
 

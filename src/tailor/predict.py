@@ -17,6 +17,24 @@ from .types import Example, Prediction
 ADAPTED_FILE = "adapted.json"
 
 
+def write_meta(
+    path: Path, *, method: str, name: str, options: dict[str, Any], seed: int, task: dict, model: dict
+) -> None:
+    """Write ``adapted.json``: what :func:`load_adapted` needs to load the folder on its own."""
+    from . import __version__
+
+    meta = {
+        "tailor_version": __version__,
+        "method": method,
+        "name": name,
+        "options": options,
+        "seed": seed,
+        "task": task,
+        "model": model,
+    }
+    (path / ADAPTED_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False))
+
+
 def load_adapted(path: str | Path, progress: Progress = NULL_PROGRESS) -> tuple[Adapted, dict[str, Any]]:
     """Load what a run saved for one method. Returns the adapted model and its metadata."""
     from .methods import get_method

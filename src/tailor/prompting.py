@@ -177,12 +177,13 @@ class PromptOptions(MethodOptions):
 
 
 def parts_of(o: PromptOptions) -> PromptParts:
-    return PromptParts(
-        instruction=o.instruction,
-        context=o.context,
-        output_format=o.output_format,
-        input=o.input,
-        answer_prefix=o.answer_prefix,
-        order=o.order,
-        chat=o.chat,
-    )  # type: ignore[arg-type]
+    """The prompt's wording out of a method's options (the fields the two share)."""
+    return PromptParts(**o.model_dump(include=PART_NAMES))
+
+
+def answer_text(ex: Example, kind: str, verbalizers: dict[str, list[str]] | None) -> str:
+    """What a model should answer for ``ex``: the label's first verbalizer (the label itself without
+    verbalizers), or the first reference text. Demonstrations show it; fine-tuning trains on it."""
+    if kind == "classification":
+        return verbalizers[ex.label][0] if verbalizers else ex.label
+    return ex.target if isinstance(ex.target, str) else (ex.target or ("",))[0]

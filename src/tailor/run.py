@@ -35,8 +35,8 @@ from .contract import Adapted, Context, TaskInfo
 from .data import TaskData, load_task_data
 from .errors import MethodError, TailorError, TaskFileError
 from .methods import METHODS
-from .metrics import METRICS, estimate, point
-from .predict import ADAPTED_FILE
+from .metrics import METRICS, estimate, gold_and_pred, point
+from .predict import write_meta
 from .progress import NULL_PROGRESS, Progress
 from .record import dir_size, git_revision, versions
 from .store import STORE_FILE, MethodResult, RunStore
@@ -126,11 +126,6 @@ def predict_all(adapted: Adapted, examples: Sequence[Example], progress: Progres
     return out
 
 
-def _gold_and_pred(kind: str, examples: Sequence[Example], preds: Sequence[Prediction]) -> tuple[list, list]:
-    """Gold targets and what is scored against them: the parsed label (classification) or the output text."""
-    return [ex.target for ex in examples], [p.label if kind == "classification" else p.output for p in preds]
-
-
 def score_split(
     spec: TaskSpec,
     labels: Sequence[str] | None,
@@ -138,7 +133,7 @@ def score_split(
     preds: Sequence[Prediction],
     with_ci: bool,
 ) -> dict[str, Any]:
-    gold, pred = _gold_and_pred(spec.kind, examples, preds)
+    gold, pred = gold_and_pred(spec.kind, examples, preds)
     out: dict[str, Any] = {}
     for name in spec.metric_names:
         prep = METRICS[name].prepare(gold, pred, labels)
@@ -513,18 +508,15 @@ def _failed(result: MethodResult, exc: Exception, store: RunStore | None, progre
 
 
 def write_adapted_meta(path: Path, registered: str, name: str, options: Any, ctx: Context, spec: TaskSpec) -> None:
-    from . import __version__
-
-    meta = {
-        "tailor_version": __version__,
-        "method": registered,
-        "name": name,
-        "options": options.model_dump(mode="json"),
-        "seed": ctx.seed,
-        "task": ctx.task.to_dict(),
-        "model": spec.model.model_dump(mode="json"),
-    }
-    (path / ADAPTED_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False))
+    write_meta(
+        path,
+        method=registered,
+        name=name,
+        options=options.model_dump(mode="json"),
+        seed=ctx.seed,
+        task=ctx.task.to_dict(),
+        model=spec.model.model_dump(mode="json"),
+    )
 
 
 def _one_line(r: MethodResult) -> str:

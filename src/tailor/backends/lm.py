@@ -107,6 +107,10 @@ class LanguageModel:
         limit = getattr(self.tokenizer, "model_max_length", None)
         return int(limit) if isinstance(limit, int) and 0 < limit < 1_000_000 else 2048
 
+    def cap_context(self, n: int) -> None:
+        """Take at most ``n`` tokens from now on (a fine-tuned model keeps its training's ``max_length``)."""
+        self._max_length = min(n, self.context_length)
+
     def render(self, messages: list[dict[str, str]], chat: bool) -> str:
         """The prompt text: the chat template with a generation prompt, or the contents joined by blank lines."""
         if chat and self.has_chat_template:

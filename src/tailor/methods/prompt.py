@@ -23,7 +23,7 @@ from ..config import ModelSpec
 from ..contract import Context
 from ..demos import DemoPool, fixed_demos, order_demos, similar_demos
 from ..errors import MethodError
-from ..prompting import PART_NAMES, CompiledPrompt, PromptOptions, parts_of, shared_prefix
+from ..prompting import PART_NAMES, CompiledPrompt, PromptOptions, answer_text, parts_of, shared_prefix
 from ..types import Example, Prediction, Split
 
 CONTENT_FREE = ("N/A", "", "[MASK]")
@@ -32,12 +32,6 @@ CONTENT_FREE = ("N/A", "", "[MASK]")
 def _verbalizers(labels: Sequence[str], given: dict[str, str | list[str]] | None) -> dict[str, list[str]]:
     given = given or {}
     return {lb: ([v] if isinstance(v, str) else list(v)) if (v := given.get(lb)) else [lb] for lb in labels}
-
-
-def _answer(ex: Example, kind: str, verbalizers: dict[str, list[str]]) -> str:
-    if kind == "classification":
-        return verbalizers[ex.label][0]
-    return ex.target if isinstance(ex.target, str) else (ex.target or ("",))[0]
 
 
 def parse_label(text: str, verbalizers: dict[str, list[str]]) -> str | None:
@@ -117,7 +111,7 @@ class PromptAdapted:
         demos = self._demos_for(examples)
         prompts = []
         for ex, ds in zip(examples, demos):
-            pairs = [(d, _answer(d, self.kind, self.verbalizers or {})) for d in ds]
+            pairs = [(d, answer_text(d, self.kind, self.verbalizers)) for d in ds]
             prompts.append(self.prompt.render(ex, pairs, self.use_chat, lambda m: self.lm.render(m, chat=True)))
         return prompts
 

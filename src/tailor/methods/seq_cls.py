@@ -55,7 +55,8 @@ class SeqClsAdapted:
     details: dict[str, Any] = field(default_factory=dict)
     batch_size: int = 32
 
-    def encode(self, examples: Sequence[Example]) -> list[Encoded]:
+    def encode(self, examples: Sequence[Example]) -> tuple[list[Encoded], list[str]]:
+        """Each example's prompt tokens, and the prompt text they come from (shortened when it was too long)."""
         from .prompt import shorten_to_fit
 
         lm = self.predictor.lm
@@ -63,17 +64,16 @@ class SeqClsAdapted:
         ids = lm.encode(prompts)
         for i, row in enumerate(ids):
             if len(row) > self.max_length:  # shorten the input, as the prompt route does; the template stays
-                _, prompt = shorten_to_fit(
+                _, prompts[i] = shorten_to_fit(
                     examples[i], lambda e: self.predictor.render([e])[0], lm.count_tokens, self.max_length
                 )
-                ids[i] = lm.encode([prompt])[0][-self.max_length :]
-        return [Encoded(ex.id, tuple(row), ()) for ex, row in zip(examples, ids)]
+                ids[i] = lm.encode([prompts[i]])[0][-self.max_length :]
+        return [Encoded(ex.id, tuple(row), ()) for ex, row in zip(examples, ids)], prompts
 
     def predict(self, examples: Sequence[Example]) -> list[Prediction]:
         import torch
 
-        rows = self.encode(examples)
-        prompts = self.predictor.render(examples)
+        rows, prompts = self.encode(examples)
         pad = self.predictor.lm.tokenizer.pad_token_id
         out: list[Prediction] = []
         self.model.eval()
@@ -179,7 +179,7 @@ class SeqCls:
             model, _renderer(model, tokenizer, options, ctx, max_length), labels, max_length, count_trainable(model)
         )
         examples = list(train_split)
-        encoded = adapted.encode(examples)
+        encoded, _ = adapted.encode(examples)
         classes = {lb: i for i, lb in enumerate(labels)}
         rows = [(e, classes[ex.label]) for e, ex in zip(encoded, examples)]
         pad = tokenizer.pad_token_id

@@ -333,15 +333,16 @@ def train(
             targets = sum(count(r) for r in chosen)
             mine = chosen[rank::world]
             t0 = time.perf_counter()
-            step_loss = 0.0
+            summed = []  # the micro-batches' losses, read once per step (a device sync on GPU)
             for start in range(0, len(mine), s.batch_size):
                 batch = make_batch(mine[start : start + s.batch_size])
                 loss, _ = loss_fn(model, batch)
                 # summed over this micro-batch, divided by the whole step's targets (on every process)
                 (loss / targets).backward()
-                step_loss += float(loss.detach()) / targets
+                summed.append(loss.detach())
                 result.tokens += batch.tokens * world
                 result.positions += int(batch.input_ids.numel()) * world
+            step_loss = float(sum(summed)) / targets
             if world > 1:
                 step_loss = _all_reduce_grads(params, step_loss)
             if s.max_grad_norm:

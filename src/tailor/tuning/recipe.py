@@ -125,16 +125,9 @@ class TunedAdapted:
             self.predictor.lm.tokenizer.save_pretrained(str(path))
         _write_tune_file(path, self, method="full", weights="model")
         if self.meta:  # what `tailor predict` needs to use the folder on its own
-            from .. import __version__
+            from ..predict import write_meta
 
-            meta = {
-                "tailor_version": __version__,
-                "method": "full",
-                "name": f"{self.method} (merged)",
-                "options": {},
-                **self.meta,
-            }
-            (path / "adapted.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False))
+            write_meta(path, method="full", name=f"{self.method} (merged)", options={}, **self.meta)
 
 
 def _write_tune_file(path: Path, adapted: TunedAdapted, method: str | None = None, weights: str | None = None) -> None:
@@ -196,10 +189,9 @@ def seed_everything(seed: int) -> None:
 
 def primary_score(task: TaskInfo, examples: Sequence[Example], preds: Sequence[Prediction]) -> float:
     """The task's first metric on ``examples`` (a point value, higher is better)."""
-    from ..metrics import METRICS, point
+    from ..metrics import METRICS, gold_and_pred, point
 
-    gold = [ex.target for ex in examples]
-    pred = [p.label if task.kind == "classification" else p.output for p in preds]
+    gold, pred = gold_and_pred(task.kind, examples, preds)
     return point(METRICS[task.primary_metric].prepare(gold, pred, task.labels))
 
 
@@ -275,7 +267,7 @@ def tune(
     seed_everything(ctx.seed)
     lm = LanguageModel.from_spec(ctx.model)
     base = lm.model
-    lm._max_length = min(options.max_length, lm.context_length)
+    lm.cap_context(options.max_length)
     seed_everything(ctx.seed)  # the adapter's initial weights depend on the seed alone
     trained = add_parameters(base)
     # Adapters injected into the base model's layers (LoRA, IA3) run through the base model's own forward, which
@@ -382,7 +374,7 @@ def load_tuned(path: Path, ctx: Context) -> TunedAdapted:
     else:
         lm = LanguageModel.from_spec(ctx.model.model_copy(update={"name": str(path)}))
         trained = lm.model
-    lm._max_length = spec["max_length"]
+    lm.cap_context(spec["max_length"])
     predictor = build_predictor(lm, PromptOptions(**spec["prompt"]), ctx.task)
     return TunedAdapted(predictor, trained, spec["method"], spec["trainable_params"], spec["weights"], spec["details"])
 

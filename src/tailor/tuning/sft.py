@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..errors import MethodError
+from ..prompting import answer_text
 from ..types import Example
 
 TooLong = Literal["truncate", "skip", "error"]
@@ -70,13 +71,6 @@ class EncodedSet:
             "skipped_too_long": len(self.skipped),
             "skipped_ids": self.skipped[:20],
         }
-
-
-def answer_text(ex: Example, kind: str, verbalizers: dict[str, list[str]] | None) -> str:
-    """The answer a model is trained to give: the label's first verbalizer, or the first reference."""
-    if kind == "classification":
-        return (verbalizers or {})[ex.label][0] if verbalizers else ex.label
-    return ex.target if isinstance(ex.target, str) else (ex.target or ("",))[0]
 
 
 def _ids_list(ids: Sequence[str], limit: int = 10) -> str:
