@@ -91,14 +91,15 @@ class SplitSpec(BaseModel):
 
 
 class ModelSpec(BaseModel):
-    """The base model every method adapts."""
+    """A model: the task's default (`model:`), or a method's own (`methods[i].model:`, the same keys)."""
 
     model_config = _STRICT
 
     name: str = "all-MiniLM-L6-v2"
     """A hub id or a local folder. `all-MiniLM-L6-v2` resolves to the copy installed from PyPI when present."""
-    kind: Literal["auto", "encoder", "causal", "seq2seq", "api"] = "auto"
-    """What sort of model it is; `auto` reads the folder's configuration."""
+    kind: Literal["auto", "encoder", "causal", "seq2seq", "scripted"] = "auto"
+    """What sort of model it is; `auto` reads the folder's configuration. `scripted`: a fake language model whose
+    answers and scores come from a JSON file (`name`), for tests without weights (see `tailor.testing`)."""
     device: str | None = None
     """Device to run on (cpu, cuda, cuda:1, mps); default: the best one present."""
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
@@ -112,7 +113,7 @@ class ModelSpec(BaseModel):
 
 
 class MethodSpec(BaseModel):
-    """One method to run: its registered `name`, an optional display `label`, and its own options."""
+    """One method to run: its registered `name`, an optional display `label`, its own `model`, and its options."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
@@ -120,6 +121,9 @@ class MethodSpec(BaseModel):
     """A registered method (see `tailor methods`)."""
     label: str | None = None
     """Name shown in the report; default: the method name (made unique)."""
+    model: ModelSpec | None = None
+    """This method's model (the same keys as the task's `model`); default: the task's `model`. Each distinct model
+    is loaded once per run and shared by the methods that name it."""
 
     def options(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
@@ -166,7 +170,7 @@ class TaskSpec(BaseModel):
     seed: int = 0
     """Seed for every random choice: sampling, demonstrations, training."""
     model: ModelSpec = Field(default_factory=ModelSpec)
-    """The base model."""
+    """The default model of every method (a method entry may name its own `model`)."""
     methods: list[MethodSpec] = Field(min_length=1)
     """The methods to run, in order, each with its options."""
     on_bad_rows: Literal["error", "skip"] = "error"
@@ -251,10 +255,18 @@ def apply_overrides(doc: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return doc
 
 
+def dotted_key(loc: tuple | list) -> str:
+    """A validation error's location as the task file's key: ``methods[2].model.name``."""
+    key = ""
+    for part in loc:
+        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
+    return key
+
+
 def _format_validation(exc: ValidationError) -> list[tuple[str, str]]:
     out = []
     for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        key = dotted_key(err["loc"]) or "(top level)"
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
@@ -293,7 +305,13 @@ def load_task(path: str | Path, overrides: list[str] | None = None) -> tuple[Tas
         raise TaskFileError(str(path), where, f"not valid YAML: {exc}") from None
     doc = apply_overrides(doc if isinstance(doc, dict) else doc, list(overrides or []))
     spec, base = parse_task(doc, str(path)), path.resolve().parent
-    local_model = base / spec.model.name
-    if spec.model.name.startswith((".", "/")) and local_model.exists():  # a model folder next to the task file
-        spec = spec.model_copy(update={"model": spec.model.model_copy(update={"name": str(local_model.resolve())})})
-    return spec, base
+    methods = [m.model_copy(update={"model": _near(m.model, base)}) if m.model else m for m in spec.methods]
+    return spec.model_copy(update={"model": _near(spec.model, base), "methods": methods}), base
+
+
+def _near(model: ModelSpec, base: Path) -> ModelSpec:
+    """A model named by a relative path (``./models/x``, ``models/x``) is the folder next to the task file."""
+    local = base / model.name
+    if not Path(model.name).is_absolute() and local.exists():
+        return model.model_copy(update={"name": str(local.resolve())})
+    return model

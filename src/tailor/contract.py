@@ -15,13 +15,15 @@ behind a prompt, a LoRA adapter or a remote API all fit.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .backends.pool import ModelPool
+from .backends.protocol import Capabilities
 from .config import ModelSpec
 from .progress import NULL_PROGRESS, Progress
 from .types import Example, Prediction, Route, Split, TaskKind
@@ -33,7 +35,10 @@ class MethodOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     train_per_class: int | None = Field(None, ge=1)
-    """Train on at most this many examples per class (a seeded sample); default: all of train."""
+    """Classification: train on at most this many examples per class (a seeded sample); default: all of train."""
+    train_size: int | None = Field(None, ge=1)
+    """Train on this many training examples (a seeded sample, any task kind); default: all of train. Not with
+    train_per_class."""
     seed: int | None = None
     """Seed for this method's random choices; default: the task's seed."""
 
@@ -80,10 +85,9 @@ class Context:
         task: The task's description (kind, labels, fields, metrics).
         model: The base model to adapt.
         seed: The seed to use (the method's own, or the task's).
-        workdir: A folder the method may use for checkpoints and scratch files.
+        workdir: A folder of this trial's own, for checkpoints and scratch files.
         progress: Where to show progress bars.
-        score: Scores predictions on a split with the task's primary metric (higher is better), for choices on dev.
-        resources: Shared per-run objects (loaded models, embedding caches), keyed by the backend that owns them.
+        models: The run's loaded models, shared by every method that names the same one.
     """
 
     task: TaskInfo
@@ -91,8 +95,15 @@ class Context:
     seed: int = 0
     workdir: Path = Path(".")
     progress: Progress = NULL_PROGRESS
-    score: Callable[[Sequence[Prediction], Split], float] | None = None
-    resources: dict[str, Any] = field(default_factory=dict)
+    models: ModelPool = field(default_factory=ModelPool)
+
+    def backend(self) -> Any:
+        """The shared, frozen backend of this method's model (loaded once per run)."""
+        return self.models.get(self.model)
+
+    def capabilities(self) -> Capabilities:
+        """What this method's model can do, known without loading it."""
+        return self.models.capabilities(self.model)
 
 
 @runtime_checkable
@@ -102,11 +113,14 @@ class Adapted(Protocol):
     trainable_params: int
     """Parameters the method trained (0 for prompts)."""
 
-    # Optional: `examples_used: int`, how many training examples the adapted model depends on (0 for
-    # zero-shot, the demonstrations for few-shot). The runner reports the training split's size when absent.
+    # Optional attributes the runner reads when present:
+    # - `examples_used: int`, how many training examples the adapted model depends on (0 for zero-shot, the
+    #   demonstrations for few-shot); the training split's size when absent.
+    # - `adapt_usage: tailor.usage.Usage`, what adapting cost (training FLOPs, tokens read while adapting).
+    # - `details: dict`, what the method reports about itself (fine-tuning: data, audits, training).
 
     def predict(self, examples: Sequence[Example]) -> list[Prediction]:
-        """One prediction per example, in order."""
+        """One prediction per example, in order, each with the :class:`~tailor.usage.Usage` of its query."""
         ...
 
     def save(self, path: Path) -> None:

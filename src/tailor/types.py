@@ -8,9 +8,11 @@ so the same record serves classifiers, generators and remote APIs.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
+
+from .usage import Usage
 
 TaskKind = Literal["classification", "summarization", "translation", "qa"]
 Route = Literal["prompt", "finetune"]
@@ -58,6 +60,7 @@ class Prediction:
         label: The label parsed from the output (classification); ``None`` when the output was not a valid label.
         scores: Per-label scores when the method has them (similarities, probabilities, log-likelihoods).
         prompt: The exact prompt rendered for this example, when the method uses one.
+        usage: What answering cost (calls, tokens, estimated FLOPs); None when the method can't tell.
     """
 
     id: str
@@ -65,11 +68,7 @@ class Prediction:
     label: str | None = None
     scores: Mapping[str, float] | None = None
     prompt: str | None = None
-
-    @property
-    def valid(self) -> bool:
-        """Whether the output could be read as an answer (always true for generation tasks' text)."""
-        return self.label is not None or self.output != ""
+    usage: Usage | None = None
 
 
 @dataclass(frozen=True)
@@ -142,8 +141,3 @@ class SealedSplit:
         if method is not None:
             raise TestSplitAccessError(f"method {method!r} tried to read the test split while adapting")
         return self._split
-
-
-def subset(split: Split, ids: Sequence[str] | set[str]) -> Split:
-    keep = set(ids)
-    return Split(split.name, tuple(ex for ex in split.examples if ex.id in keep))

@@ -1,26 +1,45 @@
-"""Model backends: how tailor loads and runs a base model. Heavy libraries are imported lazily.
+"""Model backends: how tailor loads and runs a model, one registry row per model kind.
 
-:data:`SHARED` maps a model kind to the loader of the run's one shared, frozen copy of the base
-model. The runner loads it before any method starts, so no method's adapt time includes it.
+:data:`BACKENDS` maps a model kind (``model.kind`` in a task file, or what ``auto`` reads from the model's folder)
+to the module object that loads it (a :class:`BackendKind`). Values are ``module:attribute`` strings so that
+importing tailor loads no heavy library; adding a backend is adding a file and a row here. What a loaded backend
+offers is the contract of :mod:`tailor.backends.protocol`.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import Any, Literal, Protocol
 
 from ..config import ModelSpec
+from .protocol import Capabilities
 
-SHARED: dict[str, str] = {
-    "encoder": "tailor.backends.encoder:shared_encoder",
-    "causal": "tailor.backends.lm:shared_lm",
-    "seq2seq": "tailor.backends.lm:shared_lm",
+BACKENDS: dict[str, str] = {
+    "encoder": "tailor.backends.encoder:KIND",
+    "causal": "tailor.backends.lm:KIND",
+    "seq2seq": "tailor.backends.lm:KIND",
+    "scripted": "tailor.testing.scripted:KIND",
 }
 
 
-def load_shared(kind: str, spec: ModelSpec, resources: dict[str, Any]) -> Any | None:
-    """Load the shared base model for ``kind`` into ``resources`` (None when the kind has no shared model)."""
-    if kind not in SHARED:
-        return None
-    module, func = SHARED[kind].split(":")
-    return getattr(importlib.import_module(module), func)(spec, resources)
+class BackendKind(Protocol):
+    """How one kind of model is loaded, and what it can do before it is loaded."""
+
+    role: Literal["generative", "encoder"]
+
+    def capabilities(self, spec: ModelSpec) -> Capabilities:
+        """What a backend of this kind for ``spec`` can do, known without loading the weights."""
+        ...
+
+    def load(self, spec: ModelSpec) -> Any:
+        """The loaded backend (a GenerativeBackend or an EncoderBackend)."""
+        ...
+
+
+def backend_kind(kind: str) -> BackendKind:
+    from ..errors import TailorError
+
+    if kind not in BACKENDS:
+        raise TailorError(f"no backend for model kind {kind!r}; kinds: {', '.join(BACKENDS)}")
+    module, attr = BACKENDS[kind].split(":")
+    return getattr(importlib.import_module(module), attr)

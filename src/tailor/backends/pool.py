@@ -1,0 +1,76 @@
+"""The run's models: each distinct model loaded once, shared by every method that names it.
+
+Methods never load a frozen model themselves; they ask the pool for the backend of their ``model:``. The runner
+loads every model the methods need before the first method starts, so no method's adapt time includes loading.
+Fine-tuning methods load their own copy to train (they must not change the shared one).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+from ..config import ModelSpec
+from . import backend_kind
+from .models import model_kind
+from .protocol import Capabilities
+
+
+def model_key(spec: ModelSpec) -> str:
+    """Two specs name the same loaded model when every key of theirs is equal."""
+    return json.dumps(spec.model_dump(mode="json"), sort_keys=True)
+
+
+class ModelPool:
+    """Loaded backends by model spec, loaded on first use.
+
+    Attributes:
+        load_seconds: Seconds each model took to load, by model name.
+    """
+
+    def __init__(self) -> None:
+        self._backends: dict[str, Any] = {}
+        self._kinds: dict[str, str] = {}
+        self.load_seconds: dict[str, float] = {}
+
+    def kind(self, spec: ModelSpec) -> str:
+        """The model's kind (``auto`` read from its configuration once)."""
+        key = model_key(spec)
+        if key not in self._kinds:
+            self._kinds[key] = model_kind(spec)
+        return self._kinds[key]
+
+    def capabilities(self, spec: ModelSpec) -> Capabilities:
+        """What the model's backend can do: the loaded backend's own, or what its kind knows without loading."""
+        key = model_key(spec)
+        if key in self._backends and hasattr(self._backends[key], "capabilities"):
+            return self._backends[key].capabilities
+        return backend_kind(self.kind(spec)).capabilities(spec)
+
+    def get(self, spec: ModelSpec) -> Any:
+        """The backend of ``spec``, loaded on first use."""
+        key = model_key(spec)
+        if key not in self._backends:
+            t0 = time.perf_counter()
+            self._backends[key] = backend_kind(self.kind(spec)).load(spec)
+            self.load_seconds[spec.name] = time.perf_counter() - t0
+        return self._backends[key]
+
+    def put(self, spec: ModelSpec, backend: Any) -> None:
+        """Use ``backend`` for ``spec`` (e.g. a scripted fake in tests) instead of loading one."""
+        self._backends[model_key(spec)] = backend
+
+    def loaded(self) -> bool:
+        return bool(self._backends)
+
+    @contextmanager
+    def cache_disabled(self) -> Iterator[None]:
+        """Bypass every backend's cache for the block (costs are timed cold)."""
+        with ExitStack() as stack:
+            for backend in self._backends.values():
+                if hasattr(backend, "cache_disabled"):
+                    stack.enter_context(backend.cache_disabled())
+            yield
