@@ -21,12 +21,14 @@ import statistics
 import time
 from pathlib import Path
 
+from tailor.backends.pool import ModelPool
 from tailor.config import ModelSpec, TaskSpec
 from tailor.contract import Context, TaskInfo
 from tailor.data import read_examples
+from tailor.evaluate import predict_all
 from tailor.methods import METHODS
+from tailor.plan import sample_per_class
 from tailor.progress import RichProgress
-from tailor.run import predict_all, sample_per_class
 from tailor.types import Split, adapting
 
 HERE = Path(__file__).resolve().parent
@@ -58,7 +60,7 @@ def main() -> None:
     labels = tuple(sorted({ex.label for ex in pool}))
     task = TaskInfo("ag_news", "classification", labels, ("text",), ("accuracy",))
     progress = RichProgress()
-    resources: dict = {}
+    models = ModelPool()
     per_seed: dict[str, list[dict]] = {m: [] for m in args.methods}
     for seed in range(args.seeds):
         train = sample_per_class(pool, args.per_class, seed)
@@ -71,7 +73,7 @@ def main() -> None:
                 seed=seed,
                 workdir=Path("/tmp/tailor-agnews") / f"{name}-{seed}",
                 progress=progress,
-                resources=resources,
+                models=models,
             )
             t0 = time.perf_counter()
             with adapting(name):

@@ -158,12 +158,12 @@ def encode(model_dir: Path, examples: list[Any]) -> tuple[list[Any], Any]:
     """Token ids of ``examples`` as tailor renders and tokenizes them for training, and the LanguageModel."""
     from tailor.backends.lm import LanguageModel
     from tailor.config import ModelSpec
-    from tailor.methods.prompt import PromptOptions
+    from tailor.prompting import PromptOptions
     from tailor.tuning.recipe import build_predictor
     from tailor.tuning.sft import encode_examples
 
     lm = LanguageModel.from_spec(ModelSpec(name=str(model_dir)))
-    lm._max_length = min(MAX_LENGTH, lm.context_length)  # as tailor's recipe does
+    lm.cap_context(MAX_LENGTH)  # as tailor's recipe does
     # as tailor's recipe builds it (too_long: truncate, its default)
     predictor = build_predictor(lm, PromptOptions(**PROMPT, truncate=True), task_info())
     encoded = encode_examples(predictor, examples, max_length=lm.context_length)

@@ -99,6 +99,7 @@ def run_one(
         "trainable_params": adapted.trainable_params,
         "steps": training.get("steps", 0),
         "tokens": training.get("tokens", 0),
+        "train_flops": training.get("flops", 0.0),
         "train_seconds": training.get("train_seconds", 0.0),
         "adapt_seconds": round(adapt_seconds, 3),
         "predict_seconds": round(predict_seconds, 3),

@@ -131,7 +131,7 @@ FAST_OPTIONS: dict[str, dict[str, Any]] = {
     "head": {},
     "contrastive": {"pairs": 1, "train_per_class": 8, "batch_size": 16},
     # One short epoch at a high learning rate: ~6 steps, yet every seed we tried reaches full accuracy.
-    "full": {
+    "encoder-full": {
         "epochs": 1,
         "learning_rate": 3e-4,
         "warmup_ratio": 0.0,
@@ -288,9 +288,11 @@ def task_data(session_task: Path):
 
 
 @pytest.fixture(scope="session")
-def shared_resources() -> dict[str, Any]:
-    """One resources dict for the session, so the frozen encoder is loaded once for direct method calls."""
-    return {}
+def shared_models():
+    """One model pool for the session, so the frozen encoder is loaded once for direct method calls."""
+    from tailor.backends.pool import ModelPool
+
+    return ModelPool()
 
 
 @pytest.fixture(scope="session")

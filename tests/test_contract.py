@@ -16,11 +16,13 @@ from conftest import LABELS, fast_options, squash
 from typer.testing import CliRunner
 
 from tailor.cli import app
+from tailor.backends.pool import ModelPool
 from tailor.config import ModelSpec
 from tailor.contract import Adapted, Context, MethodOptions, TaskInfo
 from tailor.methods import METHODS
 from tailor.predict import load_adapted
-from tailor.run import sample_per_class, write_adapted_meta
+from tailor.plan import sample_per_class
+from tailor.run import write_adapted_meta
 from tailor.store import RunStore
 from tailor.testing import tiny_lm_path
 from tailor.types import Example, Prediction, Split, adapting
@@ -101,9 +103,9 @@ def model_for(tmp_path_factory: pytest.TempPathFactory):
     return get
 
 
-def _context(task: TaskInfo, model: ModelSpec, seed: int, workdir: Path, resources: dict) -> Context:
+def _context(task: TaskInfo, model: ModelSpec, seed: int, workdir: Path, models: ModelPool) -> Context:
     workdir.mkdir()
-    return Context(task=task, model=model, seed=seed, workdir=workdir, resources=resources)
+    return Context(task=task, model=model, seed=seed, workdir=workdir, models=models)
 
 
 def _roundtrip(name: str, options, variant: str, adapted, model: ModelSpec, ctx: Context, spec, test, out):
@@ -154,7 +156,7 @@ def _check_trainable(name: str, method, adapted, options) -> int:
 
 @pytest.mark.parametrize(("name", "kind"), CASES)
 def test_adapt_predict_save_load_roundtrip(
-    name: str, kind: str, task_data, shared_resources, model_for, tmp_path: Path
+    name: str, kind: str, task_data, shared_models, model_for, tmp_path: Path
 ) -> None:
     spec, data = task_data
     method = METHODS[name]
@@ -163,7 +165,7 @@ def test_adapt_predict_save_load_roundtrip(
     # Encoder methods run on the real pretrained encoder, where accuracy is checked too; generative ones on a
     # random tiny LM, where only the contract can be.
     model = model_for(kind, spec.model)
-    ctx = _context(task, model, spec.seed, tmp_path / "work", shared_resources)
+    ctx = _context(task, model, spec.seed, tmp_path / "work", shared_models)
     train = sample_per_class(data.train, options.train_per_class, ctx.seed)
     method.check(options, train, ctx)
     variant, options = next(iter(method.variants(options).items()))

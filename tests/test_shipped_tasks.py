@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 
 from tailor.backends.models import DEFAULT_ENCODER_NAMES
+from tailor.backends.pool import ModelPool
 from tailor.config import load_task
-from tailor.contract import Context, TaskInfo
 from tailor.data import load_task_data
 from tailor.methods import METHODS
-from tailor.run import plan_methods, sample_per_class
+from tailor.plan import plan_trials, prepare_trials, task_info
+from tailor.progress import NULL_PROGRESS
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted([*ROOT.glob("examples/*/*.yaml"), *ROOT.glob("benchmarks/*.yaml")])
@@ -24,15 +25,21 @@ def test_there_are_shipped_task_files() -> None:
     assert QUICKSTART in SHIPPED and len(SHIPPED) >= 2
 
 
+class _Unbuilt(ModelPool):
+    """Benchmark and example files for generative models name tiny local LMs that may not be built yet: plan them
+    as causal (the default encoder as an encoder) without reading their folders."""
+
+    def kind(self, spec):
+        return "encoder" if spec.model_dump()["name"] in DEFAULT_ENCODER_NAMES else "causal"
+
+
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(ROOT)))
 def test_shipped_task_file_is_valid(path: Path) -> None:
     spec, _ = load_task(path)
-    # Benchmark files for generative models name a tiny local LM that may not be built yet: plan them as causal.
-    kind = "encoder" if spec.model.name in DEFAULT_ENCODER_NAMES else "causal"
-    planned = plan_methods(spec, str(path), kind)
-    assert len(planned) == len(spec.methods)
-    assert all(p.registered in METHODS for p in planned)
-    assert len({p.family for p in planned}) == len(planned), "display names are unique"
+    trials = plan_trials(spec, str(path), _Unbuilt())
+    assert {t.entry for t in trials} == set(range(len(spec.methods)))
+    assert all(t.method in METHODS for t in trials)
+    assert len({t.name for t in trials}) == len(trials), "display names are unique"
 
 
 def test_quickstart_data_passes_every_method_check(tmp_path: Path) -> None:
@@ -40,11 +47,11 @@ def test_quickstart_data_passes_every_method_check(tmp_path: Path) -> None:
     data = load_task_data(spec, base, str(QUICKSTART))
     assert data.rows_read == 420 and not data.bad_rows
     assert len(data.labels) == 6
-    task = TaskInfo(spec.name, spec.kind, tuple(data.labels), tuple(spec.fields.inputs), tuple(spec.metric_names))
-    for plan in plan_methods(spec, str(QUICKSTART), "encoder"):
-        ctx = Context(task=task, model=spec.model, seed=spec.seed, workdir=tmp_path)
-        train = sample_per_class(data.train, plan.options.train_per_class, spec.seed)
-        METHODS[plan.registered].check(plan.options, train, ctx)
+    pool = ModelPool()
+    trials = plan_trials(spec, str(QUICKSTART), pool)
+    prepared = prepare_trials(trials, data, task_info(spec, data), tmp_path, NULL_PROGRESS, str(QUICKSTART), pool)
+    assert [t.name for t, _, _ in prepared] == [t.name for t in trials]
+    assert not pool.loaded(), "checking options loads no model"
 
 
 @pytest.mark.slow

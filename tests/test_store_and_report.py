@@ -173,7 +173,7 @@ def test_interrupted_run_keeps_finished_methods(make_task: MakeTask, monkeypatch
         run_task(spec, base, run_dir, task_file=str(task))
 
     db = run_dir / "run.sqlite"
-    assert _methods_in(db, "result") == {"zero-shot"}
+    assert _methods_in(db, "trial") == {"zero-shot"}
     assert _methods_in(db, "prediction") == {"zero-shot"}, "no partial rows of the interrupted method"
     assert not (run_dir / "adapted" / "few-shot").exists()
     s = RunStore.open_existing(run_dir)
@@ -229,23 +229,25 @@ class _Exploding:
 
 
 def test_store_writes_a_result_and_its_predictions_atomically(tmp_path: Path) -> None:
-    from tailor.store import MethodResult
+    from tailor.store import TrialResult
     from tailor.types import Example, Prediction
 
     s = RunStore(tmp_path)
     s.start_run(task="t", seed=0, git_rev=None, task_file=None, config={}, versions={}, data={})
     examples = [Example(f"e{i}", {"text": f"text {i}"}, "a") for i in range(5)]
     good = [(ex, Prediction(ex.id, "a", "a", {"a": 1.0})) for ex in examples]
-    s.add_result(MethodResult("first", "first", None, "head", "finetune", "ok", {}), {"test": good})
+    s.add_result(TrialResult("first", "first", None, "head", "finetune", "ok", {}, {"name": "m"}, 0), {"test": good})
 
     bad = [*good[:3], (examples[3], Prediction("e3", "a", "a", _Exploding())), good[4]]
     with pytest.raises(KeyboardInterrupt):
-        s.add_result(MethodResult("second", "second", None, "head", "finetune", "ok", {}), {"test": bad})
+        s.add_result(
+            TrialResult("second", "second", None, "head", "finetune", "ok", {}, {"name": "m"}, 0), {"test": bad}
+        )
     s.finish_run("interrupted")
     s.close()
 
     db = tmp_path / "run.sqlite"
-    assert _methods_in(db, "result") == {"first"}
+    assert _methods_in(db, "trial") == {"first"}
     assert _methods_in(db, "prediction") == {"first"}
     s = RunStore.open_existing(tmp_path)
     assert len(s.predictions("first", "test")) == 5 and s.run()["status"] == "interrupted"

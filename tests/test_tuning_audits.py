@@ -24,7 +24,7 @@ from tailor.config import ModelSpec
 from tailor.contract import Context, TaskInfo
 from tailor.errors import MethodError
 from tailor.methods import METHODS
-from tailor.methods.prompt import PromptOptions
+from tailor.prompting import PromptOptions
 from tailor.testing import tiny_lm_path
 from tailor.tuning import audits
 from tailor.tuning.audits import AuditError, audit_answer_mask, audit_merge, audit_packing, audit_template, merged_copy

@@ -22,8 +22,8 @@ from tailor.config import ModelSpec, load_task
 from tailor.contract import Context, TaskInfo
 from tailor.errors import MethodError, TaskFileError
 from tailor.methods import METHODS
-from tailor.methods.prompt import PromptOptions
 from tailor.methods.prompt_tuning import PromptTuningOptions
+from tailor.prompting import PromptOptions
 from tailor.run import run_task
 from tailor.testing import tiny_lm_path
 from tailor.tuning.recipe import build_predictor

@@ -66,9 +66,11 @@ def run(
     """
     from .config import load_task
     from .errors import TailorError
+    from .folders import new_run_dir
+    from .processes import end_processes, on_rank0, process_rank
     from .progress import NULL_PROGRESS, RichProgress
     from .report import write_reports
-    from .run import new_run_dir, on_rank0, process_rank, run_task
+    from .run import run_task
 
     if resume is not None and out is not None and resume.resolve() != out.resolve():
         _fail("--resume and --out name different folders; a resumed run stays in its folder (give --resume alone)")
@@ -99,23 +101,14 @@ def run(
         if not (run_dir / "run.sqlite").exists():
             raise typer.Exit(130 if interrupted else 1)
         paths = write_reports(run_dir)
-        _print_leaderboard(run_dir, console)
+        print_leaderboard(run_dir, console)
         console.print(f"\nrun folder: {run_dir}\nreports: " + ", ".join(str(p) for p in paths.values()))
         if interrupted:
             again = " ".join([str(task_file), *(overrides or []), "--resume", str(run_dir)])
             console.print(f"continue it with: tailor run {again}")
             raise typer.Exit(130)
     finally:
-        _end_processes(world)
-
-
-def _end_processes(world: int) -> None:
-    """Leave torch.distributed's process group cleanly (under torchrun)."""
-    if world > 1:
-        import torch.distributed as dist
-
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        end_processes(world)
 
 
 @app.command()
@@ -167,7 +160,7 @@ def report(
     except TailorError as exc:
         _fail(str(exc))
     console = _console()
-    _print_leaderboard(run_dir, console)
+    print_leaderboard(run_dir, console)
     console.print("reports: " + ", ".join(str(p) for p in paths.values()))
 
 
@@ -265,26 +258,30 @@ def _stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, _raise)
 
 
-def _print_leaderboard(run_dir: Path, console) -> None:
+def print_leaderboard(run_dir: Path, console) -> None:
     from rich.table import Table
 
-    from .report import _table_rows, build_report
+    from .render import table_rows
+    from .report import build_report
 
     rep = build_report(run_dir)
     table = Table(
         title=f"{rep['task']}: test {rep['primary_metric']} with {rep['confidence']:.0%} CI ({rep['status']})",
         title_justify="left",
     )
-    for col in ("method", "route", rep["primary_metric"], "dev", "adapt", "infer/1k", "params", "disk", "n train"):
-        table.add_column(col, justify="left" if col in ("method", "route") else "right")
-    for t in _table_rows(rep, compact=True):
+    columns = ("method", "route", "model", rep["primary_metric"], "dev", "adapt", "infer/1k", "FLOPs/1k", "params")
+    for col in (*columns, "disk", "n train"):
+        table.add_column(col, justify="left" if col in ("method", "route", "model") else "right")
+    for t in table_rows(rep, compact=True):
         table.add_row(
             t["method"],
             t["route"],
+            t["model"],
             t["quality"],
             t["dev"],
             t["adapt"],
             t["infer"],
+            t["flops_1k"],
             t["params"],
             t["disk"],
             t["n_train"],

@@ -140,7 +140,7 @@ class StatsSpec(BaseModel):
     """Confidence level of the intervals."""
 
 
-_DEFAULT_METRICS: dict[str, list[str]] = {
+DEFAULT_METRICS: dict[str, list[str]] = {
     "classification": ["accuracy", "macro_f1"],
     "summarization": ["rouge1", "rouge2", "rougeL"],
     "translation": ["chrf", "bleu"],
@@ -185,7 +185,7 @@ class TaskSpec(BaseModel):
 
     @property
     def metric_names(self) -> list[str]:
-        return list(self.metrics or _DEFAULT_METRICS[self.kind])
+        return list(self.metrics or DEFAULT_METRICS[self.kind])
 
     @model_validator(mode="after")
     def _check(self) -> TaskSpec:

@@ -17,14 +17,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from .metrics_text import CorpusMetric, PerExampleMetric, exact_match, rouge_f, token_f1
+from .outcomes import Prepared, gold_and_pred
 
-
-class Prepared(Protocol):
-    n: int
-
-    def values(self, idx: np.ndarray) -> np.ndarray:
-        """The metric on each row of the index matrix ``idx`` (shape (B, n)): an array of B values."""
-        ...
+__all__ = ["METRICS", "Prepared", "gold_and_pred", "estimate", "point", "compare_all"]
 
 
 @dataclass(frozen=True)
@@ -89,12 +84,6 @@ METRICS: dict[str, Metric] = {
     "chrf": CorpusMetric("chrf", frozenset({"translation"})),
     "bleu": CorpusMetric("bleu", frozenset({"translation"})),
 }
-
-
-def gold_and_pred(kind: str, examples: Sequence[Any], preds: Sequence[Any]) -> tuple[list, list]:
-    """Gold targets of ``examples`` and what is scored against them in ``preds``: the parsed label
-    (classification) or the output text."""
-    return [ex.target for ex in examples], [p.label if kind == "classification" else p.output for p in preds]
 
 
 def point(prep: Prepared) -> float:

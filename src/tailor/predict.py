@@ -12,27 +12,8 @@ from .contract import Adapted, Context, TaskInfo
 from .data import read_rows
 from .errors import DataError, TailorError
 from .progress import NULL_PROGRESS, Progress
+from .record import ADAPTED_FILE
 from .types import Example, Prediction
-
-ADAPTED_FILE = "adapted.json"
-
-
-def write_meta(
-    path: Path, *, method: str, name: str, options: dict[str, Any], seed: int, task: dict, model: dict
-) -> None:
-    """Write ``adapted.json``: what :func:`load_adapted` needs to load the folder on its own."""
-    from . import __version__
-
-    meta = {
-        "tailor_version": __version__,
-        "method": method,
-        "name": name,
-        "options": options,
-        "seed": seed,
-        "task": task,
-        "model": model,
-    }
-    (path / ADAPTED_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False))
 
 
 def load_adapted(path: str | Path, progress: Progress = NULL_PROGRESS) -> tuple[Adapted, dict[str, Any]]:
@@ -82,7 +63,7 @@ def read_inputs(path: str | Path, input_fields: Sequence[str], id_field: str | N
 def predict_file(
     adapted_dir: str | Path, input_path: str | Path, progress: Progress = NULL_PROGRESS
 ) -> Iterator[tuple[Example, Prediction]]:
-    from .run import predict_all
+    from .evaluate import predict_all
 
     adapted, meta = load_adapted(adapted_dir, progress)
     examples = read_inputs(input_path, meta["task"]["input_fields"])

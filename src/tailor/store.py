@@ -4,6 +4,8 @@ A method's result and all of its predictions are written in one transaction, so 
 at any moment (Ctrl-C, a crash) leaves the store consistent: each method is either fully there
 or not there at all, and the run's status says how it ended.
 
+The store records its schema version; a store of another version is refused with a message saying so.
+
 A run stopped without a chance to say so (SIGKILL, a power cut) keeps the status ``running``;
 ``tailor run --resume`` reopens it (:meth:`RunStore.reopen_run`) and reruns what is not ``ok``.
 """
@@ -18,9 +20,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .errors import TailorError
 from .types import Example, Prediction
+from .usage import Usage
 
 STORE_FILE = "run.sqlite"
+
+SCHEMA_VERSION = 2
+"""Version of the store's tables (SQLite's ``user_version``). 1: one row per method, no usage, no training size or
+seed (tailor before trials). 2: one row per trial, with its model, training size, seed and usage."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS run (
@@ -37,18 +45,24 @@ CREATE TABLE IF NOT EXISTS run (
     data_json TEXT NOT NULL,         -- split sizes, labels, notes, overlaps
     resumed_at TEXT                  -- when the run was last continued with `tailor run --resume`
 );
-CREATE TABLE IF NOT EXISTS result (
-    method TEXT PRIMARY KEY,         -- unique display name, e.g. "zero-shot/v2"
+CREATE TABLE IF NOT EXISTS trial (
+    method TEXT PRIMARY KEY,         -- the trial's unique display name, e.g. "zero-shot/v2"
     family TEXT NOT NULL,            -- the method entry it came from (variants share it)
     variant TEXT,
     registered TEXT NOT NULL,        -- the registry name
     route TEXT NOT NULL,             -- prompt | finetune
     status TEXT NOT NULL,            -- ok | failed
+    model TEXT NOT NULL,             -- the model's name (hub id, folder, file)
+    model_json TEXT NOT NULL,        -- the whole model spec
+    model_params INTEGER,            -- the model's parameters (NULL: unknown)
+    train_size INTEGER,              -- training examples the trial was given (after train_size / train_per_class)
+    seed INTEGER NOT NULL,
     options_json TEXT NOT NULL,
     dev_json TEXT,                   -- metrics on dev (point values)
     test_json TEXT,                  -- metrics on test with confidence intervals
     costs_json TEXT,
-    n_train INTEGER,
+    usage_json TEXT,                 -- calls, tokens and FLOPs: adapting, dev, test, per 1,000 test queries
+    n_train INTEGER,                 -- training examples the adapted model depends on
     adapted_dir TEXT,
     error TEXT,
     position INTEGER NOT NULL,
@@ -56,7 +70,7 @@ CREATE TABLE IF NOT EXISTS result (
     details_json TEXT                -- what the method reports about itself (fine-tuning: data, audits, training)
 );
 CREATE TABLE IF NOT EXISTS prediction (
-    method TEXT NOT NULL,
+    method TEXT NOT NULL,            -- the trial
     split TEXT NOT NULL,
     example_id TEXT NOT NULL,
     input TEXT NOT NULL,             -- the example's input fields as JSON
@@ -65,17 +79,15 @@ CREATE TABLE IF NOT EXISTS prediction (
     label TEXT,                      -- parsed label, NULL when invalid
     scores_json TEXT,
     prompt TEXT,
+    calls INTEGER,                   -- the query's usage (NULL when the method can't tell)
+    input_tokens INTEGER,
+    output_tokens INTEGER,
+    flops REAL,
     PRIMARY KEY (method, split, example_id)
 );
 CREATE TABLE IF NOT EXISTS bad_row (
     split TEXT NOT NULL,
     location TEXT NOT NULL,
-    reason TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS excluded (
-    method TEXT NOT NULL,
-    split TEXT NOT NULL,
-    example_id TEXT NOT NULL,
     reason TEXT NOT NULL
 );
 """
@@ -86,7 +98,9 @@ def _now() -> str:
 
 
 @dataclass
-class MethodResult:
+class TrialResult:
+    """What one trial gave: its identity, status, metrics, costs, usage and the method's own details."""
+
     method: str
     family: str
     variant: str | None
@@ -94,17 +108,22 @@ class MethodResult:
     route: str
     status: str
     options: dict[str, Any]
+    model: dict[str, Any]
+    seed: int
+    train_size: int | None = None
+    model_params: int | None = None
     dev: dict[str, float] | None = None
     test: dict[str, dict[str, float]] | None = None
     costs: dict[str, Any] = field(default_factory=dict)
+    usage: dict[str, Any] | None = None
     n_train: int | None = None
     adapted_dir: str | None = None
     error: str | None = None
     details: dict[str, Any] | None = None
 
 
-# Columns added after the first release: a store written before them gets them on opening.
-_ADDED_COLUMNS = {"run": {"resumed_at": "TEXT"}, "result": {"details_json": "TEXT"}}
+class OldStoreError(TailorError):
+    """A run store written by an older tailor, whose tables this one does not read."""
 
 
 class RunStore:
@@ -117,24 +136,26 @@ class RunStore:
         self.path = path
         self.db = sqlite3.connect(str(path))
         self.db.row_factory = sqlite3.Row
-        self.db.executescript(_SCHEMA)
-        for table, columns in _ADDED_COLUMNS.items():
-            have = {row["name"] for row in self.db.execute(f"PRAGMA table_info({table})")}
-            for name, kind in columns.items():
-                if name not in have:
-                    try:
-                        with self.db:
-                            self.db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
-                    except sqlite3.OperationalError:  # a read-only store: read it as it is
-                        pass
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if tables and version != SCHEMA_VERSION:
+            self.db.close()
+            raise OldStoreError(
+                f"{path} was written by "
+                + (f"an older tailor (store schema {version or 1})" if version < SCHEMA_VERSION else "a newer tailor")
+                + f"; this tailor reads schema {SCHEMA_VERSION}. Run the task again with this version (or use the "
+                "version that wrote it to report or resume it)."
+            )
+        if not tables:
+            with self.db:
+                self.db.executescript(_SCHEMA)
+                self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @classmethod
     def open_existing(cls, run_dir: str | Path) -> RunStore:
         path = Path(run_dir)
         path = path / STORE_FILE if path.is_dir() else path
         if not path.is_file():
-            from .errors import TailorError
-
             raise TailorError(f"{run_dir}: no run store ({STORE_FILE}) there; give the folder a `tailor run` wrote")
         return cls(path)
 
@@ -173,46 +194,49 @@ class RunStore:
             self.db.executemany("INSERT INTO bad_row VALUES (?, ?, ?)", list(rows))
 
     def add_result(
-        self,
-        result: MethodResult,
-        predictions: dict[str, Sequence[tuple[Example, Prediction]]] | None = None,
-        excluded: Sequence[tuple[str, str, str]] = (),
+        self, result: TrialResult, predictions: dict[str, Sequence[tuple[Example, Prediction]]] | None = None
     ) -> None:
-        """Write one method's result and its predictions atomically (replacing an earlier attempt of the method)."""
-        earlier = self.db.execute("SELECT position FROM result WHERE method = ?", (result.method,)).fetchone()
-        pos = earlier[0] if earlier else self.db.execute("SELECT COUNT(*) FROM result").fetchone()[0]
+        """Write one trial's result and its predictions atomically (replacing an earlier attempt of the trial)."""
+        earlier = self.db.execute("SELECT position FROM trial WHERE method = ?", (result.method,)).fetchone()
+        pos = earlier[0] if earlier else self.db.execute("SELECT COUNT(*) FROM trial").fetchone()[0]
+        r = result
+        row = {
+            "method": r.method,
+            "family": r.family,
+            "variant": r.variant,
+            "registered": r.registered,
+            "route": r.route,
+            "status": r.status,
+            "model": r.model.get("name", ""),
+            "model_json": json.dumps(r.model),
+            "model_params": r.model_params,
+            "train_size": r.train_size,
+            "seed": r.seed,
+            "options_json": json.dumps(r.options),
+            "dev_json": _json(r.dev),
+            "test_json": _json(r.test),
+            "costs_json": json.dumps(r.costs),
+            "usage_json": _json(r.usage),
+            "n_train": r.n_train,
+            "adapted_dir": r.adapted_dir,
+            "error": r.error,
+            "position": pos,
+            "created_at": _now(),
+            "details_json": None if r.details is None else json.dumps(r.details, default=str),
+        }
         with self.db:
-            self.db.execute("DELETE FROM prediction WHERE method = ?", (result.method,))
-            self.db.execute("DELETE FROM excluded WHERE method = ?", (result.method,))
+            self.db.execute("DELETE FROM prediction WHERE method = ?", (r.method,))
             self.db.execute(
-                "INSERT OR REPLACE INTO result (method, family, variant, registered, route, status, options_json, "
-                "dev_json, test_json, costs_json, n_train, adapted_dir, error, position, created_at, details_json) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    result.method,
-                    result.family,
-                    result.variant,
-                    result.registered,
-                    result.route,
-                    result.status,
-                    json.dumps(result.options),
-                    _json(result.dev),
-                    _json(result.test),
-                    json.dumps(result.costs),
-                    result.n_train,
-                    result.adapted_dir,
-                    result.error,
-                    pos,
-                    _now(),
-                    None if result.details is None else json.dumps(result.details, default=str),
-                ),
+                f"INSERT OR REPLACE INTO trial ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                tuple(row.values()),
             )
             rows = []
             for split, pairs in (predictions or {}).items():
                 for ex, pred in pairs:
+                    u = pred.usage
                     rows.append(
                         (
-                            result.method,
+                            r.method,
                             split,
                             ex.id,
                             json.dumps(dict(ex.inputs), ensure_ascii=False),
@@ -221,10 +245,10 @@ class RunStore:
                             pred.label,
                             _json(dict(pred.scores) if pred.scores is not None else None),
                             pred.prompt,
+                            *((u.calls, u.input_tokens, u.output_tokens, u.flops) if u else (None,) * 4),
                         )
                     )
-            self.db.executemany("INSERT OR REPLACE INTO prediction VALUES (?,?,?,?,?,?,?,?,?)", rows)
-            self.db.executemany("INSERT INTO excluded VALUES (?,?,?,?)", [(result.method, *e) for e in excluded])
+            self.db.executemany("INSERT OR REPLACE INTO prediction VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
 
     def finish_run(self, status: str) -> None:
         with self.db:
@@ -243,9 +267,10 @@ class RunStore:
 
     def results(self) -> list[dict[str, Any]]:
         out = []
-        for row in self.db.execute("SELECT * FROM result ORDER BY position"):
+        for row in self.db.execute("SELECT * FROM trial ORDER BY position"):
             d = dict(row)
-            for key in ("options_json", "dev_json", "test_json", "costs_json", "details_json"):
+            d["model_spec"] = json.loads(d.pop("model_json"))
+            for key in ("options_json", "dev_json", "test_json", "costs_json", "usage_json", "details_json"):
                 raw = d.pop(key, None)
                 d[key[:-5]] = json.loads(raw) if raw is not None else None
             out.append(d)
@@ -261,14 +286,13 @@ class RunStore:
             d["input"] = json.loads(d["input"])
             d["target"] = json.loads(d["target"]) if d["target"] is not None else None
             d["scores"] = json.loads(d.pop("scores_json")) if d["scores_json"] is not None else None
+            counts = [d.pop(k) for k in ("calls", "input_tokens", "output_tokens", "flops")]
+            d["usage"] = None if counts[0] is None else Usage(*counts)
             out.append(d)
         return out
 
     def bad_rows(self) -> list[dict[str, str]]:
         return [dict(r) for r in self.db.execute("SELECT * FROM bad_row")]
-
-    def excluded(self) -> list[dict[str, str]]:
-        return [dict(r) for r in self.db.execute("SELECT * FROM excluded")]
 
 
 def _json(value: Any) -> str | None:

@@ -28,6 +28,8 @@ def model_kind(spec: ModelSpec) -> str:
     if spec.kind != "auto":
         return spec.kind
     path = Path(resolve_path(spec.name))
+    if path.is_file() and path.suffix == ".json":  # a script of answers for the scripted fake LM
+        return "scripted"
     if path.is_dir():
         if (path / "modules.json").is_file():
             return "encoder"
@@ -48,6 +50,24 @@ def model_kind(spec: ModelSpec) -> str:
     if config.get("is_encoder_decoder"):
         return "seq2seq"
     return "encoder"
+
+
+def count_parameters(spec: ModelSpec, kind: str) -> int | None:
+    """Parameters of a Hugging Face model, counted on the meta device from its configuration (no weights are read);
+    None when the kind has no configuration to read (a scripted fake) or it can't be read."""
+    if kind not in ("encoder", "causal", "seq2seq"):
+        return None
+    try:
+        import torch
+        from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+        config = AutoConfig.from_pretrained(resolve_path(spec.name), trust_remote_code=spec.trust_remote_code)
+        auto = {"causal": AutoModelForCausalLM, "seq2seq": AutoModelForSeq2SeqLM}.get(kind, AutoModel)
+        with torch.device("meta"):
+            model = auto.from_config(config, trust_remote_code=spec.trust_remote_code)
+        return sum(p.numel() for p in model.parameters())
+    except Exception:  # a count is a nicety for the report; its absence is shown as unknown
+        return None
 
 
 def best_device(requested: str | None) -> str:

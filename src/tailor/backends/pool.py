@@ -15,7 +15,7 @@ from typing import Any
 
 from ..config import ModelSpec
 from . import backend_kind
-from .models import model_kind
+from .models import count_parameters, model_kind
 from .protocol import Capabilities
 
 
@@ -34,6 +34,7 @@ class ModelPool:
     def __init__(self) -> None:
         self._backends: dict[str, Any] = {}
         self._kinds: dict[str, str] = {}
+        self._params: dict[str, int | None] = {}
         self.load_seconds: dict[str, float] = {}
 
     def kind(self, spec: ModelSpec) -> str:
@@ -49,6 +50,16 @@ class ModelPool:
         if key in self._backends and hasattr(self._backends[key], "capabilities"):
             return self._backends[key].capabilities
         return backend_kind(self.kind(spec)).capabilities(spec)
+
+    def parameters(self, spec: ModelSpec) -> int | None:
+        """The model's parameter count: the loaded backend's, or counted from its configuration without weights."""
+        key = model_key(spec)
+        count = getattr(self._backends.get(key), "parameters", None)
+        if count is not None:
+            return int(count)
+        if key not in self._params:
+            self._params[key] = count_parameters(spec, self.kind(spec))
+        return self._params[key]
 
     def get(self, spec: ModelSpec) -> Any:
         """The backend of ``spec``, loaded on first use."""

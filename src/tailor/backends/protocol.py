@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Union, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -24,7 +24,7 @@ from ..usage import Usage
 
 Message = dict[str, str]
 """One chat turn: ``{"role": "system" | "user" | "assistant", "content": ...}``."""
-PromptInput = Union[str, list[Message]]
+PromptInput = str | list[Message]
 """A prompt: one completion string, or chat messages (the backend applies its chat template or chat API)."""
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ..contract import Method
 from .contrastive import Contrastive
+from .encoder_full import EncoderFull
 from .few_shot import FewShot
 from .full import Full
 from .head import Head
@@ -25,6 +26,7 @@ METHODS: dict[str, Method] = {
     "few-shot": FewShot(),
     "head": Head(),
     "contrastive": Contrastive(),
+    "encoder-full": EncoderFull(),
     "full": Full(),
     "prompt": Prompt(),
     "lora": Lora(),

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..types import Prediction
+from ..usage import Usage
+
 
 @dataclass(frozen=True)
 class LinearHead:
@@ -49,12 +52,26 @@ class LinearHead:
             return cls(f["coef"], f["intercept"], tuple(str(c) for c in f["classes"]))
 
 
-def scores_to_predictions(ids: Sequence[str], scores: np.ndarray, classes: Sequence[str]):
-    """One label prediction per row of ``scores`` (argmax), keeping each class's score."""
-    from ..types import Prediction
-
+def scores_to_predictions(
+    ids: Sequence[str],
+    scores: np.ndarray,
+    classes: Sequence[str],
+    usages: Sequence[Usage] | None = None,
+    prompts: Sequence[str] | None = None,
+) -> list[Prediction]:
+    """One label prediction per row of ``scores`` (argmax), keeping each class's score, with each query's usage
+    and rendered prompt when given."""
     out = []
-    for ex_id, row in zip(ids, scores):
+    for i, (ex_id, row) in enumerate(zip(ids, scores)):
         best = classes[int(np.argmax(row))]
-        out.append(Prediction(id=ex_id, output=best, label=best, scores={c: float(s) for c, s in zip(classes, row)}))
+        out.append(
+            Prediction(
+                id=ex_id,
+                output=best,
+                label=best,
+                scores={c: float(s) for c, s in zip(classes, row)},
+                prompt=prompts[i] if prompts is not None else None,
+                usage=usages[i] if usages is not None else None,
+            )
+        )
     return out

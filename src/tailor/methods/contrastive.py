@@ -6,6 +6,9 @@ one positive partner (same label, another example) and one negative partner (ano
 target cosine 1.0 and 0.0. The body is trained with sentence-transformers' own trainer and
 `CosineSimilarityLoss`, so the loop is the library's, not ours. The run's shared encoder is never
 touched: this method loads and trains its own copy.
+
+What adapting costs (``adapt_usage``): training on every pair's two texts, each epoch (``6·N`` per token,
+see :mod:`tailor.usage`), then embedding the training split once for the head.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from ..backends.models import best_device, resolve_path
 from ..contract import Context, MethodOptions, count_trainable
 from ..errors import MethodError
 from ..types import Example, Prediction, Split
+from ..usage import NO_USAGE, Usage, total, training_flops
 from ._linear import LinearHead, scores_to_predictions
 
 
@@ -51,14 +55,18 @@ class ContrastiveOptions(MethodOptions):
 class ContrastiveAdapted:
     encoder: Encoder  # this method's own fine-tuned copy, not the run's shared encoder
     head: LinearHead
+    adapt_usage: Usage = NO_USAGE
+    """Training on the pairs (every epoch) and embedding the training split for the head."""
 
     @property
     def trainable_params(self) -> int:
         return count_trainable(self.encoder.model) + self.head.n_params
 
     def predict(self, examples: Sequence[Example]) -> list[Prediction]:
-        x = self.encoder.embed([ex.text for ex in examples])
-        return scores_to_predictions([ex.id for ex in examples], self.head.probabilities(x), self.head.classes)
+        texts = [ex.text for ex in examples]
+        x = self.encoder.embed(texts)
+        ids = [ex.id for ex in examples]
+        return scores_to_predictions(ids, self.head.probabilities(x), self.head.classes, self.encoder.usage_of(texts))
 
     def save(self, path: Path) -> None:
         # No model card: it describes the training run, which the run record already holds.
@@ -103,17 +111,25 @@ class Contrastive:
             pairs = make_pairs(train.texts(), train.labels(), options.pairs, ctx.seed)
             _fit_body(model, pairs, options, ctx)
 
-        encoder = Encoder(model, batch_size=ctx.model.batch_size, cache=False)
+        encoder = Encoder(model, batch_size=ctx.model.batch_size, cache=False, name=ctx.model.name)
         x = encoder.embed(train.texts(), ctx.progress, "embedding train (fine-tuned)")
         head = LinearHead.fit(x, train.labels(), C=options.C, seed=ctx.seed)
-        return ContrastiveAdapted(encoder, head)
+        usage = _pairs_usage(encoder, pairs, options.epochs) + total(encoder.usage_of(train.texts()))
+        return ContrastiveAdapted(encoder, head, usage)
 
     def load(self, path: Path, ctx: Context) -> ContrastiveAdapted:
         # The saved folder keeps the max_seq_length used in training; don't override it from the spec.
         with library_bars_off():
             model = _load_body(ctx, str(path / "encoder"))
-        encoder = Encoder(model, batch_size=ctx.model.batch_size, cache=False)
+        encoder = Encoder(model, batch_size=ctx.model.batch_size, cache=False, name=ctx.model.name)
         return ContrastiveAdapted(encoder, LinearHead.load(path / "head.npz"))
+
+
+def _pairs_usage(encoder: Encoder, pairs: Sequence[tuple[str, str, float]], epochs: int) -> Usage:
+    """Training on both texts of every pair, every epoch (tokens truncated as in training)."""
+    tokens = sum(encoder.token_counts([a for a, _, _ in pairs])) + sum(encoder.token_counts([b for _, b, _ in pairs]))
+    tokens *= epochs
+    return Usage(input_tokens=tokens, flops=training_flops(encoder.params_per_token, tokens))
 
 
 def make_pairs(texts: Sequence[str], labels: Sequence[str], iterations: int, seed: int) -> list[tuple[str, str, float]]:

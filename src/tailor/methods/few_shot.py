@@ -18,10 +18,11 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from ..backends.encoder import Encoder, shared_encoder
+from ..backends.protocol import EncoderBackend
 from ..contract import Context, MethodOptions
 from ..errors import MethodError
 from ..types import Example, Prediction, Split
+from ..usage import NO_USAGE, Usage, total
 from ._linear import scores_to_predictions
 
 
@@ -40,12 +41,14 @@ class FewShotOptions(MethodOptions):
 
 @dataclass
 class FewShotAdapted:
-    encoder: Encoder
+    encoder: EncoderBackend
     texts: list[str]  # the demonstrations (or, for `nearest`, the candidates they are drawn from)
     labels: list[str]
     classes: list[str]
     options: FewShotOptions
     trainable_params: int = 0
+    adapt_usage: Usage = NO_USAGE
+    """Embedding the demonstrations (for `nearest`, every candidate)."""
 
     @property
     def examples_used(self) -> int:
@@ -57,7 +60,8 @@ class FewShotAdapted:
 
     def predict(self, examples: Sequence[Example]) -> list[Prediction]:
         o = self.options
-        x = self.encoder.embed([ex.text for ex in examples])
+        inputs = [ex.text for ex in examples]
+        x = self.encoder.embed(inputs)
         demo = self.demo
         sims = x @ demo.T  # (n_inputs, n_demos)
         # Never demonstrate an input with itself.
@@ -84,7 +88,7 @@ class FewShotAdapted:
                 top = members[np.argsort(-sims[row, members])[: o.neighbors or o.k]]
                 votes = np.bincount(label_idx[top], weights=np.maximum(sims[row, top], 0) + 1e-6, minlength=n_classes)
                 scores[row] = np.where(votes > 0, votes, -np.inf)
-        return scores_to_predictions([ex.id for ex in examples], scores, self.classes)
+        return scores_to_predictions([ex.id for ex in examples], scores, self.classes, self.encoder.usage_of(inputs))
 
     def save(self, path: Path) -> None:
         spec = {
@@ -138,16 +142,17 @@ class FewShot:
             chosen = rng.sample(examples, options.k * len(classes))
         else:
             chosen = examples  # candidates; each input picks its nearest at predict time
-        encoder = shared_encoder(ctx.model, ctx.resources)
-        encoder.embed(
-            [ex.text for ex in chosen], ctx.progress, "embedding demonstrations"
-        )  # fills the cache, with a bar
-        return FewShotAdapted(encoder, [ex.text for ex in chosen], [ex.label for ex in chosen], classes, options)
+        encoder: EncoderBackend = ctx.backend()
+        texts = [ex.text for ex in chosen]
+        encoder.embed(texts, ctx.progress, "embedding demonstrations")  # fills the cache, with a bar
+        adapted = FewShotAdapted(encoder, texts, [ex.label for ex in chosen], classes, options)
+        adapted.adapt_usage = total(encoder.usage_of(texts))
+        return adapted
 
     def load(self, path: Path, ctx: Context) -> FewShotAdapted:
         spec = json.loads((path / "demonstrations.json").read_text())
         return FewShotAdapted(
-            shared_encoder(ctx.model, ctx.resources),
+            ctx.backend(),
             spec["texts"],
             spec["labels"],
             spec["classes"],

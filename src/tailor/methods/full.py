@@ -1,254 +1,54 @@
-"""`full` (fine-tune route): every weight of the model trained.
+"""`full` (fine-tune route): supervised fine-tuning of every weight of a generative (causal or seq2seq) model,
+through :mod:`tailor.tuning` on the same prompt the prompt route uses. Saved as an ordinary Hugging Face folder.
 
-On a generative (causal or seq2seq) model this is supervised fine-tuning through :mod:`tailor.tuning`, on
-the same prompt the prompt route uses. On an encoder, a fresh classification head is added and everything
-is trained with transformers' `Trainer`:
-
-With a dev split, dev accuracy is measured after each epoch and the best epoch's weights are kept.
-They are kept as a copy of the state dict in memory, not through `load_best_model_at_end`: that
-needs a checkpoint on disk every epoch (optimizer state included, ~3× the model) only to read one
-back, while a copy in memory costs one model's size and never touches the disk.
+An encoder with a classification head trained in full is `encoder-full` (:mod:`.encoder_full`).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 from pydantic import Field
 
-from ..backends.hf import advance_callback, library_bars_off, transformers_quiet
-from ..backends.models import best_device, resolve_path
-from ..contract import Context, count_trainable
+from ..contract import Context
 from ..errors import MethodError
-from ..tuning.recipe import TUNE_FILE, TunedAdapted, TuneOptions, check_options, load_tuned, tune
-from ..types import Example, Prediction, Split
+from ..tuning.recipe import TunedAdapted, TuneOptions, check_options, load_tuned, tune
+from ..types import Split
 
 
 class FullOptions(TuneOptions):
-    """Encoders use epochs, batch_size, learning_rate, weight_decay, warmup_ratio and max_length (the best
-    dev epoch is kept); generative models use every option."""
-
     learning_rate: float = Field(5e-5, gt=0)
     """Peak learning rate (AdamW, linear warm-up then linear decay)."""
     weight_decay: float = Field(0.01, ge=0)
-    """AdamW weight decay."""
+    """AdamW weight decay (matrices only; not biases or norms)."""
 
 
-@dataclass
-class FullAdapted:
-    model: Any  # a transformers *ForSequenceClassification model
-    tokenizer: Any
-    batch_size: int = 64
-
-    @property
-    def trainable_params(self) -> int:
-        return count_trainable(self.model)
-
-    @property
-    def labels(self) -> list[str]:
-        id2label = self.model.config.id2label
-        return [id2label[i] for i in range(len(id2label))]
-
-    def predict(self, examples: Sequence[Example]) -> list[Prediction]:
-        import torch
-
-        labels = self.labels
-        self.model.eval()
-        out: list[Prediction] = []
-        with torch.inference_mode():
-            for start in range(0, len(examples), self.batch_size):
-                batch = examples[start : start + self.batch_size]
-                texts = [ex.text for ex in batch]
-                enc = self.tokenizer(texts, padding=True, truncation=True, return_tensors="pt").to(self.model.device)
-                probs = torch.softmax(self.model(**enc).logits.float(), dim=-1).cpu().numpy()
-                for ex, row in zip(batch, probs, strict=True):
-                    best = labels[int(np.argmax(row))]
-                    scores = {lb: float(p) for lb, p in zip(labels, row, strict=True)}
-                    out.append(Prediction(id=ex.id, output=best, label=best, scores=scores))
-        return out
-
-    def save(self, path: Path) -> None:
-        # An ordinary HF folder: AutoModelForSequenceClassification / AutoTokenizer load it as it is.
-        with library_bars_off():
-            self.model.save_pretrained(str(path))
-            self.tokenizer.save_pretrained(str(path))
+def _every_weight(model: Any) -> Any:
+    """The base model itself is what is trained (its weights all require gradients as loaded)."""
+    return model
 
 
 class Full:
     name: ClassVar[str] = "full"
     route: ClassVar[str] = "finetune"
-    summary: ClassVar[str] = (
-        "Every weight trained: supervised fine-tuning of a generative model, or an encoder with a classification head."
-    )
+    summary: ClassVar[str] = "Every weight of a generative model trained (supervised fine-tuning)."
     Options: ClassVar[type[FullOptions]] = FullOptions
     task_kinds: ClassVar[frozenset[str]] = frozenset({"classification", "qa", "summarization", "translation"})
-    model_kinds: ClassVar[frozenset[str]] = frozenset({"encoder", "causal", "seq2seq"})
+    model_kinds: ClassVar[frozenset[str]] = frozenset({"causal", "seq2seq"})
     lr_range: ClassVar[tuple[float, float]] = (1e-8, 1e-2)
 
     def check(self, options: FullOptions, train: Split, ctx: Context) -> None:
-        if _generative(ctx):
-            check_options(options, train, ctx, self.lr_range, self.name)
-            return
-        if ctx.task.kind != "classification":
-            raise MethodError(f"full fine-tuning of an encoder classifies; this task is {ctx.task.kind}")
-        if not ctx.task.labels:
-            raise MethodError("full fine-tuning needs the task's label set")
-        unknown = sorted(set(train.labels()) - set(ctx.task.labels))
-        if unknown:
-            raise MethodError(f"train has labels outside the task's label set: {', '.join(unknown)}")
+        if ctx.models.kind(ctx.model) == "encoder":  # the method of that name until both were one
+            raise MethodError("full fine-tunes a generative model; for an encoder with a classifier use encoder-full")
+        check_options(options, train, ctx, self.lr_range, self.name)
 
     def variants(self, options: FullOptions) -> dict[str, FullOptions]:
         return {"": options}
 
-    def adapt(self, options: FullOptions, train: Split, dev: Split | None, ctx: Context) -> FullAdapted | TunedAdapted:
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
-
+    def adapt(self, options: FullOptions, train: Split, dev: Split | None, ctx: Context) -> TunedAdapted:
         self.check(options, train, ctx)
-        if _generative(ctx):
-            return tune(self.name, options, train, dev, ctx, lambda model: model)
-        labels = list(ctx.task.labels or ())
-        label2id = {lb: i for i, lb in enumerate(labels)}
-        set_seed(ctx.seed)  # before loading: the new head's initial weights are random
-        path = resolve_path(ctx.model.name)
-        trust = ctx.model.trust_remote_code
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust)
-        # transformers reports the new head's weights as missing, as a warning: that is the point here, so
-        # silence the report and speak up only when weights of the base model itself are missing.
-        with library_bars_off(), transformers_quiet():
-            model, info = AutoModelForSequenceClassification.from_pretrained(
-                path,
-                num_labels=len(labels),
-                id2label=dict(enumerate(labels)),
-                label2id=label2id,
-                trust_remote_code=trust,
-                output_loading_info=True,
-            )
-        prefix = model.base_model_prefix + "."
-        missing = [k for k in info.get("missing_keys", ()) if k.startswith(prefix)]
-        if missing:
-            ctx.progress.log(f"full: {len(missing)} weights of the base model start random, e.g. {missing[0]}")
-        # Truncate at the same length in training and prediction; the saved tokenizer keeps it.
-        limit = getattr(model.config, "max_position_embeddings", None) or options.max_length
-        tokenizer.model_max_length = min(options.max_length, limit, tokenizer.model_max_length)
-        model.to(best_device(ctx.model.device))
+        return tune(self.name, options, train, dev, ctx, _every_weight)
 
-        train_rows = _encode(tokenizer, train, label2id)
-        dev_rows = _encode(tokenizer, dev, label2id) if dev is not None and len(dev) else None
-        dev_accuracy = _train(model, tokenizer, train_rows, dev_rows, options, ctx)
-        if dev_accuracy:
-            kept = len(dev_accuracy) - dev_accuracy[::-1].index(max(dev_accuracy))
-            by_epoch = ", ".join(f"{a:.3f}" for a in dev_accuracy)
-            ctx.progress.log(f"full: dev accuracy by epoch {by_epoch}; kept epoch {kept}")
-        model.eval()
-        return FullAdapted(model, tokenizer, batch_size=ctx.model.batch_size)
-
-    def load(self, path: Path, ctx: Context) -> FullAdapted | TunedAdapted:
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-        if (path / TUNE_FILE).is_file():
-            return load_tuned(path, ctx)
-
-        trust = ctx.model.trust_remote_code
-        tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust)
-        with library_bars_off():
-            model = AutoModelForSequenceClassification.from_pretrained(str(path), trust_remote_code=trust)
-        model.to(best_device(ctx.model.device)).eval()
-        return FullAdapted(model, tokenizer, batch_size=ctx.model.batch_size)
-
-
-def _generative(ctx: Context) -> bool:
-    from ..backends.models import model_kind
-
-    return model_kind(ctx.model) in ("causal", "seq2seq")
-
-
-def _encode(tokenizer: Any, split: Split, label2id: dict[str, int]) -> list[dict[str, Any]]:
-    """Tokenized rows (unpadded; the collator pads each batch) with integer labels."""
-    unknown = sorted({lb for lb in split.labels() if lb not in label2id})
-    if unknown:
-        raise MethodError(f"{split.name} has labels outside the task's label set: {', '.join(unknown)}")
-    enc = tokenizer(split.texts(), truncation=True)
-    ids = [label2id[lb] for lb in split.labels()]
-    return [{**{k: v[i] for k, v in enc.items()}, "labels": ids[i]} for i in range(len(split))]
-
-
-def _train(
-    model: Any,
-    tokenizer: Any,
-    train_rows: list[dict[str, Any]],
-    dev_rows: list[dict[str, Any]] | None,
-    options: FullOptions,
-    ctx: Context,
-) -> list[float]:
-    """Train ``model`` in place; with dev rows, leave it at its best epoch. Returns dev accuracy by epoch."""
-    from transformers import DataCollatorWithPadding, PrinterCallback, Trainer, TrainingArguments
-
-    args = TrainingArguments(
-        output_dir=str(ctx.workdir / "full"),  # nothing is written there: no checkpoints, no logs
-        num_train_epochs=options.epochs,
-        per_device_train_batch_size=options.batch_size,
-        per_device_eval_batch_size=ctx.model.batch_size,
-        learning_rate=options.learning_rate,
-        weight_decay=options.weight_decay,
-        warmup_steps=float(options.warmup_ratio),  # transformers 5: a float below 1 is a ratio of all steps
-        seed=ctx.seed,
-        data_seed=ctx.seed,
-        use_cpu=str(model.device) == "cpu",
-        report_to="none",
-        disable_tqdm=True,
-        save_strategy="no",
-        eval_strategy="epoch" if dev_rows else "no",
-        logging_strategy="no",
-        dataloader_num_workers=0,
-    )
-    keeper = _keep_best()
-    steps = math.ceil(len(train_rows) / options.batch_size) * options.epochs
-    with ctx.progress.bar("fine-tuning all weights", steps) as bar:
-        callbacks = [advance_callback(bar), keeper] if dev_rows else [advance_callback(bar)]
-        trainer = Trainer(
-            model=model,
-            args=args,
-            train_dataset=train_rows,
-            eval_dataset=dev_rows,
-            data_collator=DataCollatorWithPadding(tokenizer),
-            processing_class=tokenizer,
-            compute_metrics=_accuracy if dev_rows else None,
-            callbacks=callbacks,
-        )
-        trainer.remove_callback(PrinterCallback)  # with tqdm off, transformers would print every log dict
-        trainer.train()
-    if keeper.state is not None:
-        model.load_state_dict(keeper.state)
-    return keeper.accuracies
-
-
-def _accuracy(pred: Any) -> dict[str, float]:
-    logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
-    return {"accuracy": float(np.mean(np.argmax(logits, axis=-1) == pred.label_ids))}
-
-
-def _keep_best() -> Any:
-    """A trainer callback that records dev accuracy after each evaluation and keeps a copy of the best weights.
-
-    On ties the later epoch wins: the dev split has shown no reason to stop earlier, so the result is then
-    the same as training without one.
-    """
-    from transformers import TrainerCallback
-
-    class KeepBest(TrainerCallback):
-        def __init__(self) -> None:
-            self.accuracies: list[float] = []
-            self.state: dict[str, Any] | None = None
-
-        def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
-            acc = float((metrics or {})["eval_accuracy"])
-            if not self.accuracies or acc >= max(self.accuracies):
-                self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            self.accuracies.append(acc)
-
-    return KeepBest()
+    def load(self, path: Path, ctx: Context) -> TunedAdapted:
+        return load_tuned(path, ctx)

@@ -9,9 +9,10 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from ..backends.encoder import Encoder, shared_encoder
+from ..backends.protocol import EncoderBackend
 from ..contract import Context, MethodOptions
 from ..types import Example, Prediction, Split
+from ..usage import NO_USAGE, Usage, total
 from ._linear import LinearHead, scores_to_predictions
 
 
@@ -24,16 +25,20 @@ class HeadOptions(MethodOptions):
 
 @dataclass
 class HeadAdapted:
-    encoder: Encoder
+    encoder: EncoderBackend
     head: LinearHead
+    adapt_usage: Usage = NO_USAGE
+    """Embedding the training split (the head's own fit is a few matmuls on the embeddings)."""
 
     @property
     def trainable_params(self) -> int:
         return self.head.n_params
 
     def predict(self, examples: Sequence[Example]) -> list[Prediction]:
-        x = self.encoder.embed([ex.text for ex in examples])
-        return scores_to_predictions([ex.id for ex in examples], self.head.probabilities(x), self.head.classes)
+        texts = [ex.text for ex in examples]
+        x = self.encoder.embed(texts)
+        ids = [ex.id for ex in examples]
+        return scores_to_predictions(ids, self.head.probabilities(x), self.head.classes, self.encoder.usage_of(texts))
 
     def save(self, path: Path) -> None:
         self.head.save(path / "head.npz")
@@ -54,10 +59,11 @@ class Head:
         return {"": options}
 
     def adapt(self, options: HeadOptions, train: Split, dev: Split | None, ctx: Context) -> HeadAdapted:
-        encoder = shared_encoder(ctx.model, ctx.resources)
-        x = encoder.embed(train.texts(), ctx.progress, "embedding train")
+        encoder: EncoderBackend = ctx.backend()
+        texts = train.texts()
+        x = encoder.embed(texts, ctx.progress, "embedding train")
         head = LinearHead.fit(x, train.labels(), C=options.C, max_iter=options.max_iter, seed=ctx.seed)
-        return HeadAdapted(encoder, head)
+        return HeadAdapted(encoder, head, total(encoder.usage_of(texts)))
 
     def load(self, path: Path, ctx: Context) -> HeadAdapted:
-        return HeadAdapted(shared_encoder(ctx.model, ctx.resources), LinearHead.load(path / "head.npz"))
+        return HeadAdapted(ctx.backend(), LinearHead.load(path / "head.npz"))

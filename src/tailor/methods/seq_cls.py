@@ -4,7 +4,8 @@ every weight (`adapter: none`). The alternative to generating or scoring the lab
 per example, probabilities over exactly the labels, nothing to parse.
 
 The input is the same rendered prompt the prompt route and the other fine-tuning methods use (without an
-answer), so the methods differ only in how the label comes out.
+answer), so the methods differ only in how the label comes out. A prediction costs its prompt's tokens through
+the model (``2·N`` each, see :mod:`tailor.usage`); adapting, the training FLOPs plus the dev predictions.
 """
 
 from __future__ import annotations
@@ -16,25 +17,16 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from ..backends.hf import peft_quiet
-from ..backends.models import resolve_path
 from ..contract import Context, count_trainable
 from ..errors import MethodError
-from ..tuning.loop import fingerprint_of, train, weights_signature
+from ..prompting import shorten_to_fit
 from ..tuning.packing import class_batch
-from ..tuning.recipe import (
-    _dev_subset,
-    _remove_checkpoint,
-    build_predictor,
-    check_options,
-    check_target_modules,
-    loop_settings,
-    method_settings,
-    primary_score,
-    seed_everything,
-)
+from ..tuning.recipe import build_predictor, check_options, check_target_modules, method_settings
 from ..tuning.sft import Encoded
 from ..tuning.steps import class_loss
+from ..tuning.trainer import train_with_dev
 from ..types import Example, Prediction, Split
+from ..usage import NO_USAGE, Usage, params_per_token, query_usage
 from .lora import LoraOptions, lora_config
 
 SEQ_CLS_FILE = "seq_cls.json"
@@ -48,17 +40,17 @@ class SeqClsOptions(LoraOptions):
 @dataclass
 class SeqClsAdapted:
     model: Any  # a *ForSequenceClassification model, PEFT-wrapped for adapter: lora
-    predictor: Any  # the prompt route's renderer (tailor.methods.prompt.PromptAdapted)
+    predictor: Any  # the prompt route's renderer (tailor.prompting.PromptAdapted)
     labels: list[str]
     max_length: int
     trainable_params: int
     details: dict[str, Any] = field(default_factory=dict)
     batch_size: int = 32
+    adapt_usage: Usage = NO_USAGE
+    """Training (tokens trained, their FLOPs) plus the dev predictions made while training."""
 
     def encode(self, examples: Sequence[Example]) -> tuple[list[Encoded], list[str]]:
         """Each example's prompt tokens, and the prompt text they come from (shortened when it was too long)."""
-        from .prompt import shorten_to_fit
-
         lm = self.predictor.lm
         prompts = self.predictor.render(examples)
         ids = lm.encode(prompts)
@@ -75,6 +67,7 @@ class SeqClsAdapted:
 
         rows, prompts = self.encode(examples)
         pad = self.predictor.lm.tokenizer.pad_token_id
+        per_token = params_per_token(self.model)
         out: list[Prediction] = []
         self.model.eval()
         with torch.inference_mode():
@@ -89,7 +82,8 @@ class SeqClsAdapted:
                 for j, row in enumerate(probs):
                     best = self.labels[int(row.argmax())]
                     scores = {lb: float(p) for lb, p in zip(self.labels, row)}
-                    out.append(Prediction(chunk[j].id, best, best, scores, prompts[start + j]))
+                    usage = query_usage(per_token, len(chunk[j].prompt_ids))
+                    out.append(Prediction(chunk[j].id, best, best, scores, prompts[start + j], usage))
         return out
 
     def save(self, path: Path) -> None:
@@ -163,9 +157,11 @@ class SeqCls:
         return {"": options}
 
     def adapt(self, options: SeqClsOptions, train_split: Split, dev: Split | None, ctx: Context) -> SeqClsAdapted:
+        from transformers import set_seed
+
         self.check(options, train_split, ctx)
         labels = list(ctx.task.labels or ())
-        seed_everything(ctx.seed)  # the head's (and the adapter's) initial weights depend on the seed alone
+        set_seed(ctx.seed)  # the head's (and the adapter's) initial weights depend on the seed alone
         model, tokenizer = _load_classifier(ctx.model.name, labels, ctx)
         if options.adapter == "lora":
             from peft import get_peft_model
@@ -187,36 +183,25 @@ class SeqCls:
         def make_batch(chunk: Sequence[tuple[Encoded, int]]) -> Any:
             return class_batch([e for e, _ in chunk], [c for _, c in chunk], pad)
 
-        dev_examples = _dev_subset(dev, options.eval_examples, ctx.seed)
-        evaluate = (
-            (lambda: primary_score(ctx.task, dev_examples, adapted.predict(dev_examples))) if dev_examples else None
-        )
-        settings = loop_settings(options, ctx.seed)
-        fingerprint = fingerprint_of(
-            model=[ctx.model.name, model.config.to_dict(), weights_signature(resolve_path(ctx.model.name))],
-            method=[self.name, method_settings(options)],
-            options=options.model_dump(mode="json", exclude={"eval_every", "checkpoint_every", "patience"}),
-            data=[[e.id, e.prompt_ids, c] for e, c in rows],
-            seed=ctx.seed,
-        )
-        result = train(
+        done = train_with_dev(
             model,
             rows,
             make_batch,
             class_loss,
             lambda r: 1,
-            settings,
-            evaluate=evaluate,
-            checkpoint_dir=ctx.workdir / "checkpoint",
-            fingerprint=fingerprint,
-            progress=ctx.progress,
+            adapted.predict,
+            dev,
+            options,
+            ctx,
+            method=[self.name, method_settings(options)],
+            data=[[e.id, e.prompt_ids, c] for e, c in rows],
         )
-        _remove_checkpoint(ctx.workdir / "checkpoint")
         adapted.details = {
             "data": {"examples": len(rows), "max_length": max_length},
             "audits": {"template": {"chat_template": bool(adapted.predictor.use_chat)}},
-            "training": result.to_dict(),
+            "training": done.result.to_dict(),
         }
+        adapted.adapt_usage = done.usage
         return adapted
 
     def load(self, path: Path, ctx: Context) -> SeqClsAdapted:

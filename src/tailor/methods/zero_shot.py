@@ -16,11 +16,12 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from ..backends.encoder import Encoder, shared_encoder
+from ..backends.protocol import EncoderBackend
 from ..contract import Context, MethodOptions
 from ..errors import MethodError
-from ..prompts import Template, compile_template
+from ..prompting import Template, compile_template, label_words
 from ..types import Example, Prediction, Split
+from ..usage import Usage, total
 from ._linear import scores_to_predictions
 
 
@@ -33,17 +34,14 @@ class ZeroShotOptions(MethodOptions):
     """How several descriptions of a label combine: similarity to their mean embedding, or the best one."""
 
 
-def describe_labels(labels: Sequence[str], given: dict[str, str | list[str]] | None) -> dict[str, list[str]]:
-    given = given or {}
-    return {
-        label: ([d] if isinstance(d, str) else list(d)) if (d := given.get(label)) else [label.replace("_", " ")]
-        for label in labels
-    }
+def _spelled_out(label: str) -> str:
+    """A label's default description: its name, underscores as spaces (an encoder reads words, not identifiers)."""
+    return label.replace("_", " ")
 
 
 @dataclass
 class ZeroShotAdapted:
-    encoder: Encoder
+    encoder: EncoderBackend
     template: Template
     descriptions: dict[str, list[str]]
     aggregate: str
@@ -53,6 +51,11 @@ class ZeroShotAdapted:
     def __post_init__(self) -> None:
         # Label descriptions are embedded once; predicting embeds only the prompts.
         self.label_vectors = {label: self.encoder.embed(d) for label, d in self.descriptions.items()}
+
+    @property
+    def adapt_usage(self) -> Usage:
+        """Embedding the label descriptions."""
+        return total(self.encoder.usage_of([d for ds in self.descriptions.values() for d in ds]))
 
     def predict(self, examples: Sequence[Example]) -> list[Prediction]:
         prompts = [self.template.render_example(ex) for ex in examples]
@@ -66,8 +69,9 @@ class ZeroShotAdapted:
                 cols.append(x @ (centre / np.linalg.norm(centre)))
             else:
                 cols.append((x @ d.T).max(axis=1))
-        preds = scores_to_predictions([ex.id for ex in examples], np.stack(cols, axis=1), labels)
-        return [Prediction(p.id, p.output, p.label, p.scores, prompt) for p, prompt in zip(preds, prompts)]
+        # The rendered template is what is embedded, so it is what the query costs.
+        usages = self.encoder.usage_of(prompts)
+        return scores_to_predictions([ex.id for ex in examples], np.stack(cols, axis=1), labels, usages, prompts)
 
     def save(self, path: Path) -> None:
         spec = {"template": self.template.source, "descriptions": self.descriptions, "aggregate": self.aggregate}
@@ -107,12 +111,10 @@ class ZeroShot:
     def adapt(self, options: ZeroShotOptions, train: Split, dev: Split | None, ctx: Context) -> ZeroShotAdapted:
         template = compile_template(options.templates[0], "templates[0]", ctx.task.input_fields)
         assert ctx.task.labels is not None
-        descriptions = describe_labels(ctx.task.labels, options.label_descriptions)
-        return ZeroShotAdapted(shared_encoder(ctx.model, ctx.resources), template, descriptions, options.aggregate)
+        descriptions = label_words(ctx.task.labels, options.label_descriptions, _spelled_out)
+        return ZeroShotAdapted(ctx.backend(), template, descriptions, options.aggregate)
 
     def load(self, path: Path, ctx: Context) -> ZeroShotAdapted:
         spec = json.loads((path / "prompt.json").read_text())
         template = compile_template(spec["template"], "template", ctx.task.input_fields)
-        return ZeroShotAdapted(
-            shared_encoder(ctx.model, ctx.resources), template, spec["descriptions"], spec["aggregate"]
-        )
+        return ZeroShotAdapted(ctx.backend(), template, spec["descriptions"], spec["aggregate"])

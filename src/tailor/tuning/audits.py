@@ -56,11 +56,11 @@ def audit_template(predictor: Any, examples: Sequence[Example], rows: Sequence[E
     by_id = {r.id: r for r in rows}
     examples = [ex for ex in examples if ex.id in by_id]
     prompts = predictor.render(examples)
-    if predictor._generates:
+    if predictor.generates:
         contexts, answers = lm.encode(prompts), [None] * len(examples)
     else:
-        options, owner = predictor._continuations()
-        contexts, conts = lm._encode_pairs(prompts, options)
+        options, owner = predictor.continuations()
+        contexts, conts = lm.encode_continuations(prompts, [options] * len(prompts))
         labels = list(predictor.verbalizers)
         first = {labels[o]: j for j, o in reversed(list(enumerate(owner)))}  # each label's first verbalizer
         answers = [conts[i][first[ex.label]] for i, ex in enumerate(examples)]

@@ -29,6 +29,7 @@ import numpy as np
 
 from ..errors import MethodError
 from ..progress import NULL_PROGRESS, Progress
+from ..usage import params_per_token, training_flops
 from .packing import Batch
 
 T = TypeVar("T")
@@ -61,8 +62,14 @@ class LoopResult:
     steps: int = 0
     total_steps: int = 0
     tokens: int = 0
+    """Real (non-padding) tokens trained on, summed over steps and processes."""
     positions: int = 0
     """Token positions computed, padding included (``tokens`` counts real tokens only)."""
+    flops: float = 0.0
+    """Estimated training FLOPs: ``6·N`` per real token trained, ``N`` the parameters a token meets
+    (:func:`tailor.usage.params_per_token`). The convention's upper bound: the loss computes the output layer on
+    answer-predicting positions only, and a frozen weight needs no gradient of its own, so the true figure is
+    lower (see :mod:`tailor.usage`)."""
     examples: int = 0
     train_seconds: float = 0.0
     evals: list[dict[str, float]] = field(default_factory=list)
@@ -83,6 +90,7 @@ class LoopResult:
             "steps": self.steps,
             "total_steps": self.total_steps,
             "tokens": self.tokens,
+            "flops": self.flops,
             "examples": self.examples,
             "train_seconds": round(self.train_seconds, 3),
             "tokens_per_s": round(self.tokens_per_s, 1),
@@ -133,6 +141,16 @@ def _all_reduce_grads(params: list[Any], loss: float) -> float:
         p.grad = flat[at : at + n].view_as(p).clone()
         at += n
     return float(flat[-1])
+
+
+def _all_reduce_counts(counts: list[int], device: Any) -> list[int]:
+    """Every process's counts summed (integers: exact, whatever the gradients' dtype)."""
+    import torch
+    import torch.distributed as dist
+
+    box = torch.tensor(counts, dtype=torch.int64, device=device)
+    dist.all_reduce(box)
+    return [int(v) for v in box.tolist()]
 
 
 def _broadcast(value: Any, world: int) -> Any:
@@ -203,15 +221,6 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 # -------------------------------------------------------------------------------------------- the loop
 
 
-def _schedule(total: int, warmup: int) -> Callable[[int], float]:
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        return max(0.0, (total - step) / max(1, total - warmup))
-
-    return factor
-
-
 def train(
     model: Any,
     rows: Sequence[T],
@@ -238,8 +247,13 @@ def train(
         checkpoint_dir: Where the resumable checkpoint lives; a checkpoint already there is resumed from.
         fingerprint: What the checkpoint must match to be resumed (see :func:`fingerprint_of`).
         progress: Shows the steps.
+
+    Returns:
+        What happened: steps, losses, evaluations, and the real tokens trained with their estimated FLOPs
+        (``6·N`` per token: an upper bound, since the loss computes the output layer on answer positions only).
     """
     import torch
+    from transformers import get_linear_schedule_with_warmup
 
     rank, world = distributed()
     s = settings
@@ -258,7 +272,8 @@ def train(
         optimizer = torch.optim.AdamW(groups, lr=s.learning_rate, fused=True)
     except (RuntimeError, TypeError):
         optimizer = torch.optim.AdamW(groups, lr=s.learning_rate)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(total, math.ceil(s.warmup_ratio * total)))
+    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(s.warmup_ratio * total), total)
+    per_token = params_per_token(model)
 
     result = LoopResult(total_steps=total, processes=world)
     best_state: dict[str, Any] | None = None
@@ -285,6 +300,7 @@ def train(
         for key in (
             "tokens",
             "positions",
+            "flops",
             "examples",
             "train_seconds",
             "evals",
@@ -334,17 +350,22 @@ def train(
             mine = chosen[rank::world]
             t0 = time.perf_counter()
             summed = []  # the micro-batches' losses, read once per step (a device sync on GPU)
+            tokens = positions = 0
             for start in range(0, len(mine), s.batch_size):
                 batch = make_batch(mine[start : start + s.batch_size])
                 loss, _ = loss_fn(model, batch)
                 # summed over this micro-batch, divided by the whole step's targets (on every process)
                 (loss / targets).backward()
                 summed.append(loss.detach())
-                result.tokens += batch.tokens * world
-                result.positions += int(batch.input_ids.numel()) * world
+                tokens += batch.tokens
+                positions += int(batch.input_ids.numel())
             step_loss = float(sum(summed)) / targets
             if world > 1:
                 step_loss = _all_reduce_grads(params, step_loss)
+                tokens, positions = _all_reduce_counts([tokens, positions], params[0].device)
+            result.tokens += tokens
+            result.positions += positions
+            result.flops += training_flops(per_token, tokens)
             if s.max_grad_norm:
                 torch.nn.utils.clip_grad_norm_(params, s.max_grad_norm)
             optimizer.step()

@@ -1,38 +1,35 @@
-"""Fine-tuning a generative model behind the method contract: what `full` (on a causal or seq2seq model),
-`lora`, `ia3`, `prompt-tuning` and `prefix-tuning` share. Each of those files only says how its trainable
-parameters are made; this module reads top to bottom:
+"""Fine-tuning a generative model behind the method contract: what `full`, `lora`, `ia3`, `prompt-tuning` and
+`prefix-tuning` share. Each of those files only says how its trainable parameters are made; this module reads top
+to bottom:
 
     load a fresh copy of the base model → seed → add the method's trainable parameters → render and tokenize
-    train with the prompt route's own prompt → audit → train (dev metric, early stopping, checkpoints) →
-    audit the merge → an Adapted that predicts through the prompt route's scorer and generator.
+    train with the prompt route's own prompt → audit → train (:func:`.trainer.train_with_dev`: dev metric, early
+    stopping, checkpoints) → audit the merge → an Adapted that predicts through the prompt route's scorer and
+    generator, and says what adapting cost (``adapt_usage``).
 """
 
 from __future__ import annotations
 
 import json
-import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
 from ..backends.hf import peft_quiet
-from ..backends.models import resolve_path
 from ..contract import Context, MethodOptions, TaskInfo, count_trainable
 from ..errors import MethodError
-from ..prompting import CompiledPrompt, PromptOptions, parts_of
+from ..prompting import CompiledPrompt, PromptAdapted, PromptOptions, check_prompt_options, label_words, parts_of
 from ..types import Example, Prediction, Split
+from ..usage import NO_USAGE, Usage
 from . import audits
-from .loop import LoopSettings, fingerprint_of, train, weights_signature
 from .packing import packed_batch, padded_batch
 from .sft import Encoded, TooLong, encode_examples
 from .steps import packed_loss, padded_loss, seq2seq_loss, unwrap
-
-if TYPE_CHECKING:  # the methods package imports this module; its own modules are imported where used
-    from ..methods.prompt import PromptAdapted
+from .trainer import train_with_dev
 
 TUNE_FILE = "tune.json"
 
@@ -95,6 +92,8 @@ class TunedAdapted:
     export_merged: bool = False
     meta: dict[str, Any] = field(default_factory=dict)
     """The task, seed and base model, for the adapted.json of an exported merged model."""
+    adapt_usage: Usage = NO_USAGE
+    """Training (tokens trained, their FLOPs) plus the dev predictions made while training."""
 
     def predict(self, examples: Sequence[Example]) -> list[Prediction]:
         return self.predictor.predict(examples)
@@ -125,7 +124,7 @@ class TunedAdapted:
             self.predictor.lm.tokenizer.save_pretrained(str(path))
         _write_tune_file(path, self, method="full", weights="model")
         if self.meta:  # what `tailor predict` needs to use the folder on its own
-            from ..predict import write_meta
+            from ..record import write_meta
 
             write_meta(path, method="full", name=f"{self.method} (merged)", options={}, **self.meta)
 
@@ -150,7 +149,6 @@ def _write_tune_file(path: Path, adapted: TunedAdapted, method: str | None = Non
 def check_options(options: TuneOptions, train: Split, ctx: Context, lr_range: tuple[float, float], name: str) -> None:
     """What every generative fine-tuning method checks before any model is loaded."""
     from ..backends.models import model_kind
-    from ..methods.prompt import Prompt
 
     if options.prompt.k or options.prompt.variants:
         raise MethodError(
@@ -158,7 +156,7 @@ def check_options(options: TuneOptions, train: Split, ctx: Context, lr_range: tu
             key="prompt.k" if options.prompt.k else "prompt.variants",
         )
     try:
-        Prompt().check(options.prompt, train, ctx)
+        check_prompt_options(options.prompt, len(train), ctx.task)
     except MethodError as exc:  # the prompt's options sit under `prompt:` here
         raise MethodError(exc.message, key=f"prompt.{exc.key}" if exc.key else "prompt") from None
     low, high = lr_range
@@ -177,59 +175,9 @@ def check_options(options: TuneOptions, train: Split, ctx: Context, lr_range: tu
 # -------------------------------------------------------------------------------------------------- adapt
 
 
-def seed_everything(seed: int) -> None:
-    """Python's, numpy's and torch's generators: a seed then fully determines a run on CPU."""
-    import numpy as np
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def primary_score(task: TaskInfo, examples: Sequence[Example], preds: Sequence[Prediction]) -> float:
-    """The task's first metric on ``examples`` (a point value, higher is better)."""
-    from ..metrics import METRICS, gold_and_pred, point
-
-    gold, pred = gold_and_pred(task.kind, examples, preds)
-    return point(METRICS[task.primary_metric].prepare(gold, pred, task.labels))
-
-
-def _dev_subset(dev: Split | None, n: int, seed: int) -> list[Example]:
-    if dev is None or len(dev) == 0:
-        return []
-    examples = list(dev)
-    if len(examples) <= n:
-        return examples
-    import numpy as np
-
-    idx = sorted(np.random.default_rng(seed).choice(len(examples), size=n, replace=False))
-    return [examples[i] for i in idx]
-
-
-def loop_settings(options: TuneOptions, seed: int) -> LoopSettings:
-    """The training loop's settings from a fine-tuning method's options."""
-    return LoopSettings(
-        epochs=options.epochs,
-        max_steps=options.max_steps,
-        batch_size=options.batch_size,
-        grad_accum=options.gradient_accumulation,
-        learning_rate=options.learning_rate,
-        weight_decay=options.weight_decay,
-        warmup_ratio=options.warmup_ratio,
-        max_grad_norm=options.max_grad_norm,
-        eval_every=options.eval_every,
-        patience=options.patience,
-        checkpoint_every=options.checkpoint_every,
-        seed=seed,
-    )
-
-
 def build_predictor(lm: Any, prompt: PromptOptions, task: TaskInfo) -> PromptAdapted:
     """The prompt route's predictor over ``lm``: it renders training prompts and, after training, predicts."""
-    from ..methods.prompt import PromptAdapted, _verbalizers
-
-    verbalizers = _verbalizers(task.labels or (), prompt.verbalizers) if task.kind == "classification" else None
+    verbalizers = label_words(task.labels or (), prompt.verbalizers) if task.kind == "classification" else None
     compiled = CompiledPrompt.compile(parts_of(prompt), task.input_fields, "prompt")
     return PromptAdapted(lm, compiled, prompt, task.kind, verbalizers)
 
@@ -262,13 +210,15 @@ def tune(
         export_merged: Also save the merged model.
         describe: Method settings for the fingerprint a resumed checkpoint must match.
     """
+    from transformers import set_seed
+
     from ..backends.lm import LanguageModel
 
-    seed_everything(ctx.seed)
+    set_seed(ctx.seed)
     lm = LanguageModel.from_spec(ctx.model)
     base = lm.model
     lm.cap_context(options.max_length)
-    seed_everything(ctx.seed)  # the adapter's initial weights depend on the seed alone
+    set_seed(ctx.seed)  # the adapter's initial weights depend on the seed alone
     trained = add_parameters(base)
     # Adapters injected into the base model's layers (LoRA, IA3) run through the base model's own forward, which
     # keeps the scorer's fast paths (logits of chosen positions, a cached prefix); soft prompts need PEFT's.
@@ -300,35 +250,23 @@ def tune(
         loss_fn = seq2seq_loss if seq2seq else padded_loss
         report["audits"]["packing"] = {"packed": False, "why": "soft prompts" if per_sequence else "not packing"}
 
-    dev_examples = _dev_subset(dev, options.eval_examples, ctx.seed)
-    evaluate = None
-    if dev_examples:
-        evaluate = lambda: primary_score(ctx.task, dev_examples, predictor.predict(dev_examples))  # noqa: E731
-    settings = loop_settings(options, ctx.seed)
-    fingerprint = fingerprint_of(
-        model=[ctx.model.name, base.config.to_dict(), weights_signature(resolve_path(ctx.model.name))],
-        method=[name, describe or {}],
-        options=options.model_dump(mode="json", exclude={"eval_every", "checkpoint_every", "patience"}),
-        data=[[r.id, r.prompt_ids, r.answer_ids] for r in encoded.rows],
-        seed=ctx.seed,
-    )
-    checkpoints = ctx.workdir / "checkpoint"
-    result = train(
+    done = train_with_dev(
         trained,
         encoded.rows,
         make_batch,
         loss_fn,
         lambda r: len(r.answer_ids),
-        settings,
-        evaluate=evaluate,
-        checkpoint_dir=checkpoints,
-        fingerprint=fingerprint,
-        progress=ctx.progress,
+        predictor.predict,
+        dev,
+        options,
+        ctx,
+        method=[name, describe or {}],
+        data=[[r.id, r.prompt_ids, r.answer_ids] for r in encoded.rows],
     )
-    report["training"] = result.to_dict()
-    if mergeable and dev_examples:
-        report["audits"]["merge"] = audits.audit_merge(predictor, trained, dev_examples[:32])
-    adapted = TunedAdapted(
+    report["training"] = done.result.to_dict()
+    if mergeable and done.dev:
+        report["audits"]["merge"] = audits.audit_merge(predictor, trained, done.dev[:32])
+    return TunedAdapted(
         predictor,
         trained,
         name,
@@ -337,19 +275,8 @@ def tune(
         report,
         export_merged,
         {"task": ctx.task.to_dict(), "seed": ctx.seed, "model": ctx.model.model_dump(mode="json")},
+        done.usage,
     )
-    _remove_checkpoint(checkpoints)
-    return adapted
-
-
-def _remove_checkpoint(folder: Path) -> None:
-    """A finished method's checkpoint is only weight on disk (for full fine-tuning, three models' worth)."""
-    import shutil
-
-    from .loop import distributed
-
-    if distributed()[0] == 0:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 # -------------------------------------------------------------------------------------------------- load

@@ -1,6 +1,6 @@
 """Supervised fine-tuning data: each example as prompt tokens and answer tokens, the loss on the answer only.
 
-The prompt is rendered by the prompt route's own code (:class:`tailor.methods.prompt.PromptAdapted`), chat
+The prompt is rendered by the prompt route's own code (:class:`tailor.prompting.PromptAdapted`), chat
 template included, so a fine-tuned model is asked at inference exactly what it was trained on. The answer is
 tokenized the way the model will later meet it:
 
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..errors import MethodError
-from ..prompting import answer_text
+from ..prompting import answer_text, shorten_to_fit
 from ..types import Example
 
 TooLong = Literal["truncate", "skip", "error"]
@@ -99,14 +99,12 @@ def encode_examples(
     Raises:
         MethodError: An answer empty after tokenization, or one that alone does not fit ``max_length``.
     """
-    from ..methods.prompt import shorten_to_fit
-
     lm = predictor.lm
     if separate is None:
-        separate = predictor._generates
+        separate = predictor.generates
     if separate:  # what generate() writes after the prompt: an encoder-decoder's answer starts the decoder afresh
         space = "" if predictor.use_chat or lm.kind == "seq2seq" else " "
-    else:  # exactly the continuation the scorer scores (PromptAdapted._continuations), on any kind of model
+    else:  # exactly the continuation the scorer scores (PromptAdapted.continuations), on any kind of model
         space = "" if predictor.use_chat else " "
     answers = [space + answer_text(ex, predictor.kind, predictor.verbalizers) for ex in examples]
     prompts = predictor.render(examples)

@@ -15,7 +15,7 @@ from typing import Literal
 
 import numpy as np
 
-from .types import Example
+from ..types import Example
 
 Selection = Literal["random", "balanced", "nearest", "mmr"]
 Order = Literal["fixed", "random", "similar_last"]

@@ -11,8 +11,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .errors import MethodError
-from .types import Example
+from ..errors import MethodError
+from ..types import Example
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,121 @@
+"""Run folders: naming a new one, refusing to overwrite, continuing a stopped one (``--resume``), and the lock that
+keeps two processes from writing one folder.
+
+A resumed run must be the same run: its configuration is compared key by key with the task's, and its data must
+split as it did; what it finished is kept (:class:`Resume`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .config import TaskSpec
+from .errors import TailorError
+from .store import STORE_FILE, RunStore
+
+
+def safe_name(name: str) -> str:
+    """``name`` as a file name: anything but letters, digits, ``_.-`` becomes ``_``."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def new_run_dir(spec: TaskSpec, root: Path) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = root / f"{safe_name(spec.name)}-{stamp}"
+    n = 2
+    while path.exists():
+        path, n = root / f"{safe_name(spec.name)}-{stamp}-{n}", n + 1
+    return path
+
+
+def config_differences(old: Any, new: Any, where: str = "") -> list[str]:
+    """Where two resolved configurations differ, as ``key: old in the run, new now`` (keys as in the task file)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in [*old, *(k for k in new if k not in old)]:
+            key = f"{where}.{k}" if where else str(k)
+            if k not in new:
+                out.append(f"{key}: {_short(old[k])} in the run, not set now")
+            elif k not in old:
+                out.append(f"{key}: not set in the run, {_short(new[k])} now")
+            else:
+                out += config_differences(old[k], new[k], key)
+        return out
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return [d for i, (a, b) in enumerate(zip(old, new)) for d in config_differences(a, b, f"{where}[{i}]")]
+    return [] if old == new else [f"{where or 'config'}: {_short(old)} in the run, {_short(new)} now"]
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+@dataclass(frozen=True)
+class Resume:
+    """What a resumed run keeps from its earlier attempt."""
+
+    done: frozenset[str]  # trials stored with status ok
+    data: dict[str, Any]  # the data summary the run recorded
+
+
+def resume_plan(spec: TaskSpec, run_dir: Path, resume: bool) -> Resume | None:
+    """For ``resume``, what the run in ``run_dir`` keeps, refusing one whose configuration differs; for a new run,
+    refuses a folder that already holds a run (its checkpoints would be resumed unasked)."""
+    if not resume:
+        if (run_dir / STORE_FILE).exists():
+            raise TailorError(
+                f"{run_dir} already holds a run; continue it with `tailor run TASK --resume {run_dir}`, "
+                "or write the new run to another folder"
+            )
+        return None
+    if not (run_dir / STORE_FILE).is_file():
+        raise TailorError(f"--resume {run_dir}: no run store ({STORE_FILE}) there; give a folder `tailor run` wrote")
+    store = RunStore.open_existing(run_dir)
+    try:
+        run = store.run()
+        done = frozenset(r["method"] for r in store.results() if r["status"] == "ok")
+    finally:
+        store.close()
+    differ = config_differences(run["config"], json.loads(json.dumps(spec.model_dump(mode="json"))))
+    if differ:
+        raise TailorError(
+            f"refusing to resume {run_dir}: the task's configuration differs from the run's at "
+            + "; ".join(differ)
+            + ". Resume with the same task file and overrides, or start a new run."
+        )
+    return Resume(done, run["data"])
+
+
+def check_same_data(stored: dict[str, Any], now: dict[str, Any], run_dir: Path) -> None:
+    """The data a resumed run reads must split as it did (notes aside: they hold timings)."""
+    now = json.loads(json.dumps(now))  # as the store holds it (lists, not tuples)
+    differ = config_differences(
+        {k: v for k, v in stored.items() if k != "notes"}, {k: v for k, v in now.items() if k != "notes"}, "data"
+    )
+    if differ:
+        raise TailorError(f"refusing to resume {run_dir}: the data no longer splits as it did: " + "; ".join(differ))
+
+
+@contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """One process at a time writes a run folder. The lock is released when its process dies, so a killed run can be
+    resumed."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(run_dir / ".lock"), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise TailorError(f"{run_dir} is being written by another tailor process; wait for it or stop it") from None
+    try:
+        yield
+    finally:
+        lock.release()

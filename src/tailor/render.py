@@ -1,0 +1,208 @@
+"""Reports as people read them: markdown, HTML and the rows of the CLI's leaderboard, from a report dict
+(:func:`tailor.report.build_report`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def _fmt_ci(m: dict[str, float] | None) -> str:
+    if not m:
+        return "–"
+    return f"{m['value']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}]"
+
+
+def _fmt_int(n: int | None) -> str:
+    return "–" if n is None else f"{n:,}"
+
+
+def _fmt_bytes(n: int | None) -> str:
+    if n is None:
+        return "–"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _fmt_p(p: float) -> str:
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _fmt_count(n: int | None) -> str:
+    if n is None:
+        return "–"
+    for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if n >= scale:
+            return f"{n / scale:.1f}{suffix}"
+    return str(n)
+
+
+def short_model(name: str) -> str:
+    """A model's name for a table: a local folder's or file's last part, a hub id as it is."""
+    path = Path(name)
+    return path.name if path.is_absolute() or name.startswith((".", "~")) else name
+
+
+def _fmt_flops(x: float | None) -> str:
+    if not x:
+        return "–"
+    for scale, suffix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if x >= scale:
+            return f"{x / scale:.1f} {suffix}"
+    return f"{x:.0f}"
+
+
+def table_rows(report: dict[str, Any], compact: bool = False) -> list[dict[str, str]]:
+    """The leaderboard as display strings, one dict per trial (markdown, HTML and the CLI share it)."""
+    primary = report["primary_metric"]
+    out = []
+    for r in report["leaderboard"]:
+        test, costs = r["test"] or {}, r["costs"]
+        per_1k = (r.get("usage") or {}).get("test_per_1k") or {}
+        params = r.get("model_params")
+        name = r["method"] + (" ★" if r["best_variant"] else "")
+        out.append(
+            {
+                "method": name,
+                "route": r["route"],
+                "status": r["status"],
+                "quality": _fmt_ci(test.get(primary)) if r["status"] == "ok" else f"failed: {r['error']}",
+                "others": ", ".join(f"{m} {_fmt_ci(test.get(m))}" for m in report["metrics"][1:]) if test else "",
+                "dev": f"{r['dev_primary']:.3f}" if r["dev_primary"] is not None else "–",
+                "valid": f"{test['valid_rate']:.1%}" if "valid_rate" in test else "–",
+                "adapt": f"{costs['adapt_seconds']:.1f} s" if "adapt_seconds" in costs else "–",
+                "infer": f"{costs['predict_seconds_per_1k']:.2f} s" if "predict_seconds_per_1k" in costs else "–",
+                "params": (_fmt_count if compact else _fmt_int)(costs.get("trainable_params")),
+                "disk": _fmt_bytes(costs.get("disk_bytes")),
+                "n_train": _fmt_int(r["n_train"]),
+                "model": short_model(r.get("model") or "?") + (f" ({_fmt_count(params)})" if params else ""),
+                "tokens_1k": _fmt_count(round(per_1k["input_tokens"] + per_1k["output_tokens"])) if per_1k else "–",
+                "flops_1k": _fmt_flops(per_1k.get("flops")),
+                "adapt_flops": _fmt_flops(costs.get("adapt_flops")),
+            }
+        )
+    return out
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    primary = report["primary_metric"]
+    conf = f"{report['confidence']:.0%}"
+    lines = [f"# tailor report: {report['task']}", ""]
+    models = ", ".join(
+        f"`{short_model(m['name'])}` ({_fmt_count(m['parameters']) if m['parameters'] else '? '} params)"
+        for m in report.get("models") or [{"name": report["model"], "parameters": None}]
+    )
+    lines.append(
+        f"Models {models}; task kind {report['kind']}, seed {report['seed']}, "
+        f"run {report['status']} ({report['started_at']} → {report['finished_at'] or '…'})."
+    )
+    d = report["data"]
+    lines.append(
+        f"Data: {d['rows_read']} rows read; train {d['train']}, dev {d['dev']}, test {d['test']}; "
+        f"{d['skipped_rows']} rows skipped."
+    )
+    lines += ["", f"## Leaderboard (test {primary}, {conf} bootstrap CI)", ""]
+    lines.append(
+        f"| method | route | model (params) | {primary} [{conf} CI] | dev | valid | adapt time | adapt FLOPs | "
+        "inference / 1k | tokens / 1k | FLOPs / 1k | trainable params | size on disk | n train |"
+    )
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for t in table_rows(report):
+        lines.append(
+            f"| {t['method']} | {t['route']} | {t['model']} | {t['quality']} | {t['dev']} | {t['valid']} | "
+            f"{t['adapt']} | {t['adapt_flops']} | {t['infer']} | {t['tokens_1k']} | {t['flops_1k']} | {t['params']} | "
+            f"{t['disk']} | {t['n_train']} |"
+        )
+    lines += [
+        "",
+        "Per 1k: per 1,000 test queries. Tokens: read and written (prompts with their demonstrations, options "
+        "scored, answers). FLOPs are estimates: 2·N per token through a forward pass, 6·N per trained token "
+        "(N: the parameters a token meets).",
+    ]
+    if any(r["best_variant"] for r in report["leaderboard"]):
+        lines += ["", "★ the variant of its family with the best dev score."]
+    if len(report["metrics"]) > 1:
+        lines += ["", "Other metrics:", ""]
+        lines += [f"- {t['method']}: {t['others']}" for t in table_rows(report) if t["others"]]
+    training = [line for r in report["leaderboard"] if (line := _training_line(r))]
+    if training:
+        lines += ["", "Fine-tuning:", "", *training]
+    w = report["winner"]
+    if w:
+        lines += [
+            "",
+            "## Winner",
+            "",
+            f"**{w['method']}** ({w['route']} route), chosen on {w['chosen_on']}: test {primary} {_fmt_ci(w['test'])}.",
+        ]
+        if w["significantly_better_than"]:
+            lines.append(f"Significantly better than: {', '.join(w['significantly_better_than'])}.")
+        if w["not_significantly_different"]:
+            lines.append(f"Not significantly different from: {', '.join(w['not_significantly_different'])}.")
+    if report["comparisons"]:
+        lines += [
+            "",
+            f"## Paired comparisons (test {primary}; paired bootstrap, Holm-adjusted; McNemar on accuracy)",
+            "",
+            "| A | B | A − B [CI] | p (bootstrap) | p (Holm) | p (McNemar) | significant |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for c in report["comparisons"]:
+            pm = _fmt_p(c["p_mcnemar"]) if c["p_mcnemar"] is not None else "–"
+            lines.append(
+                f"| {c['a']} | {c['b']} | {c['diff']:+.3f} [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}] | "
+                f"{_fmt_p(c['p_bootstrap'])} | {_fmt_p(c['p_adjusted'])} | {pm} | "
+                f"{'yes' if c['significant'] else 'no'} |"
+            )
+    lines += ["", "## Data", ""]
+    for note in d.get("notes", []):
+        lines.append(f"- {note}")
+    for o in d.get("overlaps", []):
+        lines.append(
+            f"- **{o['count']} {o['splits'][1]} examples also appear in {o['splits'][0]}** (same normalized text)"
+        )
+    if report["bad_rows"]["count"]:
+        lines.append(f"- {report['bad_rows']['count']} rows skipped:")
+        for reason, n in d.get("skipped_by_reason", {}).items():
+            lines.append(f"  - {n} × {reason}")
+    lines += [
+        "",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items() if v and k != "platform"),
+        f"git: {report['git_rev'] or 'unknown'}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _training_line(row: dict[str, Any]) -> str | None:
+    """One line on how a fine-tuning method trained (steps, best dev step, speed, audits), from its details."""
+    details = row.get("details") or {}
+    t = details.get("training")
+    if not t:
+        return None
+    parts = [f"{t['steps']} of {t['total_steps']} steps" + (" (stopped early)" if t.get("stopped_early") else "")]
+    if t.get("best_step") is not None:
+        parts.append(f"best dev at step {t['best_step']} ({t['best_metric']:.3f})")
+    parts.append(f"{t['tokens_per_s']:,.0f} tokens/s")
+    if t.get("processes", 1) > 1:
+        parts.append(f"{t['processes']} processes")
+    if t.get("resumed_from_step"):
+        parts.append(f"resumed from step {t['resumed_from_step']}")
+    audits = details.get("audits") or {}
+    skipped = {k: v.get("why", "") for k, v in audits.items() if isinstance(v, dict) and v.get("packed") is False}
+    if audits:  # an audit that fails stops its method: the ones recorded passed
+        parts.append("audits passed: " + (", ".join(k for k in audits if k not in skipped) or "none"))
+    parts += [f"{k} not audited ({why})" for k, why in skipped.items()]
+    return f"- {row['method']}: " + "; ".join(parts)
+
+
+def render_html(report: dict[str, Any]) -> str:
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
+    env = Environment(loader=PackageLoader("tailor", "templates"), autoescape=select_autoescape(["html", "j2"]))
+    return env.get_template("report.html.j2").render(
+        report=report, rows=table_rows(report), fmt_ci=_fmt_ci, fmt_p=_fmt_p
+    )
