@@ -3,7 +3,7 @@
 What is compared (examples per second; one example = both options " positive" / " negative" scored):
 
   (a) tailor  — ``LanguageModel.score_options`` with the shared-prefix KV cache, called as the ``prompt``
-      method calls it: prefix = ``tailor.prompting.shared_prefix`` of the rendered prompts (longest common
+      method's backend does: prefix = ``tailor.backends.scoring.shared_prefix`` of the rendered prompts (longest common
       prefix cut at a line break), each example's remainder scored on top of the cached prefix; tailor's
       default batch size.
   (b) lm-eval — ``lm_eval.models.huggingface.HFLM`` built on the same already-loaded model and tokenizer
@@ -19,7 +19,7 @@ Setup shared by all three:
     (git-ignored) and reused;
   * prompt: tailor's own completion-mode rendering (``CompiledPrompt.completion``; default parts:
     input ``{{ text }}``, cue ``Answer:``), k=8 label-balanced demonstrations from
-    ``../shared/datasets/sst2/train.jsonl`` chosen by ``tailor.demos.fixed_demos`` with seed 0;
+    ``../shared/datasets/sst2/train.jsonl`` chosen by ``tailor.prompting.fixed_demos`` with seed 0;
   * data: all 872 examples of ``../shared/datasets/sst2/dev.jsonl`` (the naive loop is timed on the
     first ``--naive-subset`` (200) only when the full run is projected to exceed ``--naive-budget``
     (300 s); the JSON then says so in ``naive_subset``);
@@ -92,9 +92,9 @@ def main() -> None:
     from lm_eval.models.huggingface import HFLM
 
     from tailor.backends.lm import LanguageModel
+    from tailor.backends.scoring import shared_prefix
     from tailor.config import ModelSpec
-    from tailor.demos import fixed_demos
-    from tailor.prompting import CompiledPrompt, PromptParts, shared_prefix
+    from tailor.prompting import CompiledPrompt, PromptParts, fixed_demos
     from tailor.testing import default_corpus, tiny_lm_path
     from tailor.types import Example
 
@@ -223,7 +223,7 @@ def main() -> None:
 
     # ---- (c) naive loop ------------------------------------------------------------------------------
     def naive(i: int) -> list[float]:
-        ctx, conts = lm._encode_pairs([prompts[i]], OPTIONS)  # same tokenization as tailor
+        ctx, conts = lm.encode_continuations([prompts[i]], [OPTIONS])  # same tokenization as tailor
         scores = []
         for cont in conts[0]:
             ids = torch.tensor([ctx[0] + cont])

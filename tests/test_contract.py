@@ -15,13 +15,13 @@ import pytest
 from conftest import LABELS, fast_options, squash
 from typer.testing import CliRunner
 
-from tailor.cli import app
 from tailor.backends.pool import ModelPool
+from tailor.cli import app
 from tailor.config import ModelSpec
 from tailor.contract import Adapted, Context, MethodOptions, TaskInfo
 from tailor.methods import METHODS
-from tailor.predict import load_adapted
 from tailor.plan import sample_per_class
+from tailor.predict import load_adapted
 from tailor.run import write_adapted_meta
 from tailor.store import RunStore
 from tailor.testing import tiny_lm_path
@@ -117,9 +117,7 @@ def _roundtrip(name: str, options, variant: str, adapted, model: ModelSpec, ctx:
 
     out.mkdir()
     adapted.save(out)
-    write_adapted_meta(
-        out, name, f"{name}/{variant}" if variant else name, options, ctx, spec.model_copy(update={"model": model})
-    )
+    write_adapted_meta(out, name, f"{name}/{variant}" if variant else name, options, ctx)
     assert any(p.name != "adapted.json" for p in out.iterdir()), f"{name}.save() wrote nothing"
 
     loaded, meta = load_adapted(out)  # a fresh context: nothing shared with the adapting side

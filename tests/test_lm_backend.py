@@ -13,9 +13,16 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from tailor.backends.lm import LanguageModel  # noqa: E402
+from tailor.backends.lm import KIND, LanguageModel  # noqa: E402
+from tailor.backends.pool import ModelPool  # noqa: E402
+from tailor.backends.protocol import GenerationSettings, GenerativeBackend  # noqa: E402
 from tailor.config import ModelSpec  # noqa: E402
+from tailor.contract import Context, TaskInfo  # noqa: E402
+from tailor.methods.prompt import Prompt  # noqa: E402
+from tailor.prompting import PromptOptions  # noqa: E402
 from tailor.testing import build_tiny_lm, tiny_lm_path  # noqa: E402
+from tailor.types import Example, Split  # noqa: E402
+from tailor.usage import params_per_token  # noqa: E402
 
 PREFIX = (
     "Classify the review.\n\nReview: The movie was great. Sentiment: positive\n\n"
@@ -107,8 +114,8 @@ def test_a_bpe_merge_across_the_prefix_boundary_still_scores_right(lm: LanguageM
 
 def test_greedy_batched_left_padded_equals_one_at_a_time(lm: LanguageModel):
     prompts = ["Review: The movie was", "Hello", "User: Is the pizza good?\nAssistant:", "Why did Anna see the river"]
-    batched = lm.generate(prompts, max_new_tokens=8, batch_size=4)
-    assert batched == [lm.generate([p], max_new_tokens=8)[0] for p in prompts]
+    batched = lm.generate_texts(prompts, max_new_tokens=8, batch_size=4)
+    assert batched == [lm.generate_texts([p], max_new_tokens=8)[0] for p in prompts]
     assert lm.tokenizer.padding_side == "right"  # generation pads on its own, the tokenizer is left alone
 
 
@@ -119,38 +126,41 @@ def test_generation_returns_at_most_max_new_tokens_of_new_text(lm: LanguageModel
     with torch.no_grad():
         new = lm.model.generate(ids, max_new_tokens=max_new_tokens, do_sample=False)[0, ids.shape[1] :]
     assert len(new) == max_new_tokens or new[-1] == lm.tokenizer.eos_token_id
-    assert lm.generate([prompt], max_new_tokens=max_new_tokens)[0] == lm.tokenizer.decode(new, skip_special_tokens=True)
+    assert lm.generate_texts([prompt], max_new_tokens=max_new_tokens)[0] == lm.tokenizer.decode(
+        new, skip_special_tokens=True
+    )
+    (answer,) = lm.generate([prompt], GenerationSettings(max_new_tokens=max_new_tokens))
+    assert answer.usage.output_tokens == len(new), "the tokens generated, counted before decoding"
 
 
 def test_stop_strings_cut_the_output(lm: LanguageModel):
     prompt = "Review: The movie was"
-    full = lm.generate([prompt], max_new_tokens=16)[0]
+    full = lm.generate_texts([prompt], max_new_tokens=16)[0]
     words = [w for w in full.split() if w.isascii() and w.isalpha() and len(w) > 1 and full.find(w) > 0]
     assert words, f"the greedy output has no plain word to stop at: {full!r}"
     stop = words[0]
-    cut = lm.generate([prompt], max_new_tokens=16, stop=["@@never@@", stop])[0]
+    cut = lm.generate_texts([prompt], max_new_tokens=16, stop=["@@never@@", stop])[0]
     assert cut == full[: full.find(stop)]
 
 
 def test_sampling_is_reproducible_with_a_seed(lm: LanguageModel):
     prompts = ["Review: The movie was", "Hello", "The trip"]
     rng_state = torch.get_rng_state()
-    first = lm.generate(prompts, max_new_tokens=10, do_sample=True, temperature=1.5, seed=3)
+    first = lm.generate_texts(prompts, max_new_tokens=10, do_sample=True, temperature=1.5, seed=3)
     assert torch.equal(rng_state, torch.get_rng_state())  # the caller's RNG is untouched
-    assert first == lm.generate(prompts, max_new_tokens=10, do_sample=True, temperature=1.5, seed=3)
-    assert first != lm.generate(prompts, max_new_tokens=10, do_sample=True, temperature=1.5, seed=4)
-    assert first != lm.generate(prompts, max_new_tokens=10)
+    assert first == lm.generate_texts(prompts, max_new_tokens=10, do_sample=True, temperature=1.5, seed=3)
+    assert first != lm.generate_texts(prompts, max_new_tokens=10, do_sample=True, temperature=1.5, seed=4)
+    assert first != lm.generate_texts(prompts, max_new_tokens=10)
 
 
-def test_render_uses_the_chat_template_only_when_asked_and_present(lm: LanguageModel, monkeypatch):
+def test_render_applies_the_chat_template_to_messages_only(lm: LanguageModel, monkeypatch):
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Is it good?"}]
-    assert lm.has_chat_template
-    chat = lm.render(messages, chat=True)
-    assert chat == "<|system|>\nBe brief.</s>\n<|user|>\nIs it good?</s>\n<|assistant|>\n"
-    assert lm.render(messages, chat=False) == "Be brief.\n\nIs it good?"
+    assert lm.has_chat_template and lm.capabilities.chat
+    assert lm.render(messages) == "<|system|>\nBe brief.</s>\n<|user|>\nIs it good?</s>\n<|assistant|>\n"
+    assert lm.render("Be brief.\n\nIs it good?") == "Be brief.\n\nIs it good?"
     monkeypatch.setattr(lm.tokenizer, "chat_template", None)
-    assert not lm.has_chat_template
-    assert lm.render(messages, chat=True) == "Be brief.\n\nIs it good?"
+    assert not lm.has_chat_template and not lm.capabilities.chat
+    assert lm.render(messages) == "Be brief.\n\nIs it good?"
 
 
 def test_counts_and_limits(lm: LanguageModel):
@@ -183,7 +193,7 @@ def test_same_seed_same_model_and_reload_through_auto_classes(tmp_path: Path):
 
 def test_tiny_lm_path_builds_once(tmp_path: Path, monkeypatch):
     first = tiny_lm_path(tmp_path, hidden_size=32, num_heads=2, vocab_size=300)
-    monkeypatch.setattr("tailor.testing.build_tiny_lm", lambda *a, **k: pytest.fail("rebuilt a cached model"))
+    monkeypatch.setattr("tailor.testing.tiny_lm.build_tiny_lm", lambda *a, **k: pytest.fail("rebuilt a cached model"))
     assert tiny_lm_path(tmp_path, hidden_size=32, num_heads=2, vocab_size=300) == first
     assert (first / "config.json").is_file() and (first / "tokenizer.json").is_file()
     assert not list(tmp_path.glob(".*.tmp"))
@@ -225,7 +235,7 @@ def test_seq2seq_scores_and_generates(seq2seq: LanguageModel):
     with torch.no_grad():
         logp = seq2seq.model(input_ids=ids, labels=label).logits[0].log_softmax(-1)
     assert scores[0, 0] == pytest.approx(logp.gather(-1, label[0][:, None]).sum().item(), abs=1e-5)
-    out = seq2seq.generate(["Review: good film.", "hi"], max_new_tokens=4)
+    out = seq2seq.generate_texts(["Review: good film.", "hi"], max_new_tokens=4)
     assert len(out) == 2 and all(isinstance(x, str) for x in out)
 
 
@@ -252,3 +262,55 @@ def test_dtype_from_the_model_spec(tmp_path_factory) -> None:
     assert LanguageModel.from_spec(ModelSpec(name=str(path)), "causal").model.dtype == torch.float32
     lm16 = LanguageModel.from_spec(ModelSpec(name=str(path), dtype="bfloat16"), "causal")
     assert lm16.model.dtype == torch.bfloat16
+
+
+# ---------------------------------------------------------------------------------------------- the backend protocol
+
+
+def test_language_model_is_a_generative_backend_and_knows_its_capabilities_before_loading(lm: LanguageModel):
+    assert isinstance(lm, GenerativeBackend)
+    caps = lm.capabilities
+    assert caps.score_continuations and caps.prefix_reuse and caps.local_tokenizer and caps.chat
+    assert (caps.top_logprobs, caps.constrained_choice, caps.context_length) == (0, False, 1024)
+    assert KIND.role == "generative" and KIND.capabilities(ModelSpec(name=lm.name)) == caps
+    assert KIND.capabilities(ModelSpec(name=lm.name, max_length=64)).context_length == 64
+    assert lm.parameters == sum(p.numel() for p in lm.model.parameters())
+
+
+def test_score_finds_the_shared_prefix_and_counts_each_query(lm: LanguageModel):
+    prompts = [PREFIX + p for p in PROMPTS[:4]]
+    cached = lm.prefix_cached
+    scored = lm.score(prompts, OPTIONS)
+    assert lm.prefix_cached - cached == len(prompts), "the common prefix was computed once, its cache reused"
+    plain, counts = lm.score_options("", prompts, OPTIONS, use_prefix_cache=False)
+    np.testing.assert_allclose(scored.logprobs, plain, atol=1e-4)
+    assert (scored.token_counts == counts).all()
+    per_token = params_per_token(lm.model)
+    for prompt, row, usage in zip(prompts, counts, scored.usage):
+        tokens = lm.count_tokens(prompt) + int(row.sum())
+        assert (usage.calls, usage.input_tokens, usage.output_tokens) == (1, tokens, 0)
+        assert usage.flops == 2 * per_token * tokens
+
+
+@pytest.mark.parametrize("mode", ["score", "generate"])
+def test_a_predictions_usage_counts_its_prompt_exactly(lm: LanguageModel, mode: str):
+    """Each prediction carries its own query's usage: the prompt's tokens (and, scoring, every label's), and
+    ``2·N`` FLOPs per token, N the parameters a token meets."""
+    spec = ModelSpec(name=lm.name, kind="causal")
+    pool = ModelPool()
+    pool.put(spec, lm)
+    task = TaskInfo("mini", "classification", ("negative", "positive"), ("text",), ("accuracy",))
+    ctx = Context(task=task, model=spec, models=pool)
+    options = PromptOptions(instruction="Sentiment?", mode=mode, max_new_tokens=3)
+    adapted = Prompt().adapt(options, Split("train", ()), None, ctx)
+    (pred,) = adapted.predict([Example("e1", {"text": "The movie was great"}, "positive")])
+    prompt_tokens = lm.count_tokens(pred.prompt)
+    assert pred.prompt.startswith("<|system|>\nSentiment?"), "rendered with the chat template"
+    if mode == "score":
+        _, conts = lm.encode_continuations([pred.prompt], [adapted.continuations()[0]])
+        labels = sum(len(c) for c in conts[0])  # each label's tokens, as the scorer reads them
+        assert (pred.usage.input_tokens, pred.usage.output_tokens) == (prompt_tokens + labels, 0)
+    else:
+        assert pred.usage.input_tokens == prompt_tokens and 1 <= pred.usage.output_tokens <= 3
+    tokens = pred.usage.input_tokens + pred.usage.output_tokens
+    assert pred.usage.calls == 1 and pred.usage.flops == 2 * params_per_token(lm.model) * tokens

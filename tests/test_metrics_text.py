@@ -15,7 +15,7 @@ import pytest
 import sacrebleu
 from rouge_score.rouge_scorer import RougeScorer
 
-from tailor.config import _DEFAULT_METRICS
+from tailor.config import DEFAULT_METRICS
 from tailor.metrics import METRICS, compare_all, estimate, paired_bootstrap, point
 from tailor.metrics_text import normalize_answer
 
@@ -215,7 +215,7 @@ def test_registry_kinds() -> None:
     assert {k: set(m.kinds) for k, m in METRICS.items()} == expected
     assert all(m.name == k for k, m in METRICS.items())
     # Every kind's default metrics exist and accept that kind.
-    for kind, names in _DEFAULT_METRICS.items():
+    for kind, names in DEFAULT_METRICS.items():
         assert all(kind in METRICS[n].kinds for n in names), kind
 
 

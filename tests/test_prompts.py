@@ -7,7 +7,7 @@ from conftest import MakeTask
 
 from tailor.config import load_task
 from tailor.errors import MethodError, TailorError, TaskFileError
-from tailor.prompts import compile_template
+from tailor.prompting import compile_template
 from tailor.run import run_task
 from tailor.types import Example
 

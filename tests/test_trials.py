@@ -130,7 +130,9 @@ def test_the_cli_leaderboard_shows_each_rows_model(mixed_run, two_lms) -> None:
 
 
 def _generation_rows(n: int = 40) -> list[dict[str, str]]:
-    return [{"id": f"g{i}", "text": f"say {w} twice", "label": f"{w} {w}"} for i, w in enumerate(f"w{i}" for i in range(n))]
+    return [
+        {"id": f"g{i}", "text": f"say {w} twice", "label": f"{w} {w}"} for i, w in enumerate(f"w{i}" for i in range(n))
+    ]
 
 
 def test_train_size_works_on_a_generation_task_and_train_per_class_is_refused(make_task, two_lms) -> None:
@@ -143,9 +145,13 @@ def test_train_size_works_on_a_generation_task_and_train_per_class_is_refused(ma
     (row,) = store.results()
     store.close()
     assert row["status"] == "ok" and row["train_size"] == 5
-    bad = make_task(rows=rows, folder="bad", kind="qa", model={"name": str(two_lms[1])}, methods=[
-        {"name": "prompt", "train_per_class": 2}
-    ])
+    bad = make_task(
+        rows=rows,
+        folder="bad",
+        kind="qa",
+        model={"name": str(two_lms[1])},
+        methods=[{"name": "prompt", "train_per_class": 2}],
+    )
     spec, base = load_task(bad)
     with pytest.raises(TaskFileError) as info:
         run_task(spec, base, bad.parent / "run")

@@ -115,7 +115,7 @@ class ModelSpec(BaseModel):
 class MethodSpec(BaseModel):
     """One method to run: its registered `name`, an optional display `label`, its own `model`, and its options."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, use_attribute_docstrings=True)
 
     name: str
     """A registered method (see `tailor methods`)."""
@@ -213,9 +213,13 @@ def task_keys(model: type[BaseModel] = None, prefix: str = "") -> list[tuple[str
         else:
             value = info.get_default(call_default_factory=True)
             default = "(see below)" if isinstance(value, BaseModel) else repr(value)
+        if name == "model" and model is MethodSpec:
+            kind = "mapping"
         rows.append((key, kind, default, " ".join((info.description or "").split())))
         if nested and nested is not MethodSpec:
             rows.extend(task_keys(nested, f"{key}."))
+        if model is TaskSpec and name == "methods":  # each entry's own keys; its options are listed by `tailor methods`
+            rows.extend(task_keys(MethodSpec, "methods.N."))
     return rows
 
 

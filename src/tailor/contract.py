@@ -137,6 +137,9 @@ class Method(Protocol):
     Options: ClassVar[type[MethodOptions]]
     task_kinds: ClassVar[frozenset[str]]
     model_kinds: ClassVar[frozenset[str]]
+    # Optional `shares_model: ClassVar[bool]` (default True): whether the method uses the run's shared, frozen model
+    # (`ctx.backend()`), which the runner then loads before any trial is timed. Methods that train load their own
+    # copy and set it False.
 
     def check(self, options: Any, train: Split, ctx: Context) -> None: ...
 

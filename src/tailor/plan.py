@@ -125,9 +125,6 @@ def _check_sampling(options: Any, spec: TaskSpec, origin: str, at: str) -> None:
 
 def _kind(pool: ModelPool, model: ModelSpec, origin: str, at: str) -> str:
     """The model's kind, or an error at ``at.name`` when its folder is missing or its configuration unreadable."""
-    looks_local = model.name.startswith((".", "/", "~")) or Path(model.name).suffix in (".json", ".yaml", ".yml")
-    if looks_local and not Path(model.name).expanduser().exists():
-        raise TaskFileError(origin, f"{at}.name", f"no such model folder or file: {model.name}")
     try:
         return pool.kind(model)
     except TailorError as exc:

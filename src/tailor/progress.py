@@ -6,11 +6,9 @@ want silence pass :data:`NULL_PROGRESS` instead of sprinkling ``if progress:`` c
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Protocol, TypeVar
-
-T = TypeVar("T")
+from typing import Protocol
 
 
 class Bar(Protocol):
@@ -83,11 +81,3 @@ class RichProgress:
 
     def log(self, message: str) -> None:
         self.console.print(message)
-
-
-def track(progress: Progress, items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
-    """Iterate over ``items`` advancing a bar by one per item."""
-    with progress.bar(description, total) as bar:
-        for item in items:
-            yield item
-            bar.advance()

@@ -25,6 +25,9 @@ def resolve_path(name: str) -> str:
 
 def model_kind(spec: ModelSpec) -> str:
     """The spec's kind, reading the model's configuration when it says `auto`."""
+    looks_local = spec.name.startswith((".", "/", "~")) or Path(spec.name).suffix in (".json", ".yaml", ".yml")
+    if looks_local and not Path(spec.name).expanduser().exists():
+        raise TailorError(f"model.name: no such model folder or file: {spec.name}")
     if spec.kind != "auto":
         return spec.kind
     path = Path(resolve_path(spec.name))

@@ -78,6 +78,7 @@ class ContrastiveAdapted:
 class Contrastive:
     name: ClassVar[str] = "contrastive"
     route: ClassVar[str] = "finetune"
+    shares_model: ClassVar[bool] = False  # trains its own copy of the model; the run's shared one stays frozen
     summary: ClassVar[str] = "SetFit-style: the encoder fine-tuned on same/different-label pairs, then a logistic head."
     Options: ClassVar[type[ContrastiveOptions]] = ContrastiveOptions
     task_kinds: ClassVar[frozenset[str]] = frozenset({"classification"})

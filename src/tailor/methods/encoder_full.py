@@ -93,6 +93,7 @@ class EncoderFullAdapted:
 class EncoderFull:
     name: ClassVar[str] = "encoder-full"
     route: ClassVar[str] = "finetune"
+    shares_model: ClassVar[bool] = False  # trains its own copy of the model; the run's shared one stays frozen
     summary: ClassVar[str] = "Every weight of an encoder trained with a classification head; the best dev epoch kept."
     Options: ClassVar[type[EncoderFullOptions]] = EncoderFullOptions
     task_kinds: ClassVar[frozenset[str]] = frozenset({"classification"})

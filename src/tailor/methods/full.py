@@ -12,7 +12,6 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from ..contract import Context
-from ..errors import MethodError
 from ..tuning.recipe import TunedAdapted, TuneOptions, check_options, load_tuned, tune
 from ..types import Split
 
@@ -32,6 +31,7 @@ def _every_weight(model: Any) -> Any:
 class Full:
     name: ClassVar[str] = "full"
     route: ClassVar[str] = "finetune"
+    shares_model: ClassVar[bool] = False  # trains its own copy of the model; the run's shared one stays frozen
     summary: ClassVar[str] = "Every weight of a generative model trained (supervised fine-tuning)."
     Options: ClassVar[type[FullOptions]] = FullOptions
     task_kinds: ClassVar[frozenset[str]] = frozenset({"classification", "qa", "summarization", "translation"})
@@ -39,8 +39,6 @@ class Full:
     lr_range: ClassVar[tuple[float, float]] = (1e-8, 1e-2)
 
     def check(self, options: FullOptions, train: Split, ctx: Context) -> None:
-        if ctx.models.kind(ctx.model) == "encoder":  # the method of that name until both were one
-            raise MethodError("full fine-tunes a generative model; for an encoder with a classifier use encoder-full")
         check_options(options, train, ctx, self.lr_range, self.name)
 
     def variants(self, options: FullOptions) -> dict[str, FullOptions]:

@@ -136,6 +136,7 @@ def _renderer(model: Any, tokenizer: Any, options: SeqClsOptions, ctx: Context, 
 class SeqCls:
     name: ClassVar[str] = "seq-cls"
     route: ClassVar[str] = "finetune"
+    shares_model: ClassVar[bool] = False  # trains its own copy of the model; the run's shared one stays frozen
     summary: ClassVar[str] = "A classification head on a causal LM's last token, trained with LoRA or in full."
     Options: ClassVar[type[SeqClsOptions]] = SeqClsOptions
     task_kinds: ClassVar[frozenset[str]] = frozenset({"classification"})

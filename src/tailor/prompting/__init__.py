@@ -26,7 +26,7 @@ from .parts import (
     parts_of,
     prompt_variants,
 )
-from .predictor import CONTENT_FREE, PromptAdapted, content_free_bias, log_softmax, parse_label, shorten_to_fit
+from .predictor import CONTENT_FREE, PromptAdapted, content_free_bias, parse_label, shorten_to_fit
 from .templates import Template, compile_template
 
 __all__ = [
@@ -48,7 +48,6 @@ __all__ = [
     "content_free_bias",
     "fixed_demos",
     "label_words",
-    "log_softmax",
     "order_demos",
     "parse_label",
     "parts_of",

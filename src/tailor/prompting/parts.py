@@ -94,50 +94,6 @@ def parts_of(options: PromptParts) -> PromptParts:
     return PromptParts(**options.model_dump(include=set(PART_NAMES)))
 
 
-def prompt_variants(options: PromptOptions) -> dict[str, PromptOptions]:
-    """The options of each named variant (its parts over the shared ones), or ``{"": options}`` without variants."""
-    if not options.variants:
-        return {"": options}
-    return {name: options.model_copy(update={**over, "variants": None}) for name, over in options.variants.items()}
-
-
-def check_prompt_options(options: PromptOptions, train_size: int, task: TaskInfo) -> None:
-    """Refuse, naming the key, prompt options that can't work with the task, whatever the model: variants
-    setting what is not a part, templates naming fields the data lacks, bad verbalizers, more demonstrations than
-    training examples."""
-    for name, over in (options.variants or {}).items():
-        unknown = sorted(set(over) - PART_NAMES)
-        if unknown:
-            raise MethodError(
-                f"variant {name!r} sets {', '.join(unknown)}, not a prompt part "
-                f"(parts: {', '.join(sorted(PART_NAMES))})",
-                key=f"variants.{name}",
-            )
-    for name, opts in prompt_variants(options).items():
-        CompiledPrompt.compile(parts_of(opts), task.input_fields, f"variants.{name}" if name else "")
-    if task.kind == "classification":
-        labels = task.labels or ()
-        extra = sorted(set(options.verbalizers or {}) - set(labels))
-        if extra:
-            raise MethodError(
-                f"verbalizers for unknown labels: {', '.join(extra)} (labels: {', '.join(labels)})",
-                key="verbalizers",
-            )
-        seen: dict[str, str] = {}
-        for label, words in label_words(labels, options.verbalizers).items():
-            for w in words:
-                word = w.strip().lower()
-                if not word:
-                    raise MethodError(f"label {label!r} has an empty verbalizer", key=f"verbalizers.{label}")
-                if seen.get(word, label) != label:
-                    raise MethodError(
-                        f"labels {seen[word]!r} and {label!r} share the verbalizer {w!r}", key=f"verbalizers.{label}"
-                    )
-                seen[word] = label
-    if options.k > train_size:
-        raise MethodError(f"k={options.k} demonstrations, but train has {train_size} examples", key="k")
-
-
 def label_words(
     labels: Sequence[str], given: dict[str, str | list[str]] | None, default: Callable[[str], str] = str
 ) -> dict[str, list[str]]:
@@ -224,3 +180,47 @@ class CompiledPrompt:
     def build(self, ex: Example, demos: Sequence[tuple[Example, str]], chat: bool) -> PromptInput:
         """The prompt for ``ex``: chat messages when ``chat``, else the completion string."""
         return self.messages(ex, demos) if chat else self.completion(ex, demos)
+
+
+def prompt_variants(options: PromptOptions) -> dict[str, PromptOptions]:
+    """The options of each named variant (its parts over the shared ones), or ``{"": options}`` without variants."""
+    if not options.variants:
+        return {"": options}
+    return {name: options.model_copy(update={**over, "variants": None}) for name, over in options.variants.items()}
+
+
+def check_prompt_options(options: PromptOptions, train_size: int, task: TaskInfo) -> None:
+    """Refuse, naming the key, prompt options that can't work with the task, whatever the model: variants
+    setting what is not a part, templates naming fields the data lacks, bad verbalizers, more demonstrations than
+    training examples."""
+    for name, over in (options.variants or {}).items():
+        unknown = sorted(set(over) - PART_NAMES)
+        if unknown:
+            raise MethodError(
+                f"variant {name!r} sets {', '.join(unknown)}, not a prompt part "
+                f"(parts: {', '.join(sorted(PART_NAMES))})",
+                key=f"variants.{name}",
+            )
+    for name, opts in prompt_variants(options).items():
+        CompiledPrompt.compile(parts_of(opts), task.input_fields, f"variants.{name}" if name else "")
+    if task.kind == "classification":
+        labels = task.labels or ()
+        extra = sorted(set(options.verbalizers or {}) - set(labels))
+        if extra:
+            raise MethodError(
+                f"verbalizers for unknown labels: {', '.join(extra)} (labels: {', '.join(labels)})",
+                key="verbalizers",
+            )
+        seen: dict[str, str] = {}
+        for label, words in label_words(labels, options.verbalizers).items():
+            for w in words:
+                word = w.strip().lower()
+                if not word:
+                    raise MethodError(f"label {label!r} has an empty verbalizer", key=f"verbalizers.{label}")
+                if seen.get(word, label) != label:
+                    raise MethodError(
+                        f"labels {seen[word]!r} and {label!r} share the verbalizer {w!r}", key=f"verbalizers.{label}"
+                    )
+                seen[word] = label
+    if options.k > train_size:
+        raise MethodError(f"k={options.k} demonstrations, but train has {train_size} examples", key="k")

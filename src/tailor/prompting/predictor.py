@@ -66,7 +66,7 @@ def shorten_to_fit(
     return ex, prompt
 
 
-def log_softmax(x: np.ndarray) -> np.ndarray:
+def _log_softmax(x: np.ndarray) -> np.ndarray:
     """Row-wise log-softmax."""
     m = x.max(axis=1, keepdims=True)
     return x - m - np.log(np.exp(x - m).sum(axis=1, keepdims=True))
@@ -215,7 +215,7 @@ class PromptAdapted:
             out[:, j] = cols.max(axis=1) + np.log(np.exp(cols - cols.max(axis=1, keepdims=True)).sum(axis=1))
         if scoring == "calibrated":
             assert self.bias is not None
-            out = log_softmax(out) - self.bias
+            out = _log_softmax(out) - self.bias
         return out, list(scored.usage) or [NO_USAGE] * len(prompts)
 
     def settings(self) -> GenerationSettings:
@@ -280,4 +280,4 @@ def content_free_bias(adapted: PromptAdapted, fields: Sequence[str]) -> tuple[np
     probes = [Example(f"content-free-{i}", {f: v for f in fields}) for i, v in enumerate(CONTENT_FREE)]
     prompts, choosing = adapted._build(probes)
     scores, usage = adapted.label_scores(prompts, scoring="sum")
-    return log_softmax(scores).mean(axis=0, keepdims=True), total([*usage, *choosing])
+    return _log_softmax(scores).mean(axis=0, keepdims=True), total([*usage, *choosing])

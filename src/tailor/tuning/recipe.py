@@ -167,7 +167,8 @@ def check_options(options: TuneOptions, train: Split, ctx: Context, lr_range: tu
         )
     kind = model_kind(ctx.model)
     if kind not in ("causal", "seq2seq"):
-        raise MethodError(f"{name} fine-tunes a generative model (causal or seq2seq); model.kind is {kind}")
+        hint = "; an encoder is fine-tuned by head, contrastive or encoder-full" if kind == "encoder" else ""
+        raise MethodError(f"{name} fine-tunes a generative model (causal or seq2seq); model.kind is {kind}{hint}")
     if len(train) == 0:
         raise MethodError("no training examples")
 
@@ -358,6 +359,7 @@ class PeftMethod:
     """
 
     route: ClassVar[str] = "finetune"
+    shares_model: ClassVar[bool] = False  # trains its own copy of the model; the run's shared one stays frozen
     task_kinds: ClassVar[frozenset[str]] = frozenset({"classification", "qa", "summarization", "translation"})
     model_kinds: ClassVar[frozenset[str]] = frozenset({"causal", "seq2seq"})
     name: ClassVar[str]

@@ -1,18 +1,9 @@
-"""Test doubles that ship with tailor: a tiny random causal or encoder-decoder LM with a locally trained tokenizer.
+"""A tiny random causal or encoder-decoder LM with a locally trained tokenizer, written as a Hugging Face folder.
 
-No generative pretrained weights can be fetched offline, yet the generative code paths (prompt
-scoring, generation, fine-tuning) have to run for real in tests. :func:`build_tiny_lm` writes an ordinary
-Hugging Face model folder — random Llama or Qwen2 weights with a chat template, or random T5 weights
-(encoder-decoder) without one, and a byte-level BPE tokenizer trained on generated English-ish text — that
-``AutoModelForCausalLM`` (``AutoModelForSeq2SeqLM`` for T5) and ``AutoTokenizer`` load like any downloaded
-model, so the code under test is the code users run.
-
-Everything is deterministic in ``seed``: the corpus, the tokenizer and the weights.
-
-    path = tiny_lm_path(cache_dir)                      # 0.23M parameters, built once in about a second
-    t5 = tiny_lm_path(cache_dir, arch="t5")             # an encoder-decoder of the same width
-    train, dev, test = sentiment_task(seed=0)           # synthetic data such a model can learn from scratch
-    big = build_tiny_lm(dir, hidden_size=512, num_layers=8, num_heads=8, vocab_size=8000)  # 33M, for benchmarks
+:func:`build_tiny_lm` writes random Llama or Qwen2 weights with a chat template, or random T5 weights
+(encoder-decoder) without one, and a byte-level BPE tokenizer trained on :func:`~tailor.testing.corpus.default_corpus`;
+``AutoModelForCausalLM`` (``AutoModelForSeq2SeqLM`` for T5) and ``AutoTokenizer`` load it like any downloaded model.
+:func:`tiny_lm_path` builds one once per argument set and reuses it.
 """
 
 from __future__ import annotations
@@ -20,22 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-__all__ = [
-    "CHAT_TEMPLATE",
-    "LEARNABLE",
-    "ROUTINE_ANSWERS",
-    "build_tiny_lm",
-    "default_corpus",
-    "routine_task",
-    "sentiment_task",
-    "tiny_lm_path",
-]
+from .corpus import default_corpus
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 ROLE_TOKENS = ("<|system|>", "<|user|>", "<|assistant|>")
@@ -54,59 +35,6 @@ LEARNABLE: dict[str, float] = {"init_std": 0.125, "output_scale": 2.0}
 
 # Bump when the folder layout or the corpus changes, so cached folders are rebuilt.
 _FORMAT = 1
-
-_POSITIVE = "great good wonderful excellent lovely delightful brilliant amazing superb charming fun moving".split()
-_NEGATIVE = "terrible bad awful boring dull poor dreadful weak messy painful bland tedious".split()
-_NOUNS = (
-    "movie film story book meal dinner song album game show team city park house garden weather trip hotel "
-    "teacher doctor river market school train coffee pizza garden letter question answer plan idea"
-).split()
-_PEOPLE = "Anna Ben Carla David Emma Farid Grace Hugo Ines Jonas Kemal Lena Maya Noah Omar Priya".split()
-_VERBS = "liked saw watched read cooked visited found wrote played bought opened painted cleaned sold".split()
-_TIMES = ("today", "yesterday", "last week", "this morning", "at night", "on Sunday", "after lunch", "in spring")
-_QUESTIONS = ("What", "Where", "Why", "When", "How", "Who")
-_REPLIES = (
-    "Yes, I think so.",
-    "No, not really.",
-    "I am not sure.",
-    "Sure, let me check.",
-    "Thank you!",
-    "Maybe later.",
-)
-
-
-def default_corpus(seed: int = 0, n: int = 3000) -> list[str]:
-    """``n`` short generated lines: reviews with sentiment words, statements, questions and dialogue."""
-    rng = random.Random(seed)
-    syllables = "ka lo mi ren to sha vel dor ni qua bex tur il po zan ge fu ry om sel".split()
-    # Invented words (one per line) give the BPE trainer enough distinct pairs to reach larger vocabularies.
-    rare = ["".join(rng.choice(syllables) for _ in range(rng.randint(2, 4))) for _ in range(n)]
-
-    def adj() -> tuple[str, str]:
-        label = rng.choice(("positive", "negative"))
-        return rng.choice(_POSITIVE if label == "positive" else _NEGATIVE), label
-
-    lines = []
-    for word in rare:
-        noun, person = rng.choice(_NOUNS), rng.choice(_PEOPLE)
-        kind = rng.randrange(6)
-        if kind == 0:
-            a, label = adj()
-            lines.append(f"Review: The {noun} from {word.title()} was {a}. Sentiment: {label}")
-        elif kind == 1:
-            a, _ = adj()
-            lines.append(f"{person} {rng.choice(_VERBS)} the {a} {noun} {rng.choice(_TIMES)} with {word}.")
-        elif kind == 2:
-            lines.append(f"{rng.choice(_QUESTIONS)} did {person} see the {noun} in {word.title()}?")
-        elif kind == 3:
-            a, _ = adj()
-            lines.append(f"User: Is the {word} {noun} {a}?\nAssistant: {rng.choice(_REPLIES)}")
-        elif kind == 4:
-            lines.append(f"The {word} of {person} is {rng.randint(2, 99)} {noun}s, not {rng.randint(100, 999)}.")
-        else:
-            a, label = adj()
-            lines.append(f'"It was {a}," said {person} {word}. "A {a} {noun}!"\n\nThat sounds {label}.')
-    return lines
 
 
 def _train_tokenizer(
@@ -208,7 +136,7 @@ def build_tiny_lm(
         T5Config,
     )
 
-    from .backends.hf import library_bars_off
+    from ..backends.hf import library_bars_off
 
     if arch not in ("llama", "qwen2", "t5"):
         raise ValueError(f"arch: expected llama, qwen2 or t5, got {arch!r}")
@@ -301,115 +229,3 @@ def tiny_lm_path(cache_dir: str | Path, **build_args) -> Path:
     except OSError:  # another process finished first; its folder is identical
         shutil.rmtree(scratch, ignore_errors=True)
     return final
-
-
-# ---------------------------------------------------------------------------------------------- synthetic tasks
-
-
-def _split(name: str, examples: list[Any]) -> Any:
-    from .types import Split
-
-    return Split(name, tuple(examples))  # type: ignore[arg-type]
-
-
-def _deal(rng: random.Random, make: Any, sizes: Sequence[int], balance: Sequence[Any]) -> list[list[Any]]:
-    """Examples from ``make(target)`` dealt into splits of ``sizes``, each split cycling through ``balance`` (so
-    every split is as balanced as its size allows), with no input text in two splits (or twice in one)."""
-    seen: set[str] = set()
-    out: list[list[Any]] = []
-    for size in sizes:
-        rows = []
-        while len(rows) < size:
-            target = balance[len(rows) % len(balance)]
-            for _ in range(1000):
-                inputs, answer = make(target)
-                if inputs not in seen:
-                    break
-            else:  # pragma: no cover - the generators below have far more combinations than any test asks for
-                raise ValueError("ran out of distinct synthetic examples; ask for fewer")
-            seen.add(inputs)
-            rows.append((inputs, answer))
-        rng.shuffle(rows)
-        out.append(rows)
-    return out
-
-
-def sentiment_task(seed: int = 0, train: int = 400, dev: int = 60, test: int = 100) -> tuple[Any, Any, Any]:
-    """A two-class task (``positive``/``negative``) that a tiny random model can learn from scratch.
-
-    Each input is a short sentence built from one of a few templates, with people, nouns and times as
-    distractors and exactly one sentiment word (the same word lists as :func:`default_corpus`, so the
-    tokenizer knows them), always the last word, deciding the label. Splits are label-balanced, disjoint in
-    their texts and deterministic in ``seed``; an always-the-same-label guess scores 0.5.
-
-    Returns:
-        ``(train, dev, test)`` :class:`~tailor.types.Split` objects with ``text`` inputs.
-    """
-    from .types import Example
-
-    rng = random.Random(seed)
-    templates = (
-        "the {noun} was {adj}",
-        "I thought the {noun} and the {other} were {adj}",
-        "{person} said the {noun} {time} was {adj}",
-        "{person} found the {noun} {adj}",
-        "honestly the {noun} from {time} looked {adj}",
-    )
-
-    def make(label: str) -> tuple[str, str]:
-        words = _POSITIVE if label == "positive" else _NEGATIVE
-        text = rng.choice(templates).format(
-            noun=rng.choice(_NOUNS),
-            other=rng.choice(_NOUNS),
-            adj=rng.choice(words),
-            person=rng.choice(_PEOPLE),
-            time=rng.choice(_TIMES),
-        )
-        return text, label
-
-    splits = _deal(rng, make, (train, dev, test), ("positive", "negative"))
-    names = ("train", "dev", "test")
-    return tuple(  # type: ignore[return-value]
-        _split(n, [Example(f"{n}-{i}", {"text": t}, label) for i, (t, label) in enumerate(rows)])
-        for n, rows in zip(names, splits)
-    )
-
-
-# What to do with each thing: answers of one to four words, so a generator must learn where each one stops.
-ROUTINE_ANSWERS: dict[str, str] = {
-    "movie": "watch it",
-    "book": "read it slowly",
-    "pizza": "eat",
-    "song": "play it again tonight",
-    "garden": "water the plants",
-    "letter": "answer",
-    "coffee": "drink it hot",
-    "train": "run to the station",
-}
-
-
-def routine_task(seed: int = 0, train: int = 160, dev: int = 24, test: int = 48) -> tuple[Any, Any, Any]:
-    """A generation task (``qa``) with a fixed answer per input: ``"Anna has a book on Sunday. What now?"`` →
-    ``"read it slowly"`` (see :data:`ROUTINE_ANSWERS`; the person and the time are distractors).
-
-    Answers differ in length, so reaching exact match by greedy generation means the model learned to end
-    each answer (EOS) rather than run on. Splits are balanced over the things, disjoint in their texts and
-    deterministic in ``seed``.
-
-    Returns:
-        ``(train, dev, test)`` :class:`~tailor.types.Split` objects with ``question`` inputs and one reference each.
-    """
-    from .types import Example
-
-    rng = random.Random(seed)
-
-    def make(thing: str) -> tuple[str, str]:
-        person, time = rng.choice(_PEOPLE), rng.choice(_TIMES)
-        return f"{person} has a {thing} {time}. What now?", ROUTINE_ANSWERS[thing]
-
-    splits = _deal(rng, make, (train, dev, test), tuple(ROUTINE_ANSWERS))
-    names = ("train", "dev", "test")
-    return tuple(  # type: ignore[return-value]
-        _split(n, [Example(f"{n}-{i}", {"question": q}, (a,)) for i, (q, a) in enumerate(rows)])
-        for n, rows in zip(names, splits)
-    )
