@@ -28,14 +28,16 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> ModelSpec:
     return ModelSpec(name=str(tiny_lm_path(tmp_path_factory.getbasetemp() / "tiny-lms", arch="llama")))
 
 
-def _adapt(name: str, options: dict[str, Any], task: TaskInfo, model: ModelSpec, train: Split, workdir: Path) -> Any:
+def _adapt(
+    name: str, options: dict[str, Any], task: TaskInfo, model: ModelSpec, train: Split, workdir: Path, dev: Any = None
+) -> Any:
     method = METHODS[name]
     workdir.mkdir()
     ctx = Context(task=task, model=model, seed=0, workdir=workdir, models=ModelPool())
     opts = method.Options.model_validate(options)
     method.check(opts, train, ctx)
     with adapting(name):
-        return method.adapt(opts, train, None, ctx)
+        return method.adapt(opts, train, dev, ctx)
 
 
 @pytest.mark.parametrize(
@@ -62,6 +64,27 @@ def test_fine_tuning_flops_are_six_n_per_token_trained(
     assert training["flops"] == 6 * n * tokens
     # no dev split: adapting cost exactly the training
     assert adapted.adapt_usage == Usage(calls=0, input_tokens=tokens, output_tokens=0, flops=6.0 * n * tokens)
+
+
+def test_seq_cls_training_and_predictions_cost(tiny: ModelSpec, tmp_path: Path) -> None:
+    train, dev, _ = sentiment_task(seed=0, train=10, dev=4, test=2)
+    settings = {"max_steps": STEPS, "batch_size": len(train), "warmup_ratio": 0.0, "max_length": 64}
+    adapted = _adapt("seq-cls", settings, SENTIMENT, tiny, train, tmp_path / "work", dev)
+
+    rows, _ = adapted.encode(list(train))  # a classifier reads the prompt alone
+    tokens = STEPS * sum(len(r.prompt_ids) for r in rows)
+    n = params_per_token(adapted.model)  # the LoRA adapters and the new head included
+    training = adapted.details["training"]
+    assert training["flops"] == 6 * n * tokens
+    # adapting: the training, and every evaluation's forward passes over the dev split
+    evals = len(training["evals"])
+    assert evals == STEPS  # one step per epoch, an evaluation per epoch
+    dev_tokens = sum(len(r.prompt_ids) for r in adapted.encode(list(dev))[0])
+    reads = tokens + evals * dev_tokens
+    assert adapted.adapt_usage == Usage(evals * len(dev), reads, 0, 6.0 * n * tokens + 2.0 * n * evals * dev_tokens)
+    for pred, row in zip(adapted.predict(list(train)), rows):
+        count = len(row.prompt_ids)
+        assert pred.usage == Usage(calls=1, input_tokens=count, output_tokens=0, flops=2.0 * n * count)
 
 
 def test_params_per_token_leaves_out_the_input_embeddings_only(tiny: ModelSpec) -> None:

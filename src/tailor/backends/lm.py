@@ -56,6 +56,7 @@ class LanguageModel:
         prefix_fallbacks: Examples scored so far without the cache because the prefix's tokens were not a
             prefix of theirs (or the model can't take the packed layout); for the run record.
         keeps_logits: The model's forward takes ``logits_to_keep`` (only the needed positions' logits are made).
+        cache_argument: The forward's name for a KV cache passed in.
     """
 
     def __init__(
@@ -77,7 +78,10 @@ class LanguageModel:
         self.prefix_cached = 0
         self.prefix_fallbacks = 0
         self._max_length = max_length
-        self.keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
+        forward = inspect.signature(model.forward).parameters
+        self.keeps_logits = "logits_to_keep" in forward
+        # what the forward calls a KV cache passed in: `cache` from transformers 5.24, `past_key_values` before
+        self.cache_argument = "cache" if "cache" in forward else "past_key_values"
 
     @classmethod
     def from_spec(cls, spec: ModelSpec, kind: str | None = None, *, dtype: str | None = None) -> LanguageModel:

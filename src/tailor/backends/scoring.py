@@ -178,7 +178,9 @@ def _score_packed(
 
     dev, n_shared = lm.device, len(shared)
     prefix, last = _forward(lm, 1, input_ids=torch.tensor([shared], device=dev), use_cache=True)
-    keys = [(layer.keys, layer.values) for layer in prefix.past_key_values.layers]
+    # transformers 5.24 renamed the cache (`past_key_values` → `cache`, in the output too) and warns on the old name
+    cached = getattr(prefix, "cache", None) or prefix.past_key_values
+    keys = [(layer.keys, layer.values) for layer in cached.layers]
     after_prefix = last[0, -1].log_softmax(-1)
 
     # An option's last token is only ever a target, so it is left out of the row: single-token options
@@ -254,8 +256,8 @@ def _packed_forward(lm: LanguageModel, keys: list[Any], ids: Any, pos: Any, seg:
         input_ids=ids.to(lm.device),
         position_ids=pos.to(lm.device),
         attention_mask=mask[:, None].to(lm.device),
-        past_key_values=cache,
         use_cache=True,
+        **{lm.cache_argument: cache},
     )
     return logits, offset
 
