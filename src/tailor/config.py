@@ -314,9 +314,9 @@ def load_task(path: str | Path, overrides: list[str] | None = None) -> tuple[Tas
 
 
 def _near(model: ModelSpec, base: Path) -> ModelSpec:
-    """A model named by a path starting with ``.`` (``./models/x``) is the one next to the task file; a bare name
-    stays a hub id (or a folder of the working directory), as Hugging Face reads it."""
+    """A model named by a path starting with ``.`` (``./models/x``), or a scripted model's file, is the one next to
+    the task file; a bare name stays a hub id (or a folder of the working directory), as Hugging Face reads it."""
     local = base / model.name
-    if model.name.startswith(".") and local.exists():
+    if (model.name.startswith(".") or model.kind == "scripted") and local.exists():
         return model.model_copy(update={"name": str(local.resolve())})
     return model
