@@ -49,8 +49,9 @@ def test_method_declares_its_contract(name: str) -> None:
 
 
 # The model kinds the contract runs on, each one a model that can be had offline: the real pretrained encoder
-# (the task's default model), and random tiny generative models built locally (tailor.testing).
-MODEL_KINDS = ("encoder", "causal", "seq2seq")
+# (the task's default model), random tiny generative models built locally (tailor.testing), and the scripted fake
+# LM (no weights at all: answers and scores from a JSON script).
+MODEL_KINDS = ("encoder", "causal", "seq2seq", "scripted")
 # A second architecture of a kind, for the fine-tune route: layer names, BOS handling and PEFT's defaults differ.
 EXTRA_ARCHS = {"causal": ("qwen2",)}
 TINY_ARCH = {"causal": "llama", "seq2seq": "t5"}
@@ -98,6 +99,21 @@ def model_for(tmp_path_factory: pytest.TempPathFactory):
         base, _, arch = kind.partition("-")
         if base == "encoder":
             return encoder
+        if base == "scripted":
+            script = cache / "script.json"
+            if not script.exists():
+                script.parent.mkdir(parents=True, exist_ok=True)
+                # fixed label scores and a fixed answer: the contract, not accuracy, is what a script can show
+                script.write_text(
+                    json.dumps(
+                        {
+                            "scores": {"sports": -1.0, "cooking": -1.5, "weather": -2.0},
+                            "default_answer": "sports",
+                            "parameters": 1000,
+                        }
+                    )
+                )
+            return ModelSpec(name=str(script), kind="scripted")
         return ModelSpec(name=str(tiny_lm_path(cache, arch=arch or TINY_ARCH[base])))
 
     return get
@@ -211,7 +227,7 @@ def test_generation_task_roundtrip(name: str, kind: str, model_for, task_data, t
     options = method.Options.model_validate(settings)
     task = TaskInfo("copy-word", "qa", None, ("question",), ("exact_match", "f1"))
     model = model_for(kind, spec.model)
-    ctx = _context(task, model, 0, tmp_path / "work", {})
+    ctx = _context(task, model, 0, tmp_path / "work", ModelPool())
     train, dev, test = (
         _generation_split("train", 0, 12),
         _generation_split("dev", 100, 6),

@@ -135,6 +135,30 @@ def _generation_rows(n: int = 40) -> list[dict[str, str]]:
     ]
 
 
+@pytest.mark.parametrize("kind", ["classification", "qa", "summarization", "translation"])
+def test_train_size_works_on_every_task_kind(make_task, kind: str) -> None:
+    from conftest import dataset_rows
+
+    rows = dataset_rows() if kind == "classification" else _generation_rows()
+    folder = make_task(rows=rows, folder=kind).parent
+    (folder / "script.json").write_text(json.dumps({"default_answer": "w1 w1", "scores": {}, "default_score": -1.0}))
+    task = make_task(
+        rows=rows,
+        folder=kind,
+        kind=kind,
+        model={"name": "script.json", "kind": "scripted"},
+        methods=[{"name": "prompt", "k": 3, "select": "random", "train_size": 7}, {"name": "prompt", "k": 3}],
+    )
+    spec, base = load_task(task)
+    run_dir = run_task(spec, base, folder / "run")
+    store = RunStore.open_existing(run_dir)
+    sampled, whole = store.results()
+    store.close()
+    assert sampled["status"] == whole["status"] == "ok", (sampled["error"], whole["error"])
+    assert sampled["train_size"] == 7 and whole["train_size"] > 7
+    assert sampled["seed"] == whole["seed"] == 0
+
+
 def test_train_size_works_on_a_generation_task_and_train_per_class_is_refused(make_task, two_lms) -> None:
     rows = _generation_rows()
     methods = [{"name": "prompt", "k": 2, "train_size": 5, "select": "random"}]

@@ -110,6 +110,12 @@ class ScriptedLM:
         default_score, capabilities, parameters)."""
         script = _read_script(path)
         known = {"answers", "default_answer", "scores", "default_score", "parameters"}
+        unknown = sorted(set(script) - known - {"capabilities"})
+        if unknown:
+            raise TailorError(
+                f"model.name: unknown keys in the scripted model's file {path}: {', '.join(unknown)} "
+                f"(keys: {', '.join(sorted(known | {'capabilities'}))})"
+            )
         return cls(
             **{k: v for k, v in script.items() if k in known},
             capabilities=_capabilities_of(script),
