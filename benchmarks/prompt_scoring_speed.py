@@ -2,8 +2,9 @@
 
 What is compared (examples per second; one example = both options " positive" / " negative" scored):
 
-  (a) tailor  — ``LanguageModel.score_options`` with the shared-prefix KV cache, called as the ``prompt``
-      method's backend does: prefix = ``tailor.backends.scoring.shared_prefix`` of the rendered prompts (longest common
+  (a) tailor  — ``LanguageModel.score``, the backend contract's call the ``prompt`` method makes (usage
+      accounting included), with the shared-prefix KV cache: prefix = ``tailor.backends.scoring.shared_prefix`` of
+      the rendered prompts (longest common
       prefix cut at a line break), each example's remainder scored on top of the cached prefix; tailor's
       default batch size.
   (b) lm-eval — ``lm_eval.models.huggingface.HFLM`` built on the same already-loaded model and tokenizer
@@ -142,7 +143,6 @@ def main() -> None:
     pairs = [(d, d.label) for d in demos]  # default verbalizer: the label itself
     prompts = [prompt.completion(ex, pairs) for ex in dev]
     prefix = shared_prefix(prompts)
-    rests = [p[len(prefix) :] for p in prompts]
     n = len(prompts)
     result.update(
         n_examples=n,
@@ -164,19 +164,24 @@ def main() -> None:
 
     # ---- (a) tailor ----------------------------------------------------------------------------------
     w = args.warmup
-    lm.score_options(prefix, rests[:w], OPTIONS)  # warm-up
+    lm.score(prompts[:w], OPTIONS)  # warm-up
     lm.prefix_cached = lm.prefix_fallbacks = 0
     t = time.perf_counter()
-    ours, _ = lm.score_options(prefix, rests, OPTIONS)
+    scored = lm.score(prompts, OPTIONS)  # the backend contract's call, usage accounting included
     dt = time.perf_counter() - t
+    ours = scored.logprobs
     result.update(
         tailor_seconds=round(dt, 3),
+        tailor_usage_per_example={
+            "input_tokens": round(sum(u.input_tokens for u in scored.usage) / n, 1),
+            "flops": sum(u.flops for u in scored.usage) / n,
+        },
         tailor_examples_per_s=round(n / dt, 2),
         tailor_prefix_cached=lm.prefix_cached,
         tailor_prefix_fallbacks=lm.prefix_fallbacks,
     )
     print(
-        f"(a) tailor score_options, prefix cache: {dt:.2f} s, {n / dt:.1f} ex/s "
+        f"(a) tailor LanguageModel.score, prefix cache: {dt:.2f} s, {n / dt:.1f} ex/s "
         f"(cached {lm.prefix_cached}, fallbacks {lm.prefix_fallbacks})",
         flush=True,
     )

@@ -230,3 +230,11 @@ def test_an_old_store_is_refused_by_report_and_resume(make_task, tmp_path: Path)
     result = CliRunner().invoke(app, ["report", str(old)])
     assert result.exit_code != 0 and "older tailor" in squash(result.output)
     assert isinstance(info.value, TailorError)
+
+
+def test_make_tiny_lm_builds_a_learnable_model_on_request(tmp_path: Path) -> None:
+    for flag, std in (([], 0.02), (["--learnable"], 0.125)):
+        out = tmp_path / f"m{len(flag)}"
+        result = CliRunner().invoke(app, ["make-tiny-lm", str(out), "--hidden-size", "32", "--layers", "1", *flag])
+        assert result.exit_code == 0, result.output
+        assert json.loads((out / "config.json").read_text())["initializer_range"] == pytest.approx(std)

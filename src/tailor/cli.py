@@ -230,9 +230,16 @@ def make_tiny_lm(
     heads: Annotated[int, typer.Option(help="Attention heads (hidden size must divide by it).")] = 4,
     vocab_size: Annotated[int, typer.Option(help="Tokenizer vocabulary to train.")] = 1000,
     seed: Annotated[int, typer.Option(help="Seeds the tokenizer corpus and the weights.")] = 0,
+    learnable: Annotated[
+        bool,
+        typer.Option(
+            help="Initialize so that a narrow random model learns quickly when fine-tuned (larger initial weights and "
+            "output scale, as the tests use); default: transformers' own initialization."
+        ),
+    ] = False,
 ) -> None:
     """Build a random-weight causal LM with a locally trained tokenizer: a stand-in for tests and offline examples."""
-    from .testing import build_tiny_lm
+    from .testing import LEARNABLE, build_tiny_lm
 
     if arch not in ("llama", "qwen2", "t5"):
         _fail(f"--arch: expected llama, qwen2 or t5, got {arch!r}")
@@ -244,6 +251,7 @@ def make_tiny_lm(
         num_heads=heads,  # type: ignore[arg-type]
         vocab_size=vocab_size,
         seed=seed,
+        **(LEARNABLE if learnable else {}),
     )
     _console().print(f"tiny {arch} model written to {path}")
 
