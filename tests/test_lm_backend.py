@@ -286,8 +286,10 @@ def test_score_finds_the_shared_prefix_and_counts_each_query(lm: LanguageModel):
     np.testing.assert_allclose(scored.logprobs, plain, atol=1e-4)
     assert (scored.token_counts == counts).all()
     per_token = params_per_token(lm.model)
-    for prompt, row, usage in zip(prompts, counts, scored.usage):
-        tokens = lm.count_tokens(prompt) + int(row.sum())
+    # the prompt's tokens as the scorer reads them (lm-eval's split: trailing whitespace goes with the option)
+    contexts, _ = lm.encode_continuations(prompts, [OPTIONS] * len(prompts))
+    for context, row, usage in zip(contexts, counts, scored.usage):
+        tokens = len(context) + int(row.sum())
         assert (usage.calls, usage.input_tokens, usage.output_tokens) == (1, tokens, 0)
         assert usage.flops == 2 * per_token * tokens
 
@@ -307,9 +309,10 @@ def test_a_predictions_usage_counts_its_prompt_exactly(lm: LanguageModel, mode: 
     prompt_tokens = lm.count_tokens(pred.prompt)
     assert pred.prompt.startswith("<|system|>\nSentiment?"), "rendered with the chat template"
     if mode == "score":
-        _, conts = lm.encode_continuations([pred.prompt], [adapted.continuations()[0]])
-        labels = sum(len(c) for c in conts[0])  # each label's tokens, as the scorer reads them
-        assert (pred.usage.input_tokens, pred.usage.output_tokens) == (prompt_tokens + labels, 0)
+        # the prompt and each label's tokens as the scorer reads them (lm-eval's split of context and continuation)
+        (context,), conts = lm.encode_continuations([pred.prompt], [adapted.continuations()[0]])
+        labels = sum(len(c) for c in conts[0])
+        assert (pred.usage.input_tokens, pred.usage.output_tokens) == (len(context) + labels, 0)
     else:
         assert pred.usage.input_tokens == prompt_tokens and 1 <= pred.usage.output_tokens <= 3
     tokens = pred.usage.input_tokens + pred.usage.output_tokens

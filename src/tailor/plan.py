@@ -98,7 +98,7 @@ def plan_trials(spec: TaskSpec, origin: str, pool: ModelPool) -> list[Trial]:
                 origin,
                 f"{at}.model" if entry.model else f"{at}.name",
                 f"{entry.name} needs a model of kind {', '.join(sorted(method.model_kinds))}; {model.name} is {kind} "
-                f"(methods for a {kind} model: {able or 'none'})",
+                f"(methods for {kind} models: {able or 'none'})",
             )
         family = entry.label or entry.name
         n = 2

@@ -25,7 +25,7 @@ from ..progress import NULL_PROGRESS, Progress
 from ..usage import params_per_token, query_usage
 from .models import best_device, model_kind, resolve_path
 from .protocol import Capabilities, Generated, GenerationSettings, PromptInput, Scored
-from .scoring import batches, pad_rows, score_options, shared_prefix
+from .scoring import batches, pad_rows, score_encoded, score_options, shared_prefix
 
 # A prefix's last few tokens may merge with the example's first characters (a BPE boundary). Up to
 # this many are dropped from the cache and re-run per example before that example falls back.
@@ -218,11 +218,15 @@ class LanguageModel:
         saved).
         """
         texts = [self.render(p) for p in prompts]
+        if not texts or not continuations:
+            empty = np.zeros((len(texts), len(continuations)))
+            return Scored(empty, empty.astype(np.int64), [query_usage(0, 0) for _ in texts])
         prefix = shared_prefix(texts)  # encoded once, its KV cache reused for every prompt
-        rests = [t[len(prefix) :] for t in texts]
-        logp, counts = self.score_options(prefix, rests, continuations, progress=progress or NULL_PROGRESS)
+        # tokenized once: for scoring, and for the usage (each prompt's tokens as scored, plus its continuations')
+        ctx_ids, conts = self.encode_continuations(texts, [list(continuations)] * len(texts))
+        lengths = [len(ids) for ids in ctx_ids]
+        logp, counts = score_encoded(self, prefix, ctx_ids, conts, progress=progress or NULL_PROGRESS)
         per_token = params_per_token(self.model)
-        lengths = [len(ids) for ids in self.encode(texts)]
         usage = [query_usage(per_token, n + int(row.sum())) for n, row in zip(lengths, counts)]
         return Scored(logp, counts, usage)
 

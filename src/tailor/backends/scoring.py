@@ -76,13 +76,29 @@ def score_options(
     Returns:
         ``(logprobs, token_counts)``, each of shape ``(len(prompts), len(options))``.
     """
+    if not prompts or not options:
+        return np.zeros((len(prompts), len(options))), np.zeros((len(prompts), len(options)), dtype=np.int64)
+    ctx_ids, conts = lm.encode_continuations([prefix + p for p in prompts], [options] * len(prompts))
+    return score_encoded(lm, prefix, ctx_ids, conts, use_prefix_cache, batch_size, progress)
+
+
+def score_encoded(
+    lm: LanguageModel,
+    prefix: str,
+    ctx_ids: list[list[int]],
+    conts: list[list[list[int]]],
+    use_prefix_cache: bool = True,
+    batch_size: int | None = None,
+    progress: Progress = NULL_PROGRESS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`score_options` on prompts already tokenized by ``lm.encode_continuations`` (whose text starts with
+    ``prefix``): callers that need the token counts too tokenize once."""
     import torch
 
-    n, m = len(prompts), len(options)
+    n, m = len(ctx_ids), len(conts[0]) if conts else 0
     logp, counts = np.zeros((n, m), dtype=np.float64), np.zeros((n, m), dtype=np.int64)
     if n == 0 or m == 0:
         return logp, counts
-    ctx_ids, conts = lm.encode_continuations([prefix + p for p in prompts], [options] * n)
     for i in range(n):
         counts[i] = [len(c) for c in conts[i]]
     batch_size = batch_size or lm.batch_size
