@@ -1,0 +1,67 @@
+"""Templates come from task files anyone may write: rendering is bounded in loops, calls, sizes and time, and each
+limit is a clear error naming the template — never a hang, a memory blow-up or a 60 MB store."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tailor.config import load_task
+from tailor.errors import MethodError, TaskFileError
+from tailor.prompting.templates import MAX_OUTPUT, compile_template
+from tailor.run import run_task
+
+HOSTILE = {
+    "nested loops": "{% for x in range(99999) %}{% for y in range(99999) %}a{% endfor %}{% endfor %}",
+    "silent nested loops": "{% for x in range(99999) %}{% for y in range(99999) %}{% endfor %}{% endfor %}",
+    "string repetition": "{{ 'A' * 10000000 }}",
+    "list repetition": "{{ [1] * 10000000 }}",
+    "huge range": "{{ range(10**9)|list|length }}",
+    "doubling by ~": "{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+    "doubling by +": "{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}{% endfor %}",
+    "exponential macro": "{% macro f(n) %}{% if n %}{{ f(n-1) }}{{ f(n-1) }}{% else %}x{% endif %}{% endmacro %}{{ f(40) }}",
+    "unbounded recursion": "{% macro f(n) %}{{ f(n+1) }}{% endmacro %}{{ f(0) }}",
+    "huge filter width": "{{ 'x'|center(10**9) }}",
+    "huge method width": "{{ 'x'.center(10**9) }}",
+    "huge printf width": "{{ '%999999999s' % 'x' }}",
+    "huge power": "{{ 9 ** 99999999 }}",
+    "long output": "{{ ('x' * 100000) ~ ('x' * 100000) ~ ('x' * 100000) }}",
+}
+
+
+@pytest.mark.parametrize("source", list(HOSTILE.values()), ids=list(HOSTILE))
+def test_a_hostile_template_is_refused_quickly_naming_it(source: str) -> None:
+    template = compile_template(source, "methods[0].templates[0]", ["text"])
+    t0 = time.perf_counter()
+    with pytest.raises(MethodError) as info:
+        template.render({"text": "hello"})
+    assert time.perf_counter() - t0 < 5, "refused, not after the whole work was done"
+    assert info.value.key == "methods[0].templates[0]"
+    assert "refused" in str(info.value)
+
+
+def test_ordinary_templates_and_long_inputs_still_render() -> None:
+    ok = compile_template(
+        "{{ text|upper }} {{ text|truncate(9) }} {% for i in range(3) %}{{ i }}{% endfor %} {{ '%s!'|format(text) }}",
+        "t",
+        ["text"],
+    )
+    assert ok.render({"text": "hi there"}) == "HI THERE hi there 012 hi there!"
+    document = "word " * 200_000  # a 1 MB input: cut to the model's context later, not refused here
+    twice = compile_template("{{ text }}\n---\n{{ text|upper }}", "t", ["text"]).render({"text": document})
+    assert len(twice) > 2 * len(document) > MAX_OUTPUT
+
+
+def test_a_hostile_template_in_a_task_file_fails_its_check_before_any_model_loads(make_task) -> None:
+    from tailor.backends.pool import ModelPool
+
+    task = make_task(methods=[{"name": "zero-shot", "templates": ["{{ text }}", HOSTILE["nested loops"]]}])
+    spec, base = load_task(task)
+    pool = ModelPool()
+    t0 = time.perf_counter()
+    with pytest.raises(TaskFileError) as info:
+        run_task(spec, base, task.parent / "run", models=pool)
+    assert time.perf_counter() - t0 < 10
+    assert info.value.key == "methods[0].templates[1]" and "loop items" in info.value.message
+    assert not pool.loaded() and not (task.parent / "run").exists()
