@@ -104,6 +104,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"Data: {d['rows_read']} rows read; train {d['train']}, dev {d['dev']}, test {d['test']}; "
         f"{d['skipped_rows']} rows skipped."
     )
+    if report.get("warnings"):
+        lines += ["", "## Warnings", "", *[f"- **{w}**" for w in report["warnings"]]]
     lines += ["", f"## Leaderboard (test {primary}, {conf} bootstrap CI)", ""]
     lines.append(
         f"| method | route | model (params) | {primary} [{conf} CI] | dev | valid | adapt time | adapt FLOPs | "

@@ -76,7 +76,8 @@ def build_report(run_dir: Path) -> dict[str, Any]:
             "data": run["data"],
             "bad_rows": {"count": len(bad_rows), "rows": bad_rows},
             "leaderboard": sorted(rows, key=lambda r: -(r["test"] or {}).get(primary, {}).get("value", -1.0)),
-            "winner": _winner(rows, primary, pairs),
+            "winner": (winner := _winner(rows, primary, pairs)),
+            "warnings": data_warnings(run["data"], winner),
             "comparisons": [p.to_dict() for p in pairs],
             "versions": run["versions"],
             "config": config,
@@ -137,6 +138,30 @@ def _mark_best_variants(rows: list[dict[str, Any]]) -> None:
             best = max(members, key=lambda m: m["dev_primary"])
             for m in members:
                 m["best_variant"] = m is best
+
+
+MIN_DEV = 30
+"""Fewer dev examples than this make a choice on dev (of a variant, of the winner) a coin toss: warned about."""
+
+
+def data_warnings(data: dict[str, Any], winner: dict[str, Any] | None) -> list[str]:
+    """What the reader must know before trusting the leaderboard: test examples also in train, a winner chosen on
+    too few dev examples (or on test)."""
+    out = []
+    for o in data.get("overlaps", []):
+        if o["count"]:
+            out.append(
+                f"{o['count']} {o['splits'][1]} examples also appear in {o['splits'][0]} (same normalized text): "
+                "their scores are optimistic; remove them from one split"
+            )
+    if winner and winner["chosen_on"] == "test":
+        out.append("there is no dev split: the winner was chosen on the test split, so its score is optimistic")
+    elif winner and 0 < data.get("dev", 0) < MIN_DEV:
+        out.append(
+            f"the winner was chosen on only {data['dev']} dev examples: the choice is noisy; give a dev split of "
+            f"at least {MIN_DEV}"
+        )
+    return out
 
 
 def _winner(rows: list[dict[str, Any]], primary: str, pairs: list) -> dict[str, Any] | None:

@@ -60,6 +60,8 @@ def run_task(
     data = load_task_data(spec, base, origin)
     if earlier is not None:
         check_same_data(earlier.data, data.summary(), run_dir)
+    for o in data.overlaps:  # said now, not only inside report.md
+        progress.log(f"[yellow]warning:[/yellow] {len(o.ids)} {o.split_b} examples also appear in {o.split_a}")
     prepared = prepare_trials(trials, data, task_info(spec, data), run_dir, progress, origin, pool)
     load_shared_models(prepared, pool, data.notes)  # once per run, before any trial is timed
 
@@ -69,7 +71,11 @@ def run_task(
                 progress.log(f"[bold]{trial.name}[/bold]: kept, it finished before the run stopped")
                 continue
             route = METHODS[trial.method].route
-            progress.log(f"[bold]{trial.name}[/bold] ({route}, {trial.model.name}) on {len(train)} training examples")
+            # a prompt learns nothing from train: it may only draw demonstrations from it
+            uses = "trains on" if route == "finetune" else "may draw demonstrations from"
+            progress.log(
+                f"[bold]{trial.name}[/bold] ({route}, {trial.model.name}) {uses} {len(train)} training examples"
+            )
             result = run_trial(spec, trial, ctx, train, data, run_dir, store, progress, rank)
             progress.log(_one_line(result))
     return run_dir
