@@ -12,6 +12,11 @@ from tailor.metrics import METRICS, compare_all, estimate, holm, mcnemar, paired
 INVALID = "<invalid>"  # how None (no valid label) is spelled for scikit-learn, which can't mix None and str
 
 
+def _present(gold, sk_pred) -> list[str]:
+    """The classes macro-F1 averages over: those in gold or predictions (scikit-learn's default), INVALID not one."""
+    return sorted((set(gold) | set(sk_pred)) - {INVALID})
+
+
 def _random_case(rng: np.random.Generator) -> tuple[list[str], list[str], list[str | None]]:
     k = int(rng.integers(2, 6))
     labels = [f"c{i}" for i in range(k)]
@@ -32,7 +37,8 @@ def test_accuracy_and_macro_f1_match_sklearn(seed: int) -> None:
     acc = point(METRICS["accuracy"].prepare(gold, pred, labels))
     f1 = point(METRICS["macro_f1"].prepare(gold, pred, labels))
     assert acc == pytest.approx(accuracy_score(gold, sk_pred), abs=1e-12)
-    assert f1 == pytest.approx(f1_score(gold, sk_pred, labels=labels, average="macro", zero_division=0), abs=1e-12)
+    expected = f1_score(gold, sk_pred, labels=_present(gold, sk_pred), average="macro", zero_division=0)
+    assert f1 == pytest.approx(expected, abs=1e-12)
 
 
 def test_metrics_on_a_hand_example() -> None:
@@ -41,8 +47,8 @@ def test_metrics_on_a_hand_example() -> None:
     assert point(METRICS["accuracy"].prepare(gold, pred, ["a", "b"])) == pytest.approx(0.5)
     # F1(a) = 2·1/(2+1) = 2/3; F1(b) = 2·1/(2+2) = 1/2; the invalid prediction counts for no class.
     assert point(METRICS["macro_f1"].prepare(gold, pred, ["a", "b"])) == pytest.approx((2 / 3 + 1 / 2) / 2)
-    # A label in the set that never occurs still counts in the macro average (as 0).
-    assert point(METRICS["macro_f1"].prepare(gold, pred, ["a", "b", "c"])) == pytest.approx((2 / 3 + 1 / 2) / 3)
+    # A label in the set that occurs in neither gold nor predictions is not averaged over (scikit-learn's default).
+    assert point(METRICS["macro_f1"].prepare(gold, pred, ["a", "b", "c"])) == pytest.approx((2 / 3 + 1 / 2) / 2)
 
 
 def test_bootstrap_values_match_a_loop_over_resamples() -> None:
@@ -52,7 +58,12 @@ def test_bootstrap_values_match_a_loop_over_resamples() -> None:
     idx = np.random.default_rng(0).integers(0, len(gold), size=(25, len(gold)))
     sk_pred = np.array([p if p is not None else INVALID for p in pred])
     gold_a = np.array(gold)
-    expected = [f1_score(gold_a[row], sk_pred[row], labels=labels, average="macro", zero_division=0) for row in idx]
+    expected = [
+        f1_score(
+            gold_a[row], sk_pred[row], labels=_present(gold_a[row], sk_pred[row]), average="macro", zero_division=0
+        )
+        for row in idx
+    ]
     np.testing.assert_allclose(prep.values(idx), expected, atol=1e-12)
 
 

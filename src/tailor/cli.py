@@ -10,8 +10,19 @@ from typing import Annotated
 
 import typer
 
+EXIT_CODES = {
+    0: "done (every trial finished)",
+    1: "an unexpected error inside tailor (rerun with --debug for its traceback, and please report it), or a run "
+    "that stopped before storing anything",
+    2: "a mistake in the task file, the command line, the data or a run folder (the message names where)",
+    3: "the run finished but some trials failed (listed after the leaderboard)",
+    130: "interrupted (Ctrl-C or SIGTERM); finished trials are kept, continue with --resume",
+}
+
 app = typer.Typer(
-    help="Adapt a pretrained language model to your task by prompting and by fine-tuning, and measure which wins.",
+    help="Adapt a pretrained language model to your task by prompting and by fine-tuning, and measure which wins.\n\n"
+    "Exit codes: " + "; ".join(f"{code} {what}" for code, what in EXIT_CODES.items()) + ". "
+    "`tailor --debug COMMAND ...` shows the traceback of an unexpected error.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -63,19 +74,29 @@ def run(
 
     Under `torchrun --nproc_per_node N -m tailor run ...` the N processes fine-tune together; rank 0 evaluates and
     writes the run folder.
+
+    Exit codes: 0 every trial finished; 2 a bad task file, data or option (nothing run); 3 at least one trial
+    failed (the failed trials and their errors are listed after the leaderboard; the others' results are kept);
+    130 interrupted (continue with --resume); 1 the run stopped before storing anything, or an unexpected error
+    (`tailor --debug run ...` shows its traceback).
     """
-    from .config import load_task
-    from .errors import TailorError
+    from rich.markup import escape
+
+    from .config import blame_overrides, load_task
+    from .errors import TailorError, TaskFileError
     from .folders import new_run_dir
     from .processes import end_processes, on_rank0, process_rank
     from .progress import NULL_PROGRESS, RichProgress
     from .report import write_reports
     from .run import run_task
+    from .store import RunStore
 
     if resume is not None and out is not None and resume.resolve() != out.resolve():
         _fail("--resume and --out name different folders; a resumed run stays in its folder (give --resume alone)")
     try:
         spec, base = load_task(task_file, overrides or [])
+    except TaskFileError as exc:
+        _fail(str(blame_overrides(exc, overrides or [])))
     except TailorError as exc:
         _fail(str(exc))
     rank, world = process_rank()
@@ -90,6 +111,8 @@ def run(
             run_task(
                 spec, base, run_dir, task_file=str(task_file.resolve()), progress=progress, resume=resume is not None
             )
+        except TaskFileError as exc:  # planning found it: blame the command line when an override set that key
+            _fail(str(blame_overrides(exc, overrides or [])))
         except TailorError as exc:
             _fail(str(exc))
         except KeyboardInterrupt:
@@ -103,10 +126,23 @@ def run(
         paths = write_reports(run_dir)
         print_leaderboard(run_dir, console)
         console.print(f"\nrun folder: {run_dir}\nreports: " + ", ".join(str(p) for p in paths.values()))
+        store = RunStore.open_existing(run_dir)
+        try:
+            results = store.results()
+        finally:
+            store.close()
+        # A run whose trials failed must not look like a success to a script or CI job: list them, exit 3.
+        failed = [r for r in results if r["status"] != "ok"]
+        if failed:
+            console.print(f"\n[bold red]{len(failed)} of {len(results)} trials failed:[/bold red]")
+            for r in failed:
+                console.print(f"  {escape(r['method'])}: {escape(r['error'] or 'no error recorded')}", highlight=False)
         if interrupted:
             again = " ".join([str(task_file), *(overrides or []), "--resume", str(run_dir)])
             console.print(f"continue it with: tailor run {again}")
             raise typer.Exit(130)
+        if failed:
+            raise typer.Exit(3)
     finally:
         end_processes(world)
 
@@ -121,6 +157,14 @@ def predict(
         Path | None, typer.Option("--output", "-o", help="Write predictions (JSONL) here instead of standard output.")
     ] = None,
     scores: Annotated[bool, typer.Option(help="Include per-label scores in the output.")] = False,
+    trust_remote_code: Annotated[
+        bool,
+        typer.Option(
+            "--trust-remote-code",
+            help="Let code shipped with the model run (only if you trust its author). Off unless given here, "
+            "whatever the folder's adapted.json says: the folder may come from someone else.",
+        ),
+    ] = False,
 ) -> None:
     """Predict with an adapted model saved by a run; gives the same predictions as during the run."""
     from .errors import TailorError
@@ -129,7 +173,8 @@ def predict(
 
     try:
         sink = output.open("w", encoding="utf-8") if output else sys.stdout
-        for ex, pred in predict_file(adapted_dir, input_file, RichProgress() if output else _silent()):
+        progress = RichProgress() if output else _silent()
+        for ex, pred in predict_file(adapted_dir, input_file, progress, trust_remote_code=trust_remote_code):
             row = {"id": ex.id, "output": pred.output, "label": pred.label}
             if scores and pred.scores is not None:
                 row["scores"] = dict(pred.scores)
@@ -267,6 +312,7 @@ def _stop_on_sigterm() -> None:
 
 
 def print_leaderboard(run_dir: Path, console) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     from .render import table_rows
@@ -295,6 +341,12 @@ def print_leaderboard(run_dir: Path, console) -> None:
             t["n_train"],
         )
     console.print(table)
+    skipped = rep["bad_rows"]["count"]
+    if skipped:  # every row is accounted for: used, or skipped and counted with its reason
+        reasons = ", ".join(f"{n} × {why}" for why, n in rep["data"].get("skipped_by_reason", {}).items())
+        console.print(f"[yellow]{skipped} rows skipped[/yellow] (on_bad_rows: skip): {escape(reasons)}")
+    for warning in rep.get("warnings", []):
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
     w = rep["winner"]
     if w:
         better = (
@@ -305,9 +357,27 @@ def print_leaderboard(run_dir: Path, console) -> None:
         console.print(f"winner (chosen on {w['chosen_on']}): [bold]{w['method']}[/bold] ({w['route']}){better}")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """The console script: tailor's own errors are printed without a traceback (exit 2) by the commands; anything
+    unexpected is one line and exit 1, unless ``--debug`` (anywhere on the command line) asks for the traceback."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    app()
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    args = [a for a in args if a != "--debug"]
+    try:
+        app(args=args, prog_name="tailor")
+    except SystemExit:
+        raise
+    except Exception as exc:
+        if debug:
+            raise
+        _console(stderr=True).print(
+            f"[bold red]internal error:[/bold red] {type(exc).__name__}: {exc}\n"
+            "rerun with --debug for the traceback, and please report it",
+            markup=True,
+            highlight=False,
+        )
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from .errors import TaskFileError
 from .types import TaskKind
@@ -71,7 +71,8 @@ class FieldsSpec(BaseModel):
 
 
 class SplitSpec(BaseModel):
-    """How a single data file is split. Each example's split is fixed by a hash of its content."""
+    """How a single data file is split (each example's split fixed by a hash of its content); with given split files,
+    only `dev` applies: the fraction of train held out as dev when there is no dev file."""
 
     model_config = _STRICT
 
@@ -82,12 +83,22 @@ class SplitSpec(BaseModel):
     test: float = 0.2
     """Fraction of examples held out for the test report."""
 
-    @model_validator(mode="after")
-    def _sums_to_one(self) -> SplitSpec:
-        total = self.train + self.dev + self.test
-        if abs(total - 1.0) > 1e-6 or min(self.train, self.dev, self.test) < 0 or self.train == 0 or self.test == 0:
-            raise ValueError(f"fractions must be >= 0, train and test > 0, and sum to 1 (they sum to {total:g})")
-        return self
+    def check(self, data: DataSpec) -> None:
+        """Validate the fractions that apply to ``data``'s source; raises ValueError naming what was expected.
+
+        Not a validator of its own: which fractions matter depends on the data source, a sibling key. With one file
+        all three split it; with given files (or hub splits) and no dev split, only `dev` is used, to hold out part
+        of train; with a dev split too, none is used, so none is checked.
+        """
+        if data.path:
+            total = self.train + self.dev + self.test
+            if abs(total - 1.0) > 1e-6 or min(self.train, self.dev, self.test) < 0 or self.train == 0 or self.test == 0:
+                raise ValueError(f"fractions must be >= 0, train and test > 0, and sum to 1 (they sum to {total:g})")
+        elif not (data.dev or "dev" in data.hub_splits) and not 0 <= self.dev < 1:
+            raise ValueError(
+                f"with given split files only `dev` applies, the fraction of train held out as dev: expected >= 0 and "
+                f"< 1, got {self.dev:g}"
+            )
 
 
 class ModelSpec(BaseModel):
@@ -166,7 +177,8 @@ class TaskSpec(BaseModel):
     metrics: list[str] | None = None
     """Metrics to report; the first is primary (used for choices). Default depends on `kind`."""
     splits: SplitSpec = Field(default_factory=SplitSpec)
-    """Split fractions, used only when `data.path` is one file."""
+    """Split fractions of `data.path` (one file); with given split files and no dev file, only `dev` is used (the
+    fraction of train held out as dev)."""
     seed: int = 0
     """Seed for every random choice: sampling, demonstrations, training."""
     model: ModelSpec = Field(default_factory=ModelSpec)
@@ -187,13 +199,39 @@ class TaskSpec(BaseModel):
     def metric_names(self) -> list[str]:
         return list(self.metrics or DEFAULT_METRICS[self.kind])
 
+    @field_validator("splits")
+    @classmethod
+    def _splits_that_apply(cls, splits: SplitSpec, info: ValidationInfo) -> SplitSpec:
+        data = info.data.get("data")
+        if data is not None:  # an invalid `data` is reported on its own key
+            splits.check(data)
+        return splits
+
+    @field_validator("labels")
+    @classmethod
+    def _distinct_labels(cls, labels: list[str] | None) -> list[str] | None:
+        # Compared as the data's labels are: surrounding whitespace stripped (data.py strips it and notes it), and
+        # case-only differences refused, since "Billing" and "billing" would silently become two classes.
+        if labels is None:
+            return None
+        seen: dict[str, str] = {}
+        for label in labels:
+            if not label.strip():
+                raise ValueError(f"`labels` has an empty label ({label!r})")
+            key = label.strip().casefold()
+            if key in seen and seen[key].strip() == label.strip():
+                raise ValueError(f"`labels` has duplicates: {seen[key]!r} and {label!r}")
+            if key in seen:
+                raise ValueError(
+                    f"`labels` has {seen[key]!r} and {label!r}, which differ only in case; spell it one way"
+                )
+            seen[key] = label
+        if len(labels) < 2:
+            raise ValueError("`labels` needs at least two labels")
+        return labels
+
     @model_validator(mode="after")
     def _check(self) -> TaskSpec:
-        if self.labels is not None:
-            if len(set(self.labels)) != len(self.labels):
-                raise ValueError("`labels` has duplicates")
-            if len(self.labels) < 2:
-                raise ValueError("`labels` needs at least two labels")
         if self.kind != "classification" and self.labels:
             raise ValueError(f"`labels` only applies to classification, not {self.kind}")
         return self
@@ -265,6 +303,16 @@ def dotted_key(loc: tuple | list) -> str:
     for part in loc:
         key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
     return key
+
+
+def blame_overrides(exc: TaskFileError, overrides: list[str]) -> TaskFileError:
+    """``exc`` told as a mistake of the command line when its key was set there (``seed=abc``), not the task file's."""
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        at = dotted_key(tuple(int(p) if p.isdigit() else p for p in key.split(".")))
+        if exc.key and (exc.key == at or exc.key.startswith((f"{at}.", f"{at}["))):
+            return TaskFileError(f"the command line ({item})", exc.key, exc.message)
+    return exc
 
 
 def _format_validation(exc: ValidationError) -> list[tuple[str, str]]:

@@ -10,12 +10,13 @@ import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from .config import TaskSpec
 from .errors import DataError, TaskFileError
+from .rows import UnreadableRow, read_rows
 from .types import Example, SealedSplit, Split
 
 
@@ -63,54 +64,12 @@ class TaskData:
             "left_out_by_limit": dict(self.limited),
             "overlaps": [{"splits": [o.split_a, o.split_b], "count": len(o.ids)} for o in self.overlaps],
             "notes": self.notes,
+            # what a resumed run compares: counts alone miss labels moved between examples
+            "content": {s.name: split_hash(s) for s in (self.train, self.dev, self.test.open()) if s is not None},
         }
 
 
 # ---------------------------------------------------------------------------------------------- reading files
-
-
-def _read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
-    # JSONL is parsed here line by line rather than through `datasets`, because a bad line must be
-    # reported by its number and, with on_bad_rows=skip, skipped alone; `datasets` fails the whole file.
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield lineno, json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield lineno, DataError(f"{path}:{lineno}", f"not valid JSON ({exc.msg} at column {exc.colno})")
-
-
-def _read_table(path: Path, fmt: str) -> Iterator[tuple[int, Any]]:
-    import datasets
-
-    datasets.disable_progress_bars()
-    try:
-        ds = datasets.Dataset.from_csv(str(path)) if fmt == "csv" else datasets.Dataset.from_parquet(str(path))
-    except Exception as exc:  # the libraries raise many types for a malformed file
-        raise DataError(str(path), f"could not read as {fmt}: {exc}") from None
-    offset = 2 if fmt == "csv" else 1  # CSV line numbers count the header line
-    for i, row in enumerate(ds):
-        yield i + offset, row
-
-
-def read_rows(
-    path_str: str, base: Path, fmt: str | None, key: str, origin: str = "task file"
-) -> tuple[str, Iterator[tuple[int, Any]]]:
-    """Open a local data file; returns its display name and an iterator of (line, row or error).
-
-    ``origin`` names where ``path_str`` was given (the task file's path), for errors.
-    """
-    path = Path(path_str)
-    if not path.is_absolute():
-        path = base / path
-    if not path.is_file():
-        raise TaskFileError(origin, key, f"data file not found: {path}")
-    fmt = fmt or {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet"}.get(path.suffix.lower())
-    if fmt is None:
-        raise TaskFileError(origin, "data.format", f"can't tell the format of {path.name}; say jsonl, csv or parquet")
-    return str(path), (_read_jsonl(path) if fmt == "jsonl" else _read_table(path, fmt))
 
 
 def _read_hub(spec: TaskSpec, split: str) -> tuple[str, Iterator[tuple[int, Any]]]:
@@ -133,7 +92,8 @@ def _target_value(raw: Any, kind: str) -> str | tuple[str, ...] | None:
     if kind == "classification":
         if isinstance(raw, bool) or not isinstance(raw, (str, int)):
             return None
-        return str(raw)
+        # "billing " and "billing" are one class; a label that is only whitespace is a missing one.
+        return str(raw).strip() or None
     if isinstance(raw, str):
         return raw
     if isinstance(raw, Mapping) and "text" in raw:  # SQuAD-style answers {text: [...], answer_start: [...]}
@@ -151,7 +111,9 @@ class _RowReader:
         self.origin = origin
         self.bad_rows = bad_rows
         self.fields = spec.fields
-        self.seen_ids: dict[str, str] = {}
+        self.seen_ids: dict[tuple[str, str], str] = {}  # (split, id) → where: ids are unique within a split
+        self.stripped: Counter[str] = Counter()  # label spellings with surrounding whitespace → rows
+        self.label_first: dict[str, str] = {}  # each label spelling → where it first occurs (file order)
 
     def bad(self, split: str, where: str, reason: str, kind: str) -> None:
         if self.spec.on_bad_rows == "error":
@@ -165,7 +127,7 @@ class _RowReader:
         for lineno, row in rows:
             where = f"{name}:{lineno}"
             if isinstance(row, DataError):
-                self.bad(split, row.where, row.message, "not valid JSON")
+                self.bad(split, row.where, row.message, row.kind if isinstance(row, UnreadableRow) else "unreadable")
                 continue
             if not isinstance(row, Mapping):
                 self.bad(split, where, f"expected an object with fields, got {type(row).__name__}", "not an object")
@@ -216,10 +178,16 @@ class _RowReader:
             self.bad(split, where, reason, "missing or invalid target")
             return None
         ex_id = str(row[self.fields.id]) if self.fields.id else f"{stem}:{lineno}"
-        if ex_id in self.seen_ids:
-            self.bad(split, where, f"duplicate id {ex_id!r} (first at {self.seen_ids[ex_id]})", "duplicate id")
+        if (split, ex_id) in self.seen_ids:
+            first = self.seen_ids[split, ex_id]
+            self.bad(split, where, f"duplicate id {ex_id!r} (first at {first})", "duplicate id")
             return None
-        self.seen_ids[ex_id] = where
+        self.seen_ids[split, ex_id] = where
+        if self.spec.kind == "classification":
+            raw = str(row.get(self.target_column))
+            if raw != target:
+                self.stripped[raw] += 1
+            self.label_first.setdefault(str(target), where)
         return Example(id=ex_id, inputs=inputs, target=target, source=where)
 
 
@@ -230,6 +198,14 @@ def content_hash(ex: Example) -> str:
     """A hash of an example's content (inputs and target), independent of its position in the file."""
     payload = json.dumps([sorted(ex.inputs.items()), ex.target], ensure_ascii=False, sort_keys=True)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def split_hash(split: Split) -> str:
+    """A hash of a split's examples in order: each one's id, inputs and target."""
+    digest = hashlib.sha256()
+    for ex in split.examples:
+        digest.update(json.dumps([ex.id, content_hash(ex)]).encode())
+    return digest.hexdigest()
 
 
 def _bucket(ex: Example, salt: str = "") -> float:
@@ -316,6 +292,7 @@ def load_task_data(spec: TaskSpec, base: Path, origin: str = "task file") -> Tas
             raise TaskFileError(
                 origin, "data.test", "no test split given: add a `test` file, or use `path` to split one file"
             )
+        _qualify_repeated_ids(parts, notes)
         if "dev" not in parts and spec.splits.dev > 0:
             frac = spec.splits.dev
             carved = hash_split(parts["train"], {"dev": frac, "train": 1 - frac})
@@ -332,7 +309,7 @@ def load_task_data(spec: TaskSpec, base: Path, origin: str = "task file") -> Tas
     train = parts.get("train", [])
     if not train:
         raise DataError("train split", "no usable training examples")
-    labels = _resolve_labels(spec, parts, reader, sources)
+    labels = _resolve_labels(spec, parts, reader, sources, notes, origin)
     splits = {k: Split(k, tuple(v)) for k, v in parts.items() if v or k != "dev"}
     test = splits["test"]
     if not len(test):
@@ -354,13 +331,69 @@ def load_task_data(spec: TaskSpec, base: Path, origin: str = "task file") -> Tas
     )
 
 
+def _qualify_repeated_ids(parts: dict[str, list[Example]], notes: list[str]) -> None:
+    """Make ids unique across given splits by prefixing each with its split, when the files repeat ids.
+
+    Datasets such as GLUE number each split's examples from 0; an id only has to be unique within its split there,
+    but tailor keys predictions and overlap reports by id, so it qualifies them (``test:0``) rather than refuse.
+    """
+    where: dict[str, str] = {}
+    repeated: list[tuple[str, str, str]] = []
+    for split, examples in parts.items():
+        for ex in examples:
+            if ex.id in where:
+                repeated.append((ex.id, where[ex.id], split))
+            else:
+                where[ex.id] = split
+    if not repeated:
+        return
+    for split, examples in parts.items():
+        parts[split] = [replace(ex, id=f"{split}:{ex.id}") for ex in examples]
+    ex_id, first, second = repeated[0]
+    notes.append(
+        f"{len(repeated)} ids repeat across the given split files (e.g. {ex_id!r} in {first} and {second}): "
+        f"every id is qualified by its split, e.g. {f'{second}:{ex_id}'!r}"
+    )
+
+
+def _check_label_spellings(spec: TaskSpec, reader: _RowReader, notes: list[str], origin: str) -> list[str] | None:
+    """The task file's labels, stripped; a note on stripped labels; an error on labels that differ only in case."""
+    declared = [label.strip() for label in spec.labels] if spec.labels is not None else None
+    changed = [label for label in spec.labels or () if label != label.strip()]
+    if reader.stripped or changed:
+        spellings = ", ".join(f"{raw!r} → {raw.strip()!r}" for raw in [*reader.stripped, *changed][:5])
+        counts = [f"{sum(reader.stripped.values())} labels in the data"] if reader.stripped else []
+        counts += [f"{len(changed)} in the task file's `labels`"] if changed else []
+        notes.append(f"surrounding whitespace stripped from {' and '.join(counts)} ({spellings})")
+    first = {label: f"{origin}: labels" for label in declared or ()}
+    for label, where in reader.label_first.items():
+        first.setdefault(label, where)
+    by_case: dict[str, list[str]] = {}
+    for label in first:
+        by_case.setdefault(label.casefold(), []).append(label)
+    clashes = [spellings for spellings in by_case.values() if len(spellings) > 1]
+    if clashes:
+        described = "; ".join(" and ".join(f"{s!r} (first at {first[s]})" for s in group) for group in clashes)
+        raise DataError(
+            first[clashes[0][1]],
+            f"labels that differ only in case: {described}. They would be separate classes; spell each label one way",
+        )
+    return declared
+
+
 def _resolve_labels(
-    spec: TaskSpec, parts: dict[str, list[Example]], reader: _RowReader, sources: list[str]
+    spec: TaskSpec,
+    parts: dict[str, list[Example]],
+    reader: _RowReader,
+    sources: list[str],
+    notes: list[str],
+    task_file: str,
 ) -> list[str] | None:
     if spec.kind != "classification":
         return None
-    if spec.labels is not None:
-        labels, origin = list(spec.labels), "the task file's `labels`"
+    declared = _check_label_spellings(spec, reader, notes, task_file)
+    if declared is not None:
+        labels, origin = declared, "the task file's `labels`"
     else:
         labels, origin = sorted({ex.label for ex in parts["train"]}), "labels inferred from train"
     allowed = set(labels)

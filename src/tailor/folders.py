@@ -20,6 +20,8 @@ from .config import TaskSpec
 from .errors import TailorError
 from .store import STORE_FILE, RunStore
 
+LOCK_FILE = ".lock"
+
 
 def safe_name(name: str) -> str:
     """``name`` as a file name: anything but letters, digits, ``_.-`` becomes ``_``."""
@@ -68,13 +70,20 @@ class Resume:
 
 def resume_plan(spec: TaskSpec, run_dir: Path, resume: bool) -> Resume | None:
     """For ``resume``, what the run in ``run_dir`` keeps, refusing one whose configuration differs; for a new run,
-    refuses a folder that already holds a run (its checkpoints would be resumed unasked)."""
+    refuses a folder that already holds a run (its checkpoints would be resumed unasked), and any other file or
+    non-empty folder (a run writes report.md, adapted/… there: the user's own files would be overwritten)."""
     if not resume:
         if (run_dir / STORE_FILE).exists():
             raise TailorError(
                 f"{run_dir} already holds a run; continue it with `tailor run TASK --resume {run_dir}`, "
                 "or write the new run to another folder"
             )
+        if run_dir.exists() and not run_dir.is_dir():
+            raise TailorError(
+                f"{run_dir} is a file, not a folder; a run needs a new or empty folder: choose another --out"
+            )
+        if run_dir.is_dir() and any(p.name != LOCK_FILE for p in run_dir.iterdir()):  # .lock: an attempt of ours
+            raise TailorError(f"{run_dir} is not empty and is not a tailor run; choose another --out")
         return None
     if not (run_dir / STORE_FILE).is_file():
         raise TailorError(f"--resume {run_dir}: no run store ({STORE_FILE}) there; give a folder `tailor run` wrote")
@@ -95,13 +104,44 @@ def resume_plan(spec: TaskSpec, run_dir: Path, resume: bool) -> Resume | None:
 
 
 def check_same_data(stored: dict[str, Any], now: dict[str, Any], run_dir: Path) -> None:
-    """The data a resumed run reads must split as it did (notes aside: they hold timings)."""
+    """The data a resumed run reads must split as it did and hold the same examples, ids, inputs and targets (notes
+    aside: they hold timings)."""
     now = json.loads(json.dumps(now))  # as the store holds it (lists, not tuples)
+    ignored = ("notes", "content")
     differ = config_differences(
-        {k: v for k, v in stored.items() if k != "notes"}, {k: v for k, v in now.items() if k != "notes"}, "data"
+        {k: v for k, v in stored.items() if k not in ignored},
+        {k: v for k, v in now.items() if k not in ignored},
+        "data",
     )
     if differ:
         raise TailorError(f"refusing to resume {run_dir}: the data no longer splits as it did: " + "; ".join(differ))
+    # A run recorded before content hashes were kept has none to compare: its counts and labels were checked above.
+    old, new = stored.get("content") or {}, now.get("content") or {}
+    changed = [name for name in old if old[name] != new.get(name)]
+    if changed:
+        raise TailorError(
+            f"refusing to resume {run_dir}: the examples of the "
+            + " and ".join(f"{name} split" for name in changed)
+            + " changed since the run started (an id, an input or a target differs, or the order); resume with the "
+            "data the run started with, or start a new run"
+        )
+
+
+def run_is_live(run_dir: Path) -> bool:
+    """Whether a process is writing ``run_dir`` now: its lock is held (the lock dies with its process, so a run killed
+    with SIGKILL, whose store still says ``running``, is not live). A folder whose lock can't be tried (read-only) is
+    taken as live: nothing is claimed that can't be checked."""
+    from filelock import FileLock, Timeout
+
+    if not run_dir.is_dir():
+        return False
+    lock = FileLock(str(run_dir / LOCK_FILE), timeout=0)
+    try:
+        lock.acquire()
+    except (Timeout, OSError):  # held by another process, or not ours to try
+        return True
+    lock.release()
+    return False
 
 
 @contextmanager
@@ -110,7 +150,7 @@ def run_lock(run_dir: Path) -> Iterator[None]:
     resumed."""
     from filelock import FileLock, Timeout
 
-    lock = FileLock(str(run_dir / ".lock"), timeout=0)
+    lock = FileLock(str(run_dir / LOCK_FILE), timeout=0)
     try:
         lock.acquire()
     except Timeout:

@@ -47,7 +47,12 @@ class _ClassPrepared:
         tp = np.bincount(g[correct], minlength=b * k1).reshape(b, k1)[:, : self.k]
         denom = support + predicted
         f1 = np.divide(2 * tp, denom, out=np.zeros(tp.shape, dtype=float), where=denom > 0)
-        return f1.mean(axis=1)
+        # Average over the classes each (re)sample has in gold or predictions, as scikit-learn does by default: a
+        # declared label that never occurs, or a class a resample happens to miss, would otherwise count as F1 = 0
+        # and drag a perfect classifier below 1. The invalid code K is excluded above: it is wrong, not a class.
+        # Every resample holds at least one gold example, so no row has zero classes present.
+        present = denom > 0
+        return (f1 * present).sum(axis=1) / present.sum(axis=1)
 
 
 class Metric(Protocol):

@@ -99,6 +99,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"Models {models}; task kind {report['kind']}, seed {report['seed']}, "
         f"run {report['status']} ({report['started_at']} → {report['finished_at'] or '…'})."
     )
+    if report.get("resume_hint"):
+        lines.append(f"**{report['resume_hint']}**")
     d = report["data"]
     lines.append(
         f"Data: {d['rows_read']} rows read; train {d['train']}, dev {d['dev']}, test {d['test']}; "

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .folders import run_is_live
 from .metrics import METRICS, compare_all
 from .outcomes import scored_value
 from .render import render_html, render_markdown
@@ -58,10 +59,14 @@ def build_report(run_dir: Path) -> dict[str, Any]:
             else []
         )
         bad_rows = store.bad_rows()
+        status = run["status"]
+        if status == "running" and not run_is_live(run_dir):  # killed (SIGKILL, power cut) with no chance to say so
+            status = "stopped"
         return {
             "task": run["task"],
             "kind": config["kind"],
-            "status": run["status"],
+            "status": status,
+            "resume_hint": _resume_hint(status, run, run_dir),
             "started_at": run["started_at"],
             "finished_at": run["finished_at"],
             "resumed_at": run.get("resumed_at"),
@@ -84,6 +89,17 @@ def build_report(run_dir: Path) -> dict[str, Any]:
         }
     finally:
         store.close()
+
+
+def _resume_hint(status: str, run: dict[str, Any], run_dir: Path) -> str | None:
+    """For a run that stopped before its end, how to continue it."""
+    if status not in ("stopped", "interrupted"):
+        return None
+    task = run.get("task_file") or "TASK"
+    return (
+        f"This run {'stopped' if status == 'stopped' else 'was interrupted'} before its end; continue it with "
+        f"`tailor run {task} --resume {run_dir}` (with the overrides it was started with, if any)."
+    )
 
 
 def _default_metrics(kind: str) -> list[str]:

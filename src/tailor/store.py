@@ -136,8 +136,16 @@ class RunStore:
         self.path = path
         self.db = sqlite3.connect(str(path))
         self.db.row_factory = sqlite3.Row
-        version = self.db.execute("PRAGMA user_version").fetchone()[0]
-        tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        try:
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as exc:
+            self.db.close()
+            raise TailorError(
+                f"{path} is not a tailor run store, or it is damaged ({exc}). What the run wrote besides it still "
+                "serves: its reports (report.json, report.md, report.html) if they were written, and the adapted "
+                "models under adapted/ with `tailor predict`; to get a store again, run the task again."
+            ) from None
         if tables and version != SCHEMA_VERSION:
             self.db.close()
             raise OldStoreError(

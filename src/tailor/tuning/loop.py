@@ -15,8 +15,6 @@ process would.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 import time
@@ -30,10 +28,10 @@ import numpy as np
 from ..errors import MethodError
 from ..progress import NULL_PROGRESS, Progress
 from ..usage import params_per_token, training_flops
+from .checkpoints import CHECKPOINT, load_checkpoint, save_checkpoint
 from .packing import Batch
 
 T = TypeVar("T")
-CHECKPOINT = "checkpoint.pt"
 
 
 @dataclass(frozen=True)
@@ -163,61 +161,6 @@ def _broadcast(value: Any, world: int) -> Any:
     return box[0]
 
 
-# -------------------------------------------------------------------------------------------- checkpoints
-
-
-def fingerprint_of(**parts: Any) -> dict[str, str]:
-    """A short hash per part (model, options, data…): what a checkpoint must match to be resumed."""
-    return {
-        k: hashlib.sha256(json.dumps(v, sort_keys=True, default=str).encode()).hexdigest()[:16]
-        for k, v in parts.items()
-    }
-
-
-def weights_signature(folder: str | Path) -> list[list[Any]]:
-    """Name, size and a hash of the first and last MB of each weight file in ``folder``: tells two models with
-    the same config apart (say, a re-initialized one) without reading gigabytes."""
-    out: list[list[Any]] = []
-    folder = Path(folder)
-    if not folder.is_dir():
-        return out
-    for f in sorted(folder.iterdir()):
-        if f.suffix in (".safetensors", ".bin", ".pt", ".gguf") and f.is_file():
-            size = f.stat().st_size
-            with f.open("rb") as fh:
-                head = fh.read(1 << 20)
-                fh.seek(max(0, size - (1 << 20)))
-                tail = fh.read(1 << 20)
-            out.append([f.name, size, hashlib.sha256(head + tail).hexdigest()[:16]])
-    return out
-
-
-def _load_checkpoint(path: Path, fingerprint: dict[str, str]) -> dict[str, Any] | None:
-    import torch
-
-    if not path.is_file():
-        return None
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    theirs = state.get("fingerprint", {})
-    differ = sorted(k for k in set(theirs) | set(fingerprint) if theirs.get(k) != fingerprint.get(k))
-    if differ:
-        raise MethodError(
-            f"refusing to resume from {path}: it was written for a different {', '.join(differ)} than this run's; "
-            "delete it (or use a new run folder) to start over",
-            key="resume",
-        )
-    return state
-
-
-def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    import torch
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # a kill mid-write leaves the previous checkpoint whole
-
-
 # -------------------------------------------------------------------------------------------- the loop
 
 
@@ -245,7 +188,7 @@ def train(
         settings: Steps, batch sizes, optimizer, schedule, evaluation and checkpoint cadence.
         evaluate: The task metric on a dev subset (higher is better), for early stopping and the best weights.
         checkpoint_dir: Where the resumable checkpoint lives; a checkpoint already there is resumed from.
-        fingerprint: What the checkpoint must match to be resumed (see :func:`fingerprint_of`).
+        fingerprint: What the checkpoint must match to be resumed (see :func:`.checkpoints.fingerprint_of`).
         progress: Shows the steps.
 
     Returns:
@@ -281,7 +224,7 @@ def train(
     step = 0
     path = checkpoint_dir / CHECKPOINT if checkpoint_dir else None
     fingerprint = fingerprint or {}
-    if path is not None and (state := _load_checkpoint(path, fingerprint)) is not None:
+    if path is not None and (state := load_checkpoint(path, fingerprint)) is not None:
         if state.get("per_step", per_step) != per_step:  # the same step numbers would cover other examples
             raise MethodError(
                 f"refusing to resume from {path}: its steps cover {state['per_step']} examples, this run's "
@@ -319,7 +262,7 @@ def train(
         if rank == 0:
             trainable = {n: p.detach().clone() for n, p in zip(names, params)}
             summary = result.to_dict() | {"train_seconds": result.train_seconds, "positions": result.positions}
-            _save_checkpoint(
+            save_checkpoint(
                 path,
                 {
                     "fingerprint": fingerprint,

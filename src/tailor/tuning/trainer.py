@@ -19,7 +19,8 @@ from ..backends.models import resolve_path
 from ..contract import Context, TaskInfo
 from ..types import Example, Prediction, Split
 from ..usage import Usage, total
-from .loop import LoopResult, LoopSettings, distributed, fingerprint_of, train, weights_signature
+from .checkpoints import fingerprint_of, weights_signature
+from .loop import LoopResult, LoopSettings, distributed, train
 from .packing import Batch
 from .steps import unwrap
 

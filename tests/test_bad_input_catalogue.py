@@ -1,0 +1,430 @@
+"""A catalogue of bad inputs, faults and hostile files, each run through the command line as a user would: every
+case asserts the exact kind of outcome — an error naming the right place with the documented exit code, a counted
+skip, or a correct result — and that no traceback is printed. Add a row whenever a new way to fail is found.
+
+Each case writes a task folder (``task.yaml`` from :func:`conftest.task_doc` with the case's changes, ``data.jsonl``
+with the 90 rows or the case's own, and any other files), runs one ``tailor`` command in it and checks the exit code
+and what the output says (whitespace squashed; ``{task}`` and ``{dir}`` stand for the task file and its folder).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import dataset_rows, squash, task_doc, write_jsonl
+from test_template_limits import HOSTILE
+from typer.testing import CliRunner
+
+from tailor.cli import app
+
+ROWS = dataset_rows()
+
+
+@dataclass
+class Case:
+    """One bad input.
+
+    Attributes:
+        id: What is wrong, in a few words.
+        doc: Changes to the task document (top-level keys), or a whole document under the key ``__doc__``.
+        rows: The data rows (strings are written verbatim; bytes make a binary file).
+        files: Other files to write into the task folder (text or bytes).
+        args: The command after ``tailor`` (``{task}``, ``{dir}`` substituted); default ``run {task} --out {dir}/run``.
+        code: The exit code expected.
+        says: Text the output must contain (squashed; ``{task}``/``{dir}`` substituted).
+        setup: A function of the task folder run before the command (e.g. to make a run to resume).
+    """
+
+    id: str
+    doc: dict[str, Any] = field(default_factory=dict)
+    rows: list[Any] | bytes | None = None
+    files: dict[str, str | bytes] = field(default_factory=dict)
+    args: list[str] | None = None
+    code: int = 2
+    says: tuple[str, ...] = ()
+    setup: Callable[[Path], None] | None = None
+
+
+def _m(*methods: dict[str, Any]) -> dict[str, Any]:
+    return {"methods": list(methods)}
+
+
+def _with(changes: dict[int, Any]) -> list[Any]:
+    return [changes.get(i, row) for i, row in enumerate(ROWS)]
+
+
+SCRIPT = json.dumps({"default_answer": "sports", "scores": {}})
+NO_SCORE = json.dumps({"default_answer": "sports", "capabilities": {"score_continuations": False}})
+NO_TOKENIZER = json.dumps({"default_answer": "sports", "capabilities": {"local_tokenizer": False}})
+NO_CHAT = json.dumps({"default_answer": "sports", "capabilities": {"chat": False}})
+SCRIPTED = {"name": "script.json", "kind": "scripted"}
+
+
+def _old_store(folder: Path) -> None:
+    (folder / "old").mkdir()
+    db = sqlite3.connect(folder / "old" / "run.sqlite")
+    db.executescript("CREATE TABLE run (id INTEGER PRIMARY KEY); CREATE TABLE result (method TEXT);")
+    db.close()
+
+
+def _garbage_store(folder: Path) -> None:
+    (folder / "junk").mkdir()
+    (folder / "junk" / "run.sqlite").write_bytes(b"this is not a database" * 100)
+
+
+def _a_run(folder: Path) -> None:
+    result = CliRunner().invoke(app, ["run", str(folder / "task.yaml"), "--out", str(folder / "run"), "--quiet"])
+    assert result.exit_code == 0, result.output
+
+
+CASES: list[Case] = [
+    # ---- the task file --------------------------------------------------------------------------------------
+    Case("unknown top-level key", {"seeed": 3}, says=("{task}: seeed: unknown key",)),
+    Case("unknown nested key", {"data": {"paht": "data.jsonl"}}, says=("data.paht: unknown key",)),
+    Case(
+        "missing name",
+        {"__doc__": {"data": {"path": "data.jsonl"}, "methods": [{"name": "head"}]}},
+        says=("name: required key is missing",),
+    ),
+    Case("unknown task kind", {"kind": "regression"}, says=("kind:", "classification")),
+    Case("no data", {"__doc__": {"name": "x", "methods": [{"name": "head"}]}}, says=("data: required key",)),
+    Case("two data sources", {"data": {"path": "data.jsonl", "train": "data.jsonl"}}, says=("give exactly one of",)),
+    Case("data file missing", {"data": {"path": "nope.jsonl"}}, says=("nope.jsonl", "not found")),
+    Case("unknown data format", {"data": {"path": "data.jsonl", "format": "xml"}}, says=("data.format",)),
+    Case("dev file without train", {"data": {"dev": "data.jsonl", "test": "data.jsonl"}}, says=("without a `train`",)),
+    Case(
+        "input column missing",
+        {"fields": {"input": "body", "target": "label", "id": "id"}},
+        says=("fields.input", "'body'", "columns: id, label, text"),
+    ),
+    Case(
+        "target column missing", {"fields": {"input": "text", "target": "y", "id": "id"}}, says=("fields.target", "'y'")
+    ),
+    Case("split fractions don't sum to 1", {"splits": {"train": 0.5, "dev": 0.1, "test": 0.1}}, says=("sum to 1",)),
+    Case("negative split fraction", {"splits": {"train": 1.1, "dev": -0.3, "test": 0.2}}, says=("splits",)),
+    Case("duplicate labels", {"labels": ["sports", "sports", "weather"]}, says=("`labels` has duplicates",)),
+    Case("a single label", {"labels": ["sports"]}, says=("at least two labels",)),
+    Case("labels on a generation task", {"kind": "qa", "labels": ["a", "b"]}, says=("only applies to classification",)),
+    Case("unknown metric", {"metrics": ["bleu"]}, says=("metrics", "not available for classification: bleu")),
+    Case("no methods", {"methods": []}, says=("methods",)),
+    Case("seed not a number", {"seed": "three"}, says=("seed:", "integer")),
+    Case("on_bad_rows unknown", {"on_bad_rows": "ignore"}, says=("on_bad_rows",)),
+    Case("too few bootstrap resamples", {"stats": {"bootstrap": 10}}, says=("stats.bootstrap",)),
+    Case("confidence above 1", {"stats": {"confidence": 1.5}}, says=("stats.confidence",)),
+    Case("limit of an unknown split", {"limit": {"validation": 10}}, says=("limit",)),
+    Case("model kind unknown", {"model": {"name": "x", "kind": "telepathic"}}, says=("model.kind",)),
+    Case("model folder missing", {"model": {"name": "./no/such/model"}}, says=("model.name", "no such model folder")),
+    Case("model batch size zero", {"model": {"batch_size": 0}}, says=("model.batch_size",)),
+    Case(
+        "not YAML", {}, files={"task.yaml": "name: x\nmethods: [\n  - {name: head\n"}, says=("not valid YAML", "line")
+    ),
+    Case("YAML but a list", {}, files={"task.yaml": "- name: x\n"}, says=("must be a YAML mapping",)),
+    Case("empty task file", {}, files={"task.yaml": ""}, says=("must be a YAML mapping",)),
+    # ---- the command line -----------------------------------------------------------------------------------
+    Case("override without =", args=["run", "{task}", "seed"], says=("command line", "key=value")),
+    Case("override index out of range", args=["run", "{task}", "methods.4.k=2"], says=("not an index of a list of 1",)),
+    Case("override not YAML", args=["run", "{task}", "seed=[1"], says=("not valid YAML",)),
+    Case(
+        "override of the wrong type", args=["run", "{task}", "seed=abc"], says=("the command line (seed=abc): seed:",)
+    ),
+    Case(
+        "override of a method option",
+        _m({"name": "few-shot", "k": 2}),
+        args=["run", "{task}", "methods.0.k=0"],
+        says=("the command line (methods.0.k=0): methods[0].k:",),
+    ),
+    Case(
+        "--resume and --out differ",
+        args=["run", "{task}", "--resume", "{dir}/a", "--out", "{dir}/b"],
+        says=("--resume and --out name different folders",),
+    ),
+    Case("--resume a folder with no run", args=["run", "{task}", "--resume", "{dir}"], says=("no run store",)),
+    # ---- methods and their options ----------------------------------------------------------------------------
+    Case("unknown method", _m({"name": "magic"}), says=("methods[0].name", "unknown method 'magic'", "head")),
+    Case("unknown option", _m({"name": "head", "CC": 1}), says=("methods[0].CC", "unknown option", "C, max_iter")),
+    Case("option of the wrong type", _m({"name": "head", "C": "big"}), says=("methods[0].C",)),
+    Case("option out of range", _m({"name": "few-shot", "k": 0}), says=("methods[0].k", "greater than or equal to 1")),
+    Case("more demonstrations than train", _m({"name": "few-shot", "k": 90}), says=("methods[0].k", "demonstrations")),
+    Case(
+        "train_size larger than train",
+        _m({"name": "head", "train_size": 10_000}),
+        says=("methods[0].train_size", "larger than the training split"),
+    ),
+    Case(
+        "train_size with train_per_class",
+        _m({"name": "head", "train_size": 5, "train_per_class": 2}),
+        says=("methods[0].train_size", "not both"),
+    ),
+    Case(
+        "train_per_class on a qa task",
+        {"kind": "qa", "model": SCRIPTED, **_m({"name": "prompt", "train_per_class": 2})},
+        files={"script.json": SCRIPT},
+        says=("methods[0].train_per_class", "train_size"),
+    ),
+    Case(
+        "a method for another task kind",
+        {"kind": "qa", **_m({"name": "head"})},
+        says=("methods[0].name", "head does not handle qa tasks"),
+    ),
+    Case(
+        "a prompt on the encoder",
+        _m({"name": "prompt"}),
+        says=("methods[0].name", "needs a model of kind", "zero-shot, few-shot, head"),
+    ),
+    Case("lora on the encoder", _m({"name": "lora"}), says=("methods[0].name", "needs a model of kind")),
+    Case(
+        "a method's model folder missing",
+        _m({"name": "head", "model": {"name": "./nowhere"}}),
+        says=("methods[0].model.name", "no such model folder"),
+    ),
+    Case(
+        "a method's model kind unknown",
+        _m({"name": "head", "model": {"name": "x", "kind": "telepathic"}}),
+        says=("methods[0].model.kind",),
+    ),
+    Case(
+        "a method's model of the wrong kind",
+        _m({"name": "head", "model": SCRIPTED}),
+        files={"script.json": SCRIPT},
+        says=("methods[0].model", "head needs a model of kind encoder", "prompt"),
+    ),
+    Case(
+        "scoring on a model that can't score",
+        _m({"name": "prompt", "model": SCRIPTED}),
+        files={"script.json": NO_SCORE},
+        says=("methods[0].mode", "missing capability: score_continuations"),
+    ),
+    Case(
+        "calibration on a model that can't score",
+        _m({"name": "prompt", "model": SCRIPTED, "scoring": "calibrated"}),
+        files={"script.json": NO_SCORE},
+        says=("methods[0].scoring", "score_continuations"),
+    ),
+    Case(
+        "truncate without a local tokenizer",
+        _m({"name": "prompt", "model": SCRIPTED, "truncate": True}),
+        files={"script.json": NO_TOKENIZER},
+        says=("methods[0].truncate", "local_tokenizer"),
+    ),
+    Case(
+        "chat on a model without chat",
+        _m({"name": "prompt", "model": SCRIPTED, "chat": "chat"}),
+        files={"script.json": NO_CHAT},
+        says=("methods[0].chat", "missing capability: chat"),
+    ),
+    Case(
+        "a verbalizer for an unknown label",
+        _m({"name": "prompt", "model": SCRIPTED, "verbalizers": {"x": "y"}}),
+        files={"script.json": SCRIPT},
+        says=("methods[0].verbalizers", "unknown labels: x"),
+    ),
+    Case(
+        "two labels share a verbalizer",
+        _m({"name": "prompt", "model": SCRIPTED, "verbalizers": {"sports": "fun", "cooking": "fun"}}),
+        files={"script.json": SCRIPT},
+        says=("methods[0].verbalizers.", "share the verbalizer"),
+    ),
+    Case(
+        "a variant sets something not a prompt part",
+        _m({"name": "prompt", "model": SCRIPTED, "variants": {"a": {"k": 3}}}),
+        files={"script.json": SCRIPT},
+        says=("methods[0].variants.a", "not a prompt part"),
+    ),
+    Case(
+        "an unknown part in the order",
+        _m({"name": "prompt", "model": SCRIPTED, "order": ["input", "poem"]}),
+        files={"script.json": SCRIPT},
+        says=("methods[0].order",),
+    ),
+    Case(
+        "the scripted model's file is not JSON",
+        _m({"name": "prompt", "model": SCRIPTED}),
+        files={"script.json": "{not json"},
+        says=("script.json", "can't read the scripted model"),
+    ),
+    Case(
+        "label description for an unknown label",
+        _m({"name": "zero-shot", "label_descriptions": {"x": "y"}}),
+        says=("methods[0].label_descriptions.x", "not a label"),
+    ),
+    Case(
+        "an empty label description",
+        _m({"name": "zero-shot", "label_descriptions": {"sports": ""}}),
+        says=("methods[0].label_descriptions.sports", "empty description"),
+    ),
+    Case(
+        "learning rate out of range",
+        {"model": SCRIPTED, **_m({"name": "encoder-full", "learning_rate": -1})},
+        files={"script.json": SCRIPT},
+        says=("methods[0].learning_rate",),
+    ),
+    # ---- templates --------------------------------------------------------------------------------------------
+    Case(
+        "template syntax error",
+        _m({"name": "zero-shot", "templates": ["{{ text "]}),
+        says=("methods[0].templates[0]", "template syntax error at line 1"),
+    ),
+    Case(
+        "template names a missing field",
+        _m({"name": "zero-shot", "templates": ["{{ title }}"]}),
+        says=("methods[0].templates[0]", "'title'", "available: text"),
+    ),
+    Case(
+        "template reaches for internals",
+        _m({"name": "zero-shot", "templates": ["{{ text.__class__.__mro__ }}"]}),
+        says=("methods[0].templates[0]",),
+    ),
+    Case(
+        "template calls a method to reach internals",
+        _m({"name": "zero-shot", "templates": ["{{ text.format.__globals__ }}"]}),
+        says=("methods[0].templates[0]",),
+    ),
+    *[
+        Case(
+            f"hostile template: {name}",
+            _m({"name": "zero-shot", "templates": [source]}),
+            says=("methods[0].templates[0]", "refused"),
+        )
+        for name, source in HOSTILE.items()
+    ],
+    # ---- the data ---------------------------------------------------------------------------------------------
+    Case(
+        "a line that is not JSON",
+        rows=_with({6: '{"id": "x", "text": "half a row'}),
+        says=("data.jsonl:7", "not valid JSON"),
+    ),
+    Case(
+        "an empty input text",
+        rows=_with({11: {"id": "e", "text": "  ", "label": "sports"}}),
+        says=("data.jsonl:12", "empty input text"),
+    ),
+    Case(
+        "a missing label",
+        rows=_with({3: {"id": "n", "text": "No label.", "label": None}}),
+        says=("data.jsonl:4", "'label'"),
+    ),
+    Case("a row that is not an object", rows=_with({5: "[1, 2, 3]"}), says=("data.jsonl:6",)),
+    Case("a duplicate id", rows=_with({7: {**ROWS[7], "id": ROWS[0]["id"]}}), says=("duplicate id",)),
+    Case(
+        "a label outside the declared set",
+        {"labels": ["cooking", "sports", "weather"]},
+        rows=_with({20: {"id": "u", "text": "Stocks fell.", "label": "finance"}}),
+        says=("data.jsonl:21", "finance"),
+    ),
+    Case(
+        "a bad row skipped and counted",
+        {"on_bad_rows": "skip", **_m({"name": "zero-shot"})},
+        rows=_with({6: "{not json", 11: {"id": "e", "text": " ", "label": "sports"}}),
+        code=0,
+        says=("2 rows skipped",),
+    ),
+    # ---- run folders and stores -------------------------------------------------------------------------------
+    Case(
+        "a new run into a folder holding a run",
+        _m({"name": "zero-shot"}),
+        setup=_a_run,
+        args=["run", "{task}", "--out", "{dir}/run"],
+        says=("already holds a run", "--resume"),
+    ),
+    Case(
+        "a resume with another configuration",
+        _m({"name": "zero-shot"}),
+        setup=_a_run,
+        args=["run", "{task}", "seed=5", "--resume", "{dir}/run"],
+        says=("refusing to resume", "seed: 0 in the run"),
+    ),
+    Case("a report of a folder with no run", args=["report", "{dir}"], says=("no run store",)),
+    Case("a report of an older store", setup=_old_store, args=["report", "{dir}/old"], says=("older tailor", "schema")),
+    Case(
+        "a resume of an older store",
+        setup=_old_store,
+        args=["run", "{task}", "--resume", "{dir}/old"],
+        says=("older tailor",),
+    ),
+    Case(
+        "a report of a damaged store",
+        setup=_garbage_store,
+        args=["report", "{dir}/junk"],
+        says=("is not a tailor run store, or it is damaged", "tailor predict"),
+    ),
+    # ---- predict ----------------------------------------------------------------------------------------------
+    Case(
+        "predict from a folder that is not an adapted model",
+        args=["predict", "{dir}", "{dir}/data.jsonl"],
+        says=("not an adapted model folder", "adapted.json"),
+    ),
+    Case(
+        "predict from a missing folder",
+        args=["predict", "{dir}/nowhere", "{dir}/data.jsonl"],
+        says=("not an adapted model folder",),
+    ),
+    Case(
+        "predict on a missing input file",
+        _m({"name": "zero-shot"}),
+        setup=_a_run,
+        args=["predict", "{dir}/run/adapted/zero-shot", "{dir}/absent.jsonl"],
+        says=("absent.jsonl", "not found"),
+    ),
+    Case(
+        "predict on inputs without the input field",
+        _m({"name": "zero-shot"}),
+        setup=_a_run,
+        files={"in.jsonl": '{"body": "x"}\n'},
+        args=["predict", "{dir}/run/adapted/zero-shot", "{dir}/in.jsonl"],
+        says=("in.jsonl:1", "'text'"),
+    ),
+    Case(
+        "predict on an input line that is not JSON",
+        _m({"name": "zero-shot"}),
+        setup=_a_run,
+        files={"in.jsonl": '{"text": "x"\n'},
+        args=["predict", "{dir}/run/adapted/zero-shot", "{dir}/in.jsonl"],
+        says=("in.jsonl:1", "not valid JSON"),
+    ),
+    # ---- other commands ---------------------------------------------------------------------------------------
+    Case("methods: an unknown method", args=["methods", "magic"], says=("unknown method 'magic'",)),
+    Case(
+        "make-tiny-lm: an unknown architecture",
+        args=["make-tiny-lm", "{dir}/m", "--arch", "gpt9"],
+        says=("--arch", "llama, qwen2 or t5"),
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input(case: Case, tmp_path: Path) -> None:
+    folder = tmp_path / "task"
+    folder.mkdir()
+    rows = ROWS if case.rows is None else case.rows
+    if isinstance(rows, bytes):
+        (folder / "data.jsonl").write_bytes(rows)
+    else:
+        write_jsonl(folder / "data.jsonl", rows)
+    doc = case.doc.get("__doc__") or task_doc(**{"methods": [{"name": "zero-shot"}], **case.doc})
+    (folder / "task.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    for name, content in case.files.items():
+        (folder / name).write_bytes(content) if isinstance(content, bytes) else (folder / name).write_text(content)
+    if case.setup:
+        case.setup(folder)
+    task = folder / "task.yaml"
+    args = case.args or ["run", "{task}", "--out", "{dir}/run2", "--quiet"]
+    args = [a.replace("{task}", str(task)).replace("{dir}", str(folder)) for a in args]
+    result = CliRunner().invoke(app, args, terminal_width=400)
+    out = squash(result.output)
+    assert "Traceback" not in result.output, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exit_code == case.code, out
+    for text in case.says:
+        assert squash(text.replace("{task}", str(task)).replace("{dir}", str(folder))) in out, out
+
+
+def test_the_catalogue_is_big_enough() -> None:
+    assert len(CASES) >= 100, len(CASES)
+    assert len({c.id for c in CASES}) == len(CASES), "case names are unique"
