@@ -18,6 +18,7 @@ from tailor.config import load_task
 from tailor.errors import TailorError, TaskFileError
 from tailor.report import build_report, write_reports
 from tailor.run import run_task
+from tailor.shared import shown_path
 from tailor.store import SCHEMA_VERSION, OldStoreError, RunStore
 from tailor.testing import tiny_lm_path
 
@@ -105,7 +106,8 @@ def test_every_trial_has_usage_in_the_store_and_the_reports(mixed_run) -> None:
     assert rows["few"]["usage"]["test_per_1k"]["input_tokens"] > rows["zero"]["usage"]["test_per_1k"]["input_tokens"]
     assert rows["lora"]["costs"]["adapt_flops"] > 0 and rows["zero"]["costs"]["adapt_flops"] == 0
     report = json.loads((run_dir / "report.json").read_text())
-    assert {m["name"] for m in report["models"]} == {r["model"] for r in rows.values()}
+    # the report shows local models relative to the task file's folder (the run's parent here)
+    assert {m["name"] for m in report["models"]} == {shown_path(r["model"], run_dir.parent) for r in rows.values()}
     for row in report["leaderboard"]:
         assert row["usage"]["test_per_1k"]["flops"] > 0 and row["model"]
     md = (run_dir / "report.md").read_text()

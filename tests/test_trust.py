@@ -22,6 +22,7 @@ from tailor.methods import METHODS
 from tailor.predict import load_adapted
 from tailor.report import build_report, write_reports
 from tailor.run import run_task
+from tailor.shared import shown_path
 
 # ---------------------------------------------------------------------------------------------- a small real run
 
@@ -312,7 +313,13 @@ def test_a_run_left_running_without_its_lock_is_reported_stopped(task_folder: Pa
     assert report["status"] == "stopped"
     md = squash(write_reports(run_dir)["md"].read_text())
     assert "run stopped" in md and "stopped before its end; continue it with" in md
-    assert f"--resume {run_dir}" in md
+    from tailor.store import RunStore
+
+    assert not Path(json.loads((run_dir / "report.json").read_text())["task_file"]).is_absolute()
+    store = RunStore.open_existing(run_dir)
+    task_folder_then = Path(store.run()["task_file"]).resolve().parent
+    store.close()
+    assert f"--resume {shown_path(str(run_dir), task_folder_then)}" in md  # a report names no absolute folder
     assert "stopped before its end" in (run_dir / "report.html").read_text()
     result = CliRunner().invoke(app, ["report", str(run_dir)], terminal_width=200)
     assert result.exit_code == 0 and "(stopped)" in squash(result.output), result.output

@@ -118,6 +118,8 @@ class Adapted(Protocol):
     #   demonstrations for few-shot); the training split's size when absent.
     # - `adapt_usage: tailor.usage.Usage`, what adapting cost (training FLOPs, tokens read while adapting).
     # - `details: dict`, what the method reports about itself (fine-tuning: data, audits, training).
+    # - `truncated: int`, a running count of inputs cut to fit the model while predicting (or the same count on its
+    #   `encoder`); the runner stores its change over dev and test as `details["truncated"]`.
 
     def predict(self, examples: Sequence[Example]) -> list[Prediction]:
         """One prediction per example, in order, each with the :class:`~tailor.usage.Usage` of its query."""

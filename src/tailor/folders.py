@@ -8,6 +8,7 @@ split as it did; what it finished is kept (:class:`Resume`).
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +36,21 @@ def new_run_dir(spec: TaskSpec, root: Path) -> Path:
     while path.exists():
         path, n = root / f"{safe_name(spec.name)}-{stamp}-{n}", n + 1
     return path
+
+
+def make_run_dir(run_dir: Path) -> None:
+    """Create ``run_dir`` (and its parents) for writing, or say plainly why it can't be: a read-only folder or a full
+    disk is the user's to fix by choosing another ``--out``, not a traceback."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TailorError(
+            f"can't create the run folder {run_dir}: {exc.strerror or exc}"
+            + (f" ({exc.filename})" if exc.filename and str(exc.filename) != str(run_dir) else "")
+            + "; choose another --out, in a folder you can write to"
+        ) from None
+    if not os.access(run_dir, os.W_OK | os.X_OK):
+        raise TailorError(f"can't write to the run folder {run_dir}: permission denied; choose another --out")
 
 
 def config_differences(old: Any, new: Any, where: str = "") -> list[str]:

@@ -119,6 +119,9 @@ def _model_spec(model: dict[str, Any], meta_file: Path) -> ModelSpec:
         key = ".".join(["model", *(str(part) for part in err["loc"])])
         raise TailorError(f"{meta_file}: {key}: {err['msg']}; the folder's {ADAPTED_FILE} is damaged") from None
     local = Path(os.path.expanduser(spec.name))  # not Path.expanduser: `~nobody` would raise
+    beside = meta_file.parent / spec.name
+    if spec.name.startswith(".") and (beside.is_dir() or beside.is_file()):  # a run's own model, kept relative
+        return spec.model_copy(update={"name": str(beside.resolve())})
     if local.is_dir() or local.is_file():
         return spec
     if ".." not in spec.name and _HUB_ID.fullmatch(spec.name):

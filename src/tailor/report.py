@@ -18,10 +18,23 @@ from .folders import run_is_live
 from .metrics import METRICS, compare_all
 from .outcomes import scored_value
 from .render import render_html, render_markdown
+from .shared import shared, shown_path
 from .store import RunStore
 
 
 def build_report(run_dir: Path) -> dict[str, Any]:
+    """The report of the run in ``run_dir``, its paths shown relative to the task file's folder (see
+    :func:`tailor.shared.shown_path`): a report is meant to be shared, the user's folders are not."""
+    report = _full_report(run_dir)
+    return shared(report, _task_folder(report.get("task_file"), run_dir))
+
+
+def _task_folder(task_file: str | None, run_dir: Path) -> Path:
+    """The folder the task file's relative paths start from; the run folder when the run had no task file."""
+    return Path(task_file).resolve().parent if task_file else run_dir.resolve()
+
+
+def _full_report(run_dir: Path) -> dict[str, Any]:
     store = RunStore.open_existing(run_dir)
     try:
         run = store.run()
@@ -257,17 +270,19 @@ def summarize(report: dict[str, Any]) -> dict[str, Any]:
 
 def write_reports(run_dir: Path) -> dict[str, Path]:
     """Write report.json, report.md and report.html (and the summary, if the task asks) from the store."""
-    report = build_report(run_dir)
+    full = _full_report(run_dir)
+    report = shared(full, _task_folder(full.get("task_file"), run_dir))
     paths = {"json": run_dir / "report.json", "md": run_dir / "report.md", "html": run_dir / "report.html"}
     paths["json"].write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str))
     paths["md"].write_text(render_markdown(report))
     paths["html"].write_text(render_html(report))
-    summary_to = report["config"].get("summary")
+    summary_to = full["config"].get("summary")  # as the task file gave it, to find where it goes
     if summary_to:
         target = Path(summary_to)
-        if not target.is_absolute() and report.get("task_file"):
-            target = Path(report["task_file"]).resolve().parent / target
+        if not target.is_absolute() and full.get("task_file"):
+            target = Path(full["task_file"]).resolve().parent / target
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps({**summarize(report), "run_dir": str(run_dir.resolve())}, indent=2))
+        run_at = shown_path(str(run_dir.resolve()), target.parent.resolve())  # relative to the summary itself
+        target.write_text(json.dumps({**summarize(report), "run_dir": run_at}, indent=2))
         paths["summary"] = target
     return paths

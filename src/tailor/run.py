@@ -25,12 +25,13 @@ from .contract import Adapted, Context
 from .data import TaskData, load_task_data
 from .errors import MethodError, TailorError
 from .evaluate import predict_all, score_split, usage_summary
-from .folders import Resume, check_same_data, resume_plan, run_lock, safe_name
+from .folders import Resume, check_same_data, make_run_dir, resume_plan, run_lock, safe_name
 from .methods import METHODS
 from .plan import Trial, plan_trials, prepare_trials, task_info
 from .processes import on_rank0, process_rank
 from .progress import NULL_PROGRESS, Progress
 from .record import dir_size, git_revision, versions, write_meta
+from .shared import model_name_for_meta, share_adapter_configs, shown_path
 from .store import RunStore, TrialResult
 from .types import Split, adapting
 from .usage import NO_USAGE
@@ -76,7 +77,7 @@ def run_task(
             progress.log(
                 f"[bold]{trial.name}[/bold] ({route}, {trial.model.name}) {uses} {len(train)} training examples"
             )
-            result = run_trial(spec, trial, ctx, train, data, run_dir, store, progress, rank)
+            result = run_trial(spec, trial, ctx, train, data, run_dir, store, progress, rank, base=base)
             progress.log(_one_line(result))
     return run_dir
 
@@ -104,7 +105,7 @@ def _open_store(
     if rank != 0:
         yield None
         return
-    run_dir.mkdir(parents=True, exist_ok=True)
+    make_run_dir(run_dir)
     with run_lock(run_dir):
         store = RunStore(run_dir)
         status = "failed"
@@ -142,8 +143,12 @@ def run_trial(
     store: RunStore | None,
     progress: Progress,
     rank: int = 0,
+    base: Path | None = None,
 ) -> TrialResult:
-    """Adapt one trial and, on rank 0, evaluate, save and store it. Returns its result."""
+    """Adapt one trial and, on rank 0, evaluate, save and store it. Returns its result.
+
+    ``base`` is the task file's folder: saved files meant to be shared name the model relative to it.
+    """
     method = METHODS[trial.method]
     result = TrialResult(
         method=trial.name,
@@ -172,7 +177,7 @@ def run_trial(
             result.status = "ok"
             return result
         predictions = _evaluate(spec, trial, adapted, data, ctx, progress, result)
-        result.adapted_dir, disk = _save(adapted, trial, ctx, spec, run_dir)
+        result.adapted_dir, disk = _save(adapted, trial, ctx, run_dir, base)
         result.n_train = int(getattr(adapted, "examples_used", len(train)))
         result.costs.update(
             adapt_seconds=adapt_seconds,
@@ -198,15 +203,22 @@ def _evaluate(spec, trial, adapted: Adapted, data: TaskData, ctx: Context, progr
     labels, kind, names = data.labels, spec.kind, spec.metric_names
     predictions: dict[str, list] = {}
     dev_preds: list = []
+    truncated: dict[str, int] = {}
     if data.dev is not None:
+        before = _truncated_so_far(adapted)
         dev_preds = predict_all(adapted, data.dev.examples, progress, f"{trial.name}: dev")
+        _count_truncated(truncated, "dev", before, adapted)
         result.dev = score_split(kind, names, labels, data.dev.examples, dev_preds)
         predictions["dev"] = list(zip(data.dev.examples, dev_preds))
     test = data.test.open()
     with ctx.models.cache_disabled():
+        before = _truncated_so_far(adapted)
         t0 = time.perf_counter()
         test_preds = predict_all(adapted, test.examples, progress, f"{trial.name}: test")
         predict_seconds = time.perf_counter() - t0
+        _count_truncated(truncated, "test", before, adapted)
+    if truncated:  # inputs the model read only the start of: a score on them is a score on less than the input
+        result.details = {**(result.details or {}), "truncated": truncated}
     ci = (spec.stats.bootstrap, spec.stats.confidence, spec.seed)
     result.test = score_split(kind, names, labels, test.examples, test_preds, ci)
     result.costs["predict_seconds_per_1k"] = 1000 * predict_seconds / max(1, len(test))
@@ -215,12 +227,30 @@ def _evaluate(spec, trial, adapted: Adapted, data: TaskData, ctx: Context, progr
     return predictions
 
 
-def _save(adapted: Adapted, trial: Trial, ctx: Context, spec: TaskSpec, run_dir: Path) -> tuple[str, int]:
+def _truncated_so_far(adapted: Adapted) -> int | None:
+    """Inputs cut to fit the model so far, by the adapted model's own count or its frozen encoder's (shared between
+    trials, so only a difference means anything); None when neither counts."""
+    for owner in (adapted, getattr(adapted, "encoder", None)):
+        n = getattr(owner, "truncated", None)
+        if isinstance(n, int) and not isinstance(n, bool):
+            return n
+    return None
+
+
+def _count_truncated(counts: dict[str, int], split: str, before: int | None, adapted: Adapted) -> None:
+    after = _truncated_so_far(adapted)
+    if before is not None and after is not None:
+        counts[split] = after - before
+
+
+def _save(adapted: Adapted, trial: Trial, ctx: Context, run_dir: Path, base: Path | None) -> tuple[str, int]:
     out_dir = run_dir / "adapted" / safe_name(trial.name)
     shutil.rmtree(out_dir, ignore_errors=True)  # an earlier attempt's files, when resumed
     out_dir.mkdir(parents=True, exist_ok=True)
     adapted.save(out_dir)
-    write_adapted_meta(out_dir, trial.method, trial.name, trial.options, ctx)
+    # PEFT records the absolute path it loaded the model from; tailor reloads from adapted.json, not from there
+    share_adapter_configs(out_dir, shown_path(ctx.model.name, base or run_dir.resolve()))
+    write_adapted_meta(out_dir, trial.method, trial.name, trial.options, ctx, run_dir)
     return str(out_dir.relative_to(run_dir)), dir_size(out_dir)
 
 
@@ -231,8 +261,16 @@ def _failed(result: TrialResult, exc: Exception, store: RunStore | None, progres
     progress.log(f"[red]{result.method} failed:[/red] {result.error}")
 
 
-def write_adapted_meta(path: Path, registered: str, name: str, options: Any, ctx: Context) -> None:
-    """``adapted.json``: what `tailor predict` needs to load the folder on its own (method, task, seed, model)."""
+def write_adapted_meta(
+    path: Path, registered: str, name: str, options: Any, ctx: Context, run_dir: Path | None = None
+) -> None:
+    """``adapted.json``: what `tailor predict` needs to load the folder on its own (method, task, seed, model).
+
+    A model inside or beside ``run_dir`` is named relative to ``path``, so the run and its models move together.
+    """
+    model = ctx.model.model_dump(mode="json")
+    if run_dir is not None:
+        model["name"] = model_name_for_meta(model["name"], path, run_dir)
     write_meta(
         path,
         method=registered,
@@ -240,7 +278,7 @@ def write_adapted_meta(path: Path, registered: str, name: str, options: Any, ctx
         options=options.model_dump(mode="json"),
         seed=ctx.seed,
         task=ctx.task.to_dict(),
-        model=ctx.model.model_dump(mode="json"),
+        model=model,
     )
 
 

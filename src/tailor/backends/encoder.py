@@ -41,6 +41,8 @@ class Encoder:
         self._cache: dict[str, np.ndarray] | None = {} if cache else None
         self._bypass = False
         self._per_token: int | None = None
+        self.truncated = 0
+        """Texts cut to the model's ``max_seq_length`` so far (counted with their usage; the runner reads it)."""
 
     @contextmanager
     def cache_disabled(self) -> Iterator[None]:
@@ -85,11 +87,18 @@ class Encoder:
         return self._per_token
 
     def token_counts(self, texts: Sequence[str]) -> list[int]:
-        """Tokens of each text as the model reads it: special tokens added, truncated to its ``max_seq_length``."""
+        """Tokens of each text as the model reads it: special tokens added, truncated to its ``max_seq_length``.
+
+        A text longer than that is counted in :attr:`truncated`: the model reads only its start.
+        """
         if not texts:
             return []
-        enc = self.model.tokenizer(list(texts), truncation=True, max_length=self.model.max_seq_length, verbose=False)
-        return [len(ids) for ids in enc["input_ids"]]
+        limit = self.model.max_seq_length
+        # One token over the limit is enough to tell a text was cut, without keeping a huge input's every token.
+        enc = self.model.tokenizer(list(texts), truncation=True, max_length=limit + 1, verbose=False)
+        counts = [len(ids) for ids in enc["input_ids"]]
+        self.truncated += sum(n > limit for n in counts)
+        return [min(n, limit) for n in counts]
 
     def usage_of(self, texts: Sequence[str]) -> list[Usage]:
         """What embedding each text costs: one query, its tokens, each through a forward pass."""

@@ -13,6 +13,7 @@ the same backend as a prompted one. :data:`KIND` is the registry's loader for th
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any, Literal
@@ -344,7 +345,15 @@ class LanguageModel:
                 ids, mask = pad_rows(
                     [encoded[b] for b in batch], self.tokenizer.pad_token_id, left=self.kind == "causal"
                 )
-                new = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), **options)
+                with warnings.catch_warnings():
+                    # Some transformers versions warn about their own T5 internals here, on every batch; it is
+                    # nothing the user did or can change, so exactly that warning is hidden.
+                    warnings.filterwarnings(
+                        "ignore", message=r"Both `past_key_values` and `cache`", category=FutureWarning
+                    )
+                    new = self.model.generate(
+                        input_ids=ids.to(self.device), attention_mask=mask.to(self.device), **options
+                    )
                 # causal: the prompt comes back in front; seq2seq: the decoder's start token does
                 new = new[:, ids.shape[1] :] if self.kind == "causal" else new[:, 1:]
                 for r, b in enumerate(batch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from ..config import ModelSpec
@@ -23,36 +24,81 @@ def resolve_path(name: str) -> str:
     return str(Path(name).expanduser()) if Path(name).expanduser().exists() else name
 
 
+# A Hugging Face hub id: NAME or OWNER/NAME, of letters, digits and ``_.-``.
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?", re.ASCII)
+
+# What a model folder holds for tailor to know what it is.
+_EXPECTED_FILES = "config.json (a Hugging Face transformers model) or modules.json (a sentence-transformers model)"
+
+
+def could_be_hub_id(name: str) -> bool:
+    """Whether ``name`` has the form of a hub id (``NAME`` or ``OWNER/NAME``), so a folder of that name that doesn't
+    exist may still be on the hub."""
+    return _HUB_ID.fullmatch(name) is not None and ".." not in name
+
+
+def _no_such_model(name: str, why: str) -> TailorError:
+    beside = f" (a folder beside the task file is named with a leading ./, e.g. ./{name})" if "/" in name else ""
+    return TailorError(f"model.name: no model folder or file {name} exists{beside}, and {why}")
+
+
+def _folder_contents(path: Path) -> str:
+    names = sorted(p.name for p in path.iterdir())
+    return ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "") if names else "nothing"
+
+
 def model_kind(spec: ModelSpec) -> str:
-    """The spec's kind, reading the model's configuration when it says `auto`."""
+    """The spec's kind, reading the model's configuration when it says `auto`.
+
+    Raises:
+        TailorError: (at ``model.name``) no such folder or file exists and the name can't be read from the hub (not
+            a hub id, or the hub is offline or has no such model), or the folder holds no model tailor recognises.
+    """
     looks_local = spec.name.startswith((".", "/", "~")) or Path(spec.name).suffix in (".json", ".yaml", ".yml")
     if looks_local and not Path(spec.name).expanduser().exists():
         raise TailorError(f"model.name: no such model folder or file: {spec.name}")
+    path = Path(resolve_path(spec.name))
+    if not path.exists() and not could_be_hub_id(spec.name):
+        raise _no_such_model(spec.name, "it is not a hub id either (a hub id is NAME or OWNER/NAME)")
+    if path.is_dir() and not (path / "modules.json").is_file() and not (path / "config.json").is_file():
+        # Whatever the kind, a folder is read by transformers or sentence-transformers: say what they look for.
+        raise TailorError(
+            f"model.name: {path} holds no model tailor can read: expected {_EXPECTED_FILES}, found "
+            f"{_folder_contents(path)}; give the folder the model was saved to (save_pretrained writes config.json)"
+        )
     if spec.kind != "auto":
         return spec.kind
-    path = Path(resolve_path(spec.name))
     if path.is_file() and path.suffix == ".json":  # a script of answers for the scripted fake LM
         return "scripted"
     if path.is_dir():
         if (path / "modules.json").is_file():
             return "encoder"
-        config_file = path / "config.json"
-        if not config_file.is_file():
-            raise TailorError(f"model.name: {path} has no config.json; set model.kind explicitly")
-        config = json.loads(config_file.read_text())
+        config = json.loads((path / "config.json").read_text())
     else:
-        try:
-            from transformers import AutoConfig
-
-            config = AutoConfig.from_pretrained(str(path), trust_remote_code=spec.trust_remote_code).to_dict()
-        except Exception as exc:
-            raise TailorError(f"model.name: can't read the configuration of {spec.name!r}: {exc}") from None
+        config = _hub_config(spec)
     archs = config.get("architectures") or []
     if any(a.endswith("ForCausalLM") for a in archs):
         return "causal"
     if config.get("is_encoder_decoder"):
         return "seq2seq"
     return "encoder"
+
+
+def _hub_config(spec: ModelSpec) -> dict:
+    """The configuration of the hub model ``spec`` names (from the local cache when offline)."""
+    from huggingface_hub import constants
+
+    try:
+        from transformers import AutoConfig
+
+        return AutoConfig.from_pretrained(spec.name, trust_remote_code=spec.trust_remote_code).to_dict()
+    except Exception as exc:
+        offline = constants.HF_HUB_OFFLINE or "connect" in str(exc) or "offline" in str(exc).lower()
+        if offline:
+            raise _no_such_model(
+                spec.name, "the hub can't be reached (offline) to look it up as a hub id, nor is it in the local cache"
+            ) from None
+        raise TailorError(f"model.name: can't read the configuration of {spec.name!r}: {exc}") from None
 
 
 def count_parameters(spec: ModelSpec, kind: str) -> int | None:

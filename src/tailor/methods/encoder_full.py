@@ -52,6 +52,8 @@ class EncoderFullAdapted:
     batch_size: int = 64
     adapt_usage: Usage = NO_USAGE
     """Training (every token, every epoch) plus the per-epoch dev evaluations."""
+    truncated: int = 0
+    """Inputs cut to the tokenizer's ``model_max_length`` while predicting, so far (the runner reports them)."""
 
     @property
     def trainable_params(self) -> int:
@@ -73,6 +75,7 @@ class EncoderFullAdapted:
             for start in range(0, len(examples), self.batch_size):
                 batch = examples[start : start + self.batch_size]
                 texts = [ex.text for ex in batch]
+                self.truncated += self._over_limit(texts)
                 enc = self.tokenizer(texts, padding=True, truncation=True, return_tensors="pt").to(self.model.device)
                 probs = torch.softmax(self.model(**enc).logits.float(), dim=-1).cpu().numpy()
                 lengths = enc["attention_mask"].sum(dim=1).tolist()
@@ -82,6 +85,14 @@ class EncoderFullAdapted:
                     usage = query_usage(per_token, int(n))
                     out.append(Prediction(id=ex.id, output=best, label=best, scores=scores, usage=usage))
         return out
+
+    def _over_limit(self, texts: list[str]) -> int:
+        """How many of ``texts`` are longer than what ``truncation=True`` keeps (one token over tells)."""
+        limit = self.tokenizer.model_max_length
+        if limit is None or limit > 1_000_000:  # no real limit set: nothing is cut
+            return 0
+        ids = self.tokenizer(texts, truncation=True, max_length=limit + 1, verbose=False)["input_ids"]
+        return sum(len(i) > limit for i in ids)
 
     def save(self, path: Path) -> None:
         # An ordinary HF folder: AutoModelForSequenceClassification / AutoTokenizer load it as it is.

@@ -48,6 +48,8 @@ class SeqClsAdapted:
     batch_size: int = 32
     adapt_usage: Usage = NO_USAGE
     """Training (tokens trained, their FLOPs) plus the dev predictions made while training."""
+    truncated: int = 0
+    """Inputs shortened to fit ``max_length`` so far (the runner reports its change while predicting)."""
 
     def encode(self, examples: Sequence[Example]) -> tuple[list[Encoded], list[str]]:
         """Each example's prompt tokens, and the prompt text they come from (shortened when it was too long)."""
@@ -56,6 +58,7 @@ class SeqClsAdapted:
         ids = lm.encode(prompts)
         for i, row in enumerate(ids):
             if len(row) > self.max_length:  # shorten the input, as the prompt route does; the template stays
+                self.truncated += 1
                 _, prompts[i] = shorten_to_fit(
                     examples[i], lambda e: self.predictor.render([e])[0], lm.count_tokens, self.max_length
                 )

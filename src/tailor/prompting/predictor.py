@@ -83,6 +83,8 @@ class PromptAdapted:
             demonstrations.
         bias: Calibration: the content-free log-probabilities of each label.
         adapt_usage: What adapting cost: the calibration queries and embedding the demonstration pool.
+        truncated: Inputs shortened to fit the context (``truncate: true``) while predicting, so far; the runner
+            reports its change over each split.
     """
 
     lm: Any
@@ -96,6 +98,7 @@ class PromptAdapted:
     bias: np.ndarray | None = None
     trainable_params: int = 0
     adapt_usage: Usage = NO_USAGE
+    truncated: int = 0
 
     @property
     def examples_used(self) -> int:
@@ -175,6 +178,7 @@ class PromptAdapted:
                 f"tokens with {budget} for the answer): {ids}; shorten the prompt or set truncate: true",
                 key="truncate",
             )
+        self.truncated += len(too_long)
         for i in too_long:
             examples[i], texts[i] = shorten_to_fit(
                 examples[i], lambda e: self.render([e])[0], self.lm.count_tokens, limit

@@ -110,15 +110,32 @@ def _plain(value: Any) -> Any:
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write ``state`` to ``path`` (and its identity file beside it), each through a temporary file renamed into place.
+
+    Raises:
+        MethodError: The write failed (a full disk, a read-only folder); no temporary file is left behind, and the
+            previous checkpoint, if any, is still whole.
+    """
     import torch
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # The identity first: whenever a checkpoint exists, so does the file saying whose it is (a run's fingerprint
-    # never changes, so an identity file a step ahead of its checkpoint still tells the truth).
     identity = _identity_file(path)
-    tmp = identity.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"fingerprint": state["fingerprint"], "per_step": state["per_step"]}), encoding="utf-8")
-    os.replace(tmp, identity)
-    tmp = path.with_suffix(".tmp")
-    torch.save(_plain(state), tmp)
-    os.replace(tmp, path)  # a kill mid-write leaves the previous checkpoint whole
+    written = [identity.with_suffix(".json.tmp"), path.with_suffix(".tmp")]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # The identity first: whenever a checkpoint exists, so does the file saying whose it is (a run's fingerprint
+        # never changes, so an identity file a step ahead of its checkpoint still tells the truth).
+        written[0].write_text(
+            json.dumps({"fingerprint": state["fingerprint"], "per_step": state["per_step"]}), encoding="utf-8"
+        )
+        os.replace(written[0], identity)
+        torch.save(_plain(state), written[1])
+        os.replace(written[1], path)  # a kill mid-write leaves the previous checkpoint whole
+    except OSError as exc:
+        for tmp in written:  # a half-written file would only fill the disk further
+            tmp.unlink(missing_ok=True)
+        reason = exc.strerror or str(exc)
+        raise MethodError(
+            f"can't write the checkpoint {path}: {reason}; free some space or make the run folder writable, "
+            "then continue the run with --resume",
+            key="checkpoint",
+        ) from None
