@@ -84,6 +84,11 @@ def _a_run(folder: Path) -> None:
     assert result.exit_code == 0, result.output
 
 
+def _a_run_then_damage(folder: Path) -> None:
+    _a_run(folder)
+    (folder / "run" / "adapted" / "zero-shot" / "adapted.json").write_text('{"method": "zero-shot", "seed": "x"')
+
+
 CASES: list[Case] = [
     # ---- the task file --------------------------------------------------------------------------------------
     Case("unknown top-level key", {"seeed": 3}, says=("{task}: seeed: unknown key",)),
@@ -325,7 +330,68 @@ CASES: list[Case] = [
         code=0,
         says=("2 rows skipped",),
     ),
+    Case(
+        "bytes that are not UTF-8",
+        rows=(json.dumps(ROWS[0]) + "\n").encode() + b'{"id": "b", "text": "\xff\xfe"}\n',
+        says=("data.jsonl:2", "not valid UTF-8"),
+    ),
+    Case(
+        "bytes that are not UTF-8, skipped",
+        {"on_bad_rows": "skip"},
+        rows=b"".join((json.dumps(r) + "\n").encode() for r in ROWS[:60]) + b'{"id": "b", "text": "\xff"}\n',
+        code=0,
+        says=("1 rows skipped",),
+    ),
+    Case("an empty data file", rows=b"", says=("data.jsonl", "is empty")),
+    Case(
+        "a ragged CSV row",
+        {"data": {"path": "data.csv"}},
+        files={
+            "data.csv": "id,text,label\n"
+            + "".join(f"{r['id']},{r['text'].replace(',', ' ')},{r['label']}\n" for r in ROWS[:40])
+            + "x,too,many,fields\n"
+        },
+        says=("data.csv:42", "has 4 fields, the header has 3"),
+    ),
+    Case(
+        "labels differing only in case",
+        rows=_with({4: {**ROWS[4], "label": ROWS[4]["label"].upper()}}),
+        says=("differ only in case",),
+    ),
+    Case(
+        "a label with surrounding spaces is the same label",
+        rows=_with({4: {**ROWS[4], "label": ROWS[4]["label"] + " "}}),
+        code=0,
+        says=("finished",),
+    ),
+    Case(
+        "ids numbered from 0 in every given split file",
+        {"data": {"train": "train.jsonl", "test": "test.jsonl"}},
+        files={
+            "train.jsonl": "".join(json.dumps({**r, "id": str(i)}) + "\n" for i, r in enumerate(ROWS[:60])),
+            "test.jsonl": "".join(json.dumps({**r, "id": str(i)}) + "\n" for i, r in enumerate(ROWS[60:])),
+        },
+        code=0,
+        says=("finished",),
+    ),
+    Case(
+        "given split files with splits that fit one file only",
+        {"data": {"train": "train.jsonl", "test": "test.jsonl"}, "splits": {"train": 1.0, "dev": 0.0, "test": 0.0}},
+        files={
+            "train.jsonl": "".join(json.dumps(r) + "\n" for r in ROWS[:60]),
+            "test.jsonl": "".join(json.dumps(r) + "\n" for r in ROWS[60:]),
+        },
+        code=0,
+        says=("finished",),
+    ),
     # ---- run folders and stores -------------------------------------------------------------------------------
+    Case(
+        "--out a folder of the user's own",
+        files={"mine/report.md": "my notes"},
+        args=["run", "{task}", "--out", "{dir}/mine"],
+        says=("is not empty and is not a tailor run",),
+    ),
+    Case("--out a file", args=["run", "{task}", "--out", "{dir}/data.jsonl"], says=("is a file",)),
     Case(
         "a new run into a folder holding a run",
         _m({"name": "zero-shot"}),
@@ -388,6 +454,21 @@ CASES: list[Case] = [
         args=["predict", "{dir}/run/adapted/zero-shot", "{dir}/in.jsonl"],
         says=("in.jsonl:1", "not valid JSON"),
     ),
+    Case(
+        "predict from a damaged adapted.json",
+        _m({"name": "zero-shot"}),
+        setup=_a_run_then_damage,
+        args=["predict", "{dir}/run/adapted/zero-shot", "{dir}/data.jsonl"],
+        says=("adapted.json",),
+    ),
+    Case(
+        "predict on an empty input file",
+        _m({"name": "zero-shot"}),
+        setup=_a_run,
+        files={"empty.jsonl": ""},
+        args=["predict", "{dir}/run/adapted/zero-shot", "{dir}/empty.jsonl"],
+        says=("is empty",),
+    ),
     # ---- other commands ---------------------------------------------------------------------------------------
     Case("methods: an unknown method", args=["methods", "magic"], says=("unknown method 'magic'",)),
     Case(
@@ -410,6 +491,7 @@ def test_bad_input(case: Case, tmp_path: Path) -> None:
     doc = case.doc.get("__doc__") or task_doc(**{"methods": [{"name": "zero-shot"}], **case.doc})
     (folder / "task.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     for name, content in case.files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_bytes(content) if isinstance(content, bytes) else (folder / name).write_text(content)
     if case.setup:
         case.setup(folder)
