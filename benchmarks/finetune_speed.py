@@ -53,7 +53,7 @@ flattened rows are not counted anywhere.
 
 Run (from the repository root, alone on the machine):
 
-    HF_HUB_OFFLINE=1 /work/venv/bin/python benchmarks/finetune_speed.py [--seconds 75] [--threads 2]
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/finetune_speed.py [--seconds 75] [--threads 2]
 
 Writes ``benchmarks/results/finetune_speed.json`` (``--out`` elsewhere). ``--examples N`` fixes the data size
 instead of probing; ``--trl padded|padding_free`` times one TRL setting only (TRL padded is the slowest system
@@ -85,6 +85,8 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+
+from tailor.record import repo_python
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "datasets" / "sst2"
@@ -658,7 +660,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(SEED)
     result: dict[str, Any] = {
-        "command": " ".join(["HF_HUB_OFFLINE=1", sys.executable, *sys.argv]),
+        "command": " ".join(["HF_HUB_OFFLINE=1", repo_python(), *sys.argv]),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "quick": args.quick,
         "threads": torch.get_num_threads(),

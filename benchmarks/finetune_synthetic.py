@@ -22,7 +22,7 @@ of ``adapt`` (model load, training, dev evaluations, audits); ``train_seconds`` 
 
 Run (from the repository root):
 
-    /work/venv/bin/python benchmarks/finetune_synthetic.py [--threads 2] [--seeds 0 1 2]
+    .venv/bin/python benchmarks/finetune_synthetic.py [--threads 2] [--seeds 0 1 2]
 
 Writes ``benchmarks/results/finetune_synthetic.json``. Accuracies are deterministic on CPU for a given torch
 build; timings depend on machine load (the load average before and after is recorded).
@@ -39,6 +39,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from tailor.record import repo_python
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -182,7 +184,7 @@ def main() -> None:
             print(f"generation {name:20s} exact match {summary['exact_match_by_seed']}", file=sys.stderr)
 
     record = {
-        "command": "/work/venv/bin/python benchmarks/finetune_synthetic.py "
+        "command": f"{repo_python()} benchmarks/finetune_synthetic.py "
         + f"--threads {args.threads} --seeds {' '.join(map(str, args.seeds))}",
         "threads": args.threads,
         "versions": {

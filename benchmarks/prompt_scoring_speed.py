@@ -31,7 +31,7 @@ tailor and lm-eval pick the same label for every example.
 
 Run (from the repository root):
 
-    HF_HUB_OFFLINE=1 /work/venv/bin/python benchmarks/prompt_scoring_speed.py [--threads 2] \
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/prompt_scoring_speed.py [--threads 2] \
         [--lm-eval-batch-size 32] [--naive-n N]
 
 Writes ``benchmarks/results/prompt_scoring_speed.json``. Timings depend on machine load; the load
@@ -53,6 +53,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+
+from tailor.record import repo_python
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "datasets" / "sst2"
@@ -102,7 +104,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     load_before = loadavg()
     result: dict = {
-        "command": " ".join(["HF_HUB_OFFLINE=1", sys.executable, *sys.argv]),
+        "command": " ".join(["HF_HUB_OFFLINE=1", repo_python(), *sys.argv]),
         "threads": torch.get_num_threads(),
         "k": K,
         "versions": {

@@ -97,3 +97,19 @@ def test_shown_path_keeps_hub_ids_and_far_paths(tmp_path: Path) -> None:
     assert shown_path(str(tmp_path / "work" / "models" / "large"), base) == "../models/large"
     far = "/" + "elsewhere-not-near" + "/models/large"
     assert shown_path(far, base) == far  # only the root in common: climbing to it says no less
+
+
+def test_a_summary_inside_a_repository_names_paths_relative_to_the_repository(make_task) -> None:
+    from tailor.config import load_task
+    from tailor.report import write_reports
+    from tailor.run import run_task
+
+    task = make_task(folder="repo/benchmarks", methods=[{"name": "zero-shot"}], summary="results/mini.json")
+    repo = task.parent.parent
+    (repo / ".git").mkdir()
+    spec, base = load_task(task)
+    run_dir = run_task(spec, base, task.parent / "runs" / "r1", task_file=str(task))
+    summary_file = write_reports(run_dir)["summary"]
+    summary = json.loads(summary_file.read_text())
+    assert summary["run_dir"] == "./benchmarks/runs/r1"
+    assert str(repo) not in summary_file.read_text()

@@ -78,3 +78,13 @@ def write_meta(
         "model": model,
     }
     (path / ADAPTED_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False))
+
+
+def repo_python() -> str:
+    """The running interpreter as a results file should name it: relative to the working directory when it lies
+    inside it (``.venv/bin/python``), else plain ``python`` — never this machine's absolute path."""
+    import os
+    import sys
+
+    rel = os.path.relpath(sys.executable, os.getcwd())
+    return rel if not rel.startswith("..") and not os.path.isabs(rel) else "python"

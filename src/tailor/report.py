@@ -18,7 +18,7 @@ from .folders import run_is_live
 from .metrics import METRICS, compare_all
 from .outcomes import scored_value
 from .render import render_html, render_markdown
-from .shared import shared, shown_path
+from .shared import repository_root, shared, shown_path
 from .store import RunStore
 
 
@@ -282,7 +282,12 @@ def write_reports(run_dir: Path) -> dict[str, Path]:
         if not target.is_absolute() and full.get("task_file"):
             target = Path(full["task_file"]).resolve().parent / target
         target.parent.mkdir(parents=True, exist_ok=True)
-        run_at = shown_path(str(run_dir.resolve()), target.parent.resolve())  # relative to the summary itself
-        target.write_text(json.dumps({**summarize(report), "run_dir": run_at}, indent=2))
+        repo = repository_root(target.parent)
+        if repo is not None:  # committed with its repository (benchmarks/results/): paths relative to that
+            summary = shared({**summarize(full), "run_dir": str(run_dir.resolve())}, repo)
+        else:  # paths as the reports show them; the run folder relative to the summary itself
+            run_at = shown_path(str(run_dir.resolve()), target.parent.resolve())
+            summary = {**summarize(report), "run_dir": run_at}
+        target.write_text(json.dumps(summary, indent=2))
         paths["summary"] = target
     return paths

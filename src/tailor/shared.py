@@ -43,6 +43,15 @@ def shown_path(path: str, base: str | Path) -> str:
     return rel if rel == "." or rel.startswith("..") else os.path.join(".", rel)
 
 
+def repository_root(folder: str | Path) -> Path | None:
+    """The git repository ``folder`` lies in (the nearest folder above it holding ``.git``), or None."""
+    here = Path(folder).resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / ".git").exists():
+            return candidate
+    return None
+
+
 def _under(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip("/\\") + os.sep)
 
