@@ -228,13 +228,10 @@ def _evaluate(spec, trial, adapted: Adapted, data: TaskData, ctx: Context, progr
 
 
 def _truncated_so_far(adapted: Adapted) -> int | None:
-    """Inputs cut to fit the model so far, by the adapted model's own count or its frozen encoder's (shared between
-    trials, so only a difference means anything); None when neither counts."""
-    for owner in (adapted, getattr(adapted, "encoder", None)):
-        n = getattr(owner, "truncated", None)
-        if isinstance(n, int) and not isinstance(n, bool):
-            return n
-    return None
+    """Inputs cut to fit the model so far, by the adapted model's running count (only a difference means anything:
+    a shared encoder counts for every trial); None when the method doesn't count."""
+    n = getattr(adapted, "truncated", None)
+    return n if isinstance(n, int) and not isinstance(n, bool) else None
 
 
 def _count_truncated(counts: dict[str, int], split: str, before: int | None, adapted: Adapted) -> None:

@@ -262,17 +262,7 @@ class LanguageModel:
     ) -> list[Generated]:
         """One answer per prompt, each with its query's usage: the prompt's tokens in, the generated tokens out."""
         per_token = params_per_token(self.model)
-        rows = self._generate(
-            [self.render(p) for p in prompts],
-            max_new_tokens=settings.max_new_tokens,
-            stop=settings.stop,
-            do_sample=settings.do_sample,
-            temperature=settings.temperature,
-            top_p=settings.top_p,
-            seed=settings.seed,
-            batch_size=None,
-            progress=progress or NULL_PROGRESS,
-        )
+        rows = self._generate([self.render(p) for p in prompts], settings, None, progress or NULL_PROGRESS)
         return [Generated(text, query_usage(per_token, n_in, n_out)) for text, n_in, n_out in rows]
 
     def generate_texts(
@@ -293,31 +283,12 @@ class LanguageModel:
         Prompts are batched with left padding. Sampling seeds torch's RNG with ``seed`` inside a forked RNG
         state, so the same call gives the same texts and the caller's random stream is left as it was.
         """
-        rows = self._generate(
-            list(prompts),
-            max_new_tokens=max_new_tokens,
-            stop=stop,
-            do_sample=do_sample,
-            temperature=temperature,
-            top_p=top_p,
-            seed=seed,
-            batch_size=batch_size,
-            progress=progress,
-        )
+        settings = GenerationSettings(max_new_tokens, tuple(stop), do_sample, temperature, top_p, seed)
+        rows = self._generate(list(prompts), settings, batch_size, progress)
         return [text for text, _, _ in rows]
 
     def _generate(
-        self,
-        texts: list[str],
-        *,
-        max_new_tokens: int,
-        stop: Sequence[str],
-        do_sample: bool,
-        temperature: float,
-        top_p: float,
-        seed: int,
-        batch_size: int | None,
-        progress: Progress,
+        self, texts: list[str], settings: GenerationSettings, batch_size: int | None, progress: Progress
     ) -> list[tuple[str, int, int]]:
         """(text, prompt tokens read, tokens generated) per prompt."""
         import torch
@@ -326,21 +297,22 @@ class LanguageModel:
         if not texts:
             return outputs
         encoded = self.encode(texts)
-        room = self.context_length - (max_new_tokens if self.kind == "causal" else 0)
+        g = settings
+        room = self.context_length - (g.max_new_tokens if self.kind == "causal" else 0)
         encoded = [ids[-max(1, room) :] for ids in encoded]
-        options: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": do_sample}
+        options: dict[str, Any] = {"max_new_tokens": g.max_new_tokens, "do_sample": g.do_sample}
         options["pad_token_id"] = self.tokenizer.pad_token_id
-        if do_sample:
-            options.update(temperature=temperature, top_p=top_p, top_k=0)
-        if stop:
-            options.update(stop_strings=list(stop), tokenizer=self.tokenizer)
+        if g.do_sample:
+            options.update(temperature=g.temperature, top_p=g.top_p, top_k=0)
+        if g.stop:
+            options.update(stop_strings=list(g.stop), tokenizer=self.tokenizer)
         devices = [self.device] if self.device.type == "cuda" else []
         with (
             torch.inference_mode(),
             torch.random.fork_rng(devices=devices),
             progress.bar("generating", len(texts)) as bar,
         ):
-            torch.manual_seed(seed)
+            torch.manual_seed(g.seed)
             for batch in batches([len(e) for e in encoded], batch_size or self.batch_size, budget=None):
                 ids, mask = pad_rows(
                     [encoded[b] for b in batch], self.tokenizer.pad_token_id, left=self.kind == "causal"
@@ -358,7 +330,7 @@ class LanguageModel:
                 new = new[:, ids.shape[1] :] if self.kind == "causal" else new[:, 1:]
                 for r, b in enumerate(batch):
                     tokens = self._generated_tokens(new[r].tolist())
-                    text = _cut(self.tokenizer.decode(tokens, skip_special_tokens=True), stop)
+                    text = _cut(self.tokenizer.decode(tokens, skip_special_tokens=True), g.stop)
                     outputs[b] = (text, len(encoded[b]), len(tokens))
                 bar.advance(len(batch))
         return outputs

@@ -59,6 +59,11 @@ class ContrastiveAdapted:
     """Training on the pairs (every epoch) and embedding the training split for the head."""
 
     @property
+    def truncated(self) -> int:
+        """Inputs cut to fit the encoder so far (its running count; the runner reads the difference per split)."""
+        return self.encoder.truncated
+
+    @property
     def trainable_params(self) -> int:
         return count_trainable(self.encoder.model) + self.head.n_params
 

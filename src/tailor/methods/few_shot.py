@@ -51,6 +51,11 @@ class FewShotAdapted:
     """Embedding the demonstrations (for `nearest`, every candidate)."""
 
     @property
+    def truncated(self) -> int:
+        """Inputs cut to fit the encoder so far (its running count; the runner reads the difference per split)."""
+        return self.encoder.truncated
+
+    @property
     def examples_used(self) -> int:
         return len(self.texts)
 

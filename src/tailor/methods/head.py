@@ -31,6 +31,11 @@ class HeadAdapted:
     """Embedding the training split (the head's own fit is a few matmuls on the embeddings)."""
 
     @property
+    def truncated(self) -> int:
+        """Inputs cut to fit the encoder so far (its running count; the runner reads the difference per split)."""
+        return self.encoder.truncated
+
+    @property
     def trainable_params(self) -> int:
         return self.head.n_params
 

@@ -48,6 +48,11 @@ class ZeroShotAdapted:
     trainable_params: int = 0
     examples_used: int = 0
 
+    @property
+    def truncated(self) -> int:
+        """Inputs cut to fit the encoder so far (its running count; the runner reads the difference per split)."""
+        return self.encoder.truncated
+
     def __post_init__(self) -> None:
         # Label descriptions are embedded once; predicting embeds only the prompts.
         self.label_vectors = {label: self.encoder.embed(d) for label, d in self.descriptions.items()}
