@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
+from servers import tiny_lm_folder, transformers_server, vllm_server, vllm_venv  # noqa: F401 (fixtures)
 
 # Never reach for the hub, whatever the caller's environment says.
 os.environ["HF_HUB_OFFLINE"] = "1"

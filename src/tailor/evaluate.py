@@ -3,6 +3,7 @@ valid-output rate, and what the queries cost (usage)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,7 +40,16 @@ def score_split(
     ci: tuple[int, float, int] | None = None,
 ) -> dict[str, Any]:
     """Every metric on ``preds`` (with a bootstrap interval when ``ci`` = (resamples, confidence, seed) is given),
-    the valid-output rate and the number of examples."""
+    the valid-output rate and the number of examples.
+
+    Examples whose query failed (``Prediction.error``: a served model that never answered) are not scored — a
+    failure is not a wrong answer — but counted in ``n_failed``, with their reasons in ``failures``; ``n`` counts
+    the scored ones. A trial with failures is stored as incomplete, and ``--resume`` asks again.
+    """
+    failed = [p for p in preds if p.error is not None]
+    if failed:
+        kept = [(ex, p) for ex, p in zip(examples, preds) if p.error is None]
+        examples, preds = [ex for ex, _ in kept], [p for _, p in kept]
     gold, pred = gold_and_pred(kind, examples, preds)
     out: dict[str, Any] = {}
     for name in metric_names:
@@ -49,6 +59,9 @@ def score_split(
     valid = sum(1 for p in preds if is_valid(kind, p.label, p.output))
     out["valid_rate"] = valid / len(preds) if preds else 0.0
     out["n"] = len(preds)
+    if failed:
+        out["n_failed"] = len(failed)
+        out["failures"] = dict(Counter(p.error for p in failed).most_common(5))
     return out
 
 

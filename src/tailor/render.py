@@ -69,7 +69,7 @@ def table_rows(report: dict[str, Any], compact: bool = False) -> list[dict[str, 
                 "method": name,
                 "route": r["route"],
                 "status": r["status"],
-                "quality": _fmt_ci(test.get(primary)) if r["status"] == "ok" else f"failed: {r['error']}",
+                "quality": _quality(r, test.get(primary)),
                 "others": ", ".join(f"{m} {_fmt_ci(test.get(m))}" for m in report["metrics"][1:]) if test else "",
                 "dev": f"{r['dev_primary']:.3f}" if r["dev_primary"] is not None else "–",
                 "valid": f"{test['valid_rate']:.1%}" if "valid_rate" in test else "–",
@@ -131,6 +131,10 @@ def render_markdown(report: dict[str, Any]) -> str:
     if len(report["metrics"]) > 1:
         lines += ["", "Other metrics:", ""]
         lines += [f"- {t['method']}: {t['others']}" for t in table_rows(report) if t["others"]]
+    served = served_lines(report)
+    if served:
+        lines += ["", "Served models (money at the task file's prices; cached answers counted as if sent):", ""]
+        lines += [f"- {line}" for line in served]
     training = [line for r in report["leaderboard"] if (line := _training_line(r))]
     if training:
         lines += ["", "Fine-tuning:", "", *training]
@@ -208,5 +212,41 @@ def render_html(report: dict[str, Any]) -> str:
 
     env = Environment(loader=PackageLoader("tailor", "templates"), autoescape=select_autoescape(["html", "j2"]))
     return env.get_template("report.html.j2").render(
-        report=report, rows=table_rows(report), fmt_ci=_fmt_ci, fmt_p=_fmt_p
+        report=report, rows=table_rows(report), fmt_ci=_fmt_ci, fmt_p=_fmt_p, served=served_lines(report)
     )
+
+
+def _quality(row: dict[str, Any], primary: dict[str, Any] | None) -> str:
+    """The primary metric with its interval; an incomplete trial's says on how many examples, a failed one why."""
+    if row["status"] == "ok":
+        return _fmt_ci(primary)
+    if row["status"] == "incomplete" and primary:
+        return f"{_fmt_ci(primary)} (incomplete: {row['error']})"
+    return f"failed: {row['error']}"
+
+
+def served_lines(report: dict[str, Any]) -> list[str]:
+    """Per trial on a served model: money per 1,000 test queries and in all, calls answered from the response
+    cache, the classification path its server allowed, and queries that failed."""
+    out = []
+    for r in report["leaderboard"]:
+        money = (r.get("costs") or {}).get("money")
+        endpoint = (r.get("details") or {}).get("endpoint")
+        test_usage = (r.get("usage") or {}).get("test") or {}
+        if not money and not endpoint:
+            continue
+        parts = []
+        if money:
+            cur = money["currency"]
+            per_1k = money.get("test_per_1k")
+            parts.append(f"{cur} {per_1k:.4f} per 1,000 queries" if per_1k is not None else "")
+            parts.append(f"{cur} {money['total']:.4f} for this run (adapt, dev and test)")
+        if test_usage.get("calls"):
+            parts.append(f"{test_usage.get('cached_calls', 0)} of {test_usage['calls']} test calls from the cache")
+        if endpoint and endpoint.get("mode"):
+            parts.append(f"path: {endpoint['mode']}")
+        n_failed = sum(((r.get(s) or {}).get("n_failed") or 0) for s in ("dev", "test"))
+        if n_failed:
+            parts.append(f"{n_failed} queries failed after every retry (not scored)")
+        out.append(f"{r['method']}: " + "; ".join(p for p in parts if p))
+    return out

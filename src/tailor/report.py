@@ -226,7 +226,7 @@ def summarize(report: dict[str, Any]) -> dict[str, Any]:
     methods: dict[str, Any] = {}
     for row in report["leaderboard"]:
         if row["status"] != "ok":
-            methods[row["method"]] = {"route": row["route"], "status": "failed", "error": row["error"]}
+            methods[row["method"]] = {"route": row["route"], "status": row["status"], "error": row["error"]}
             continue
         main = row["test"][primary]
         entry = {

@@ -34,7 +34,7 @@ from .record import dir_size, git_revision, versions, write_meta
 from .shared import model_name_for_meta, share_adapter_configs, shown_path
 from .store import RunStore, TrialResult
 from .types import Split, adapting
-from .usage import NO_USAGE
+from .usage import NO_USAGE, money_summary
 
 
 def run_task(
@@ -185,7 +185,15 @@ def run_trial(
             disk_bytes=disk,
             adapt_flops=result.usage["adapt"]["flops"],
         )
+        if trial.model.price is not None:  # served models: tokens into money, at the task file's price
+            result.costs["money"] = money_summary(result.usage, trial.model.price)
         result.status = "ok"
+        failed = {s: (getattr(result, s) or {}).get("n_failed", 0) for s in ("dev", "test")}
+        if any(failed.values()):  # scored without them, kept, and asked again on --resume
+            result.status = "incomplete"
+            result.error = "queries failed after every retry: " + ", ".join(
+                f"{n} {s} examples" for s, n in failed.items() if n
+            )
         store.add_result(result, predictions)
     except KeyboardInterrupt:
         raise
@@ -282,6 +290,8 @@ def write_adapted_meta(
 def _one_line(r: TrialResult) -> str:
     if r.status == "ok" and not r.test:
         return "  adapted (rank 0 evaluates)"
+    if r.status == "incomplete":
+        return f"  [yellow]incomplete[/yellow]: {r.error} (scored without them; --resume asks again)"
     if r.status != "ok" or not r.test:
         return f"  [red]failed[/red]: {r.error}"
     first = next(k for k in r.test if isinstance(r.test[k], dict))

@@ -26,7 +26,7 @@ from .usage import Usage
 
 STORE_FILE = "run.sqlite"
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Version of the store's tables (SQLite's ``user_version``). 1: one row per method, no usage, no training size or
 seed (tailor before trials). 2: one row per trial, with its model, training size, seed and usage."""
 
@@ -83,6 +83,9 @@ CREATE TABLE IF NOT EXISTS prediction (
     input_tokens INTEGER,
     output_tokens INTEGER,
     flops REAL,
+    cached_calls INTEGER,            -- answered from tailor's response cache (still counted above)
+    cached_input_tokens INTEGER,     -- input tokens the server reported as served from its own prompt cache
+    error TEXT,                      -- the query failed (after every retry): why; the example is not scored
     PRIMARY KEY (method, split, example_id)
 );
 CREATE TABLE IF NOT EXISTS bad_row (
@@ -253,10 +256,22 @@ class RunStore:
                             pred.label,
                             _json(dict(pred.scores) if pred.scores is not None else None),
                             pred.prompt,
-                            *((u.calls, u.input_tokens, u.output_tokens, u.flops) if u else (None,) * 4),
+                            *(
+                                (
+                                    u.calls,
+                                    u.input_tokens,
+                                    u.output_tokens,
+                                    u.flops,
+                                    u.cached_calls,
+                                    u.cached_input_tokens,
+                                )
+                                if u
+                                else (None,) * 6
+                            ),
+                            pred.error,
                         )
                     )
-            self.db.executemany("INSERT OR REPLACE INTO prediction VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+            self.db.executemany("INSERT OR REPLACE INTO prediction VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
 
     def finish_run(self, status: str) -> None:
         with self.db:
@@ -294,8 +309,11 @@ class RunStore:
             d["input"] = json.loads(d["input"])
             d["target"] = json.loads(d["target"]) if d["target"] is not None else None
             d["scores"] = json.loads(d.pop("scores_json")) if d["scores_json"] is not None else None
-            counts = [d.pop(k) for k in ("calls", "input_tokens", "output_tokens", "flops")]
-            d["usage"] = None if counts[0] is None else Usage(*counts)
+            counts = [
+                d.pop(k)
+                for k in ("calls", "input_tokens", "output_tokens", "flops", "cached_calls", "cached_input_tokens")
+            ]
+            d["usage"] = None if counts[0] is None else Usage(*(c or 0 for c in counts))
             out.append(d)
         return out
 

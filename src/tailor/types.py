@@ -61,6 +61,8 @@ class Prediction:
         scores: Per-label scores when the method has them (similarities, probabilities, log-likelihoods).
         prompt: The exact prompt rendered for this example, when the method uses one.
         usage: What answering cost (calls, tokens, estimated FLOPs); None when the method can't tell.
+        error: Why no answer could be had (a served model failing after every retry); such an example is counted
+            as failed, never scored as a wrong answer.
     """
 
     id: str
@@ -69,6 +71,7 @@ class Prediction:
     scores: Mapping[str, float] | None = None
     prompt: str | None = None
     usage: Usage | None = None
+    error: str | None = None
 
 
 @dataclass(frozen=True)

@@ -33,12 +33,18 @@ class Usage:
             every option's tokens.
         output_tokens: Tokens the model wrote.
         flops: Estimated floating-point operations (see the module docstring); 0 when unknown (served models).
+        cached_calls: Of ``calls``, those answered from tailor's response cache: no request was sent, but the tokens
+            (and the money) are still counted — what the query costs when it is not cached.
+        cached_input_tokens: Of ``input_tokens``, those a server reported as read from its own prompt cache (served
+            models that bill them at a discount).
     """
 
     calls: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
     flops: float = 0.0
+    cached_calls: int = 0
+    cached_input_tokens: int = 0
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
@@ -46,6 +52,8 @@ class Usage:
             self.input_tokens + other.input_tokens,
             self.output_tokens + other.output_tokens,
             self.flops + other.flops,
+            self.cached_calls + other.cached_calls,
+            self.cached_input_tokens + other.cached_input_tokens,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -53,9 +61,10 @@ class Usage:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> Usage:
-        return cls(**{k: d[k] for k in ("calls", "input_tokens", "output_tokens", "flops") if k in d}) if d else cls()
+        return cls(**{k: d[k] for k in _FIELDS if k in d}) if d else cls()
 
 
+_FIELDS = ("calls", "input_tokens", "output_tokens", "flops", "cached_calls", "cached_input_tokens")
 NO_USAGE = Usage()
 
 
@@ -98,3 +107,22 @@ def params_per_token(model: Any) -> int:
         if outputs is not None and getattr(outputs, "weight", None) is inputs.weight:
             n += outputs.weight.numel()
     return int(n)
+
+
+def money(usage: dict[str, Any] | Usage, price: Any) -> float:
+    """What ``usage`` costs at ``price`` (a :class:`~tailor.config.Price`: per million input, cached input and output
+    tokens). Cached calls cost what they would have cost: the figure is what the queries cost when sent."""
+    u = usage if isinstance(usage, Usage) else Usage.from_dict(usage)
+    cached_price = price.cached_input if price.cached_input is not None else price.input
+    fresh = u.input_tokens - u.cached_input_tokens
+    return (fresh * price.input + u.cached_input_tokens * cached_price + u.output_tokens * price.output) / 1e6
+
+
+def money_summary(usage: dict[str, Any], price: Any) -> dict[str, Any]:
+    """Money for each part of a trial's usage summary (adapt, dev, test, per 1,000 test queries)."""
+    out: dict[str, Any] = {"currency": price.currency}
+    for part in ("adapt", "dev", "test", "test_per_1k"):
+        if usage.get(part):
+            out[part] = money(usage[part], price)
+    out["total"] = sum(out.get(p, 0.0) for p in ("adapt", "dev", "test"))
+    return out

@@ -19,6 +19,7 @@ BACKENDS: dict[str, str] = {
     "causal": "tailor.backends.lm:KIND",
     "seq2seq": "tailor.backends.lm:KIND",
     "scripted": "tailor.testing.scripted:KIND",
+    "endpoint": "tailor.backends.endpoint:KIND",
 }
 
 

@@ -27,6 +27,7 @@ from ..usage import params_per_token, query_usage
 from .models import best_device, model_kind, resolve_path
 from .protocol import Capabilities, Generated, GenerationSettings, PromptInput, Scored
 from .scoring import batches, pad_rows, score_encoded, score_options, shared_prefix
+from .tokens import encode, encode_continuations
 
 # A prefix's last few tokens may merge with the example's first characters (a BPE boundary). Up to
 # this many are dropped from the cache and re-run per example before that example falls back.
@@ -157,56 +158,15 @@ class LanguageModel:
         return len(self.encode([text])[0])
 
     def encode(self, texts: Sequence[str], special: bool = True) -> list[list[int]]:
-        """Token ids as lm-eval's ``tok_encode``: special tokens unless the text already starts with BOS."""
-        bos = self.tokenizer.bos_token
-        plain = [special and not (bos and t.startswith(bos)) for t in texts]
-        out: list[list[int]] = [[] for _ in texts]
-        for flag in (True, False):
-            idx = [i for i, p in enumerate(plain) if p == flag]
-            if idx:
-                # verbose=False: over-long texts are expected here (they are measured, then reported or cut).
-                ids = self.tokenizer([texts[i] for i in idx], add_special_tokens=flag, verbose=False)["input_ids"]
-                for i, row in zip(idx, ids):
-                    out[i] = list(row)
-        return out
+        """Token ids as lm-eval's ``tok_encode`` (see :func:`tailor.backends.tokens.encode`)."""
+        return encode(self.tokenizer, texts, special)
 
     def encode_continuations(
         self, contexts: Sequence[str], options: Sequence[Sequence[str]]
     ) -> tuple[list[list[int]], list[list[list[int]]]]:
-        """Each context's ids and the ids of each of its own continuations, tokenized as lm-eval does.
-
-        lm-eval moves the context's trailing whitespace to the front of each continuation, and takes a
-        continuation's tokens as the tail of ``tok(context + continuation)`` after ``len(tok(context))``.
-        Fine-tuning trains on exactly these tokens, so a fine-tuned model is scored on what it learned.
-        """
-        heads, tails = [], []
-        for ctx, opts in zip(contexts, options):
-            n = len(ctx) - len(ctx.rstrip())
-            heads.append(ctx[: len(ctx) - n])
-            tails.append([ctx[len(ctx) - n :] + opt for opt in opts])
-        if self.kind == "seq2seq":
-            flat = self.encode([t for row in tails for t in row], special=False)
-            out, at = [], 0
-            for row in tails:
-                out.append(flat[at : at + len(row)])
-                at += len(row)
-            return self.encode(heads), out
-        # An empty context is conditioned on BOS (or EOS) alone, as lm-eval does.
-        start = self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else self.tokenizer.eos_token_id
-        ctx_ids = self.encode(heads)
-        whole = self.encode([h + t for h, row in zip(heads, tails) for t in row])
-        conts, at = [], 0
-        for i, (head, ctx) in enumerate(zip(heads, ctx_ids)):
-            row = whole[at : at + len(tails[i])]
-            at += len(tails[i])
-            if head == "":
-                row = self.encode(tails[i], special=False)
-                ctx_ids[i] = [start]
-                row = [r[1:] if r and r[0] == start else r for r in row]
-            else:
-                row = [w[len(ctx) :] for w in row]
-            conts.append(row)
-        return ctx_ids, conts
+        """Each context's ids and the ids of each of its continuations (see
+        :func:`tailor.backends.tokens.encode_continuations`)."""
+        return encode_continuations(self.tokenizer, self.kind, contexts, options)
 
     # -- scoring --------------------------------------------------------------------------------------
 

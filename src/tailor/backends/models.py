@@ -54,6 +54,8 @@ def model_kind(spec: ModelSpec) -> str:
         TailorError: (at ``model.name``) no such folder or file exists and the name can't be read from the hub (not
             a hub id, or the hub is offline or has no such model), or the folder holds no model tailor recognises.
     """
+    if spec.endpoint is not None:  # served elsewhere: nothing here to read
+        return "endpoint"
     looks_local = spec.name.startswith((".", "/", "~")) or Path(spec.name).suffix in (".json", ".yaml", ".yml")
     if looks_local and not Path(spec.name).expanduser().exists():
         raise TailorError(f"model.name: no such model folder or file: {spec.name}")

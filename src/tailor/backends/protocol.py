@@ -50,6 +50,8 @@ class Capabilities:
     local_tokenizer: bool = False
     chat: bool = False
     context_length: int | None = None
+    source: str = ""
+    """How these were established, for error messages (a served model: what its probes found)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -85,9 +87,10 @@ def require(caps: Capabilities, capability: str, *, model: str, key: str, why: s
         why: What the option is for, e.g. "mode: score".
     """
     if not getattr(caps, capability):
+        found = f"; {caps.source}" if caps.source else ""
         raise MethodError(
             f"{why} needs {CAPABILITY_NAMES[capability]}, which the backend of {model} does not offer "
-            f"(missing capability: {capability})",
+            f"(missing capability: {capability}){found}",
             key=key,
         )
 
@@ -112,19 +115,28 @@ class Scored:
         logprobs: ``(prompts, continuations)``, summed over each continuation's tokens.
         token_counts: ``(prompts, continuations)``, tokens of each continuation (for per-token means).
         usage: One :class:`Usage` per prompt (the whole query: the prompt and every continuation).
+        errors: Per prompt, why it could not be scored (a served model failing after every retry), else None.
     """
 
     logprobs: np.ndarray
     token_counts: np.ndarray
     usage: list[Usage] = field(default_factory=list)
+    errors: list[str | None] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class Generated:
-    """One generated answer and what its query cost."""
+    """One generated answer and what its query cost.
+
+    Attributes:
+        error: Why there is no answer (a served model failing after every retry); ``text`` is then empty.
+        top_logprobs: The first generated token's most likely tokens and their log-probabilities, when asked.
+    """
 
     text: str
     usage: Usage
+    error: str | None = None
+    top_logprobs: dict[str, float] | None = None
 
 
 @runtime_checkable
@@ -155,6 +167,26 @@ class GenerativeBackend(Protocol):
         self, prompts: Sequence[PromptInput], settings: GenerationSettings, progress: Progress | None = None
     ) -> list[Generated]:
         """One answer per prompt."""
+        ...
+
+
+class TokenScoring(Protocol):
+    """What a backend with ``top_logprobs`` adds: the first answer token's most likely tokens (first-token scoring)."""
+
+    def first_token_logprobs(
+        self, prompts: Sequence[PromptInput], k: int, progress: Progress | None = None
+    ) -> list[Generated]:
+        """One answer token per prompt, with ``top_logprobs`` holding the ``k`` most likely first tokens."""
+        ...
+
+
+class ChoiceGeneration(Protocol):
+    """What a backend with ``constrained_choice`` adds: answers restricted to given strings."""
+
+    def choose(
+        self, prompts: Sequence[PromptInput], choices: Sequence[str], progress: Progress | None = None
+    ) -> list[Generated]:
+        """One of ``choices`` per prompt, the server (or model) constrained to them."""
         ...
 
 

@@ -30,11 +30,13 @@ from ..prompting import (
     PromptOptions,
     check_prompt_options,
     content_free_bias,
+    first_token_clashes,
     fixed_demos,
     label_words,
     order_demos,
     parts_of,
     prompt_variants,
+    resolved_mode,
 )
 from ..types import Example, Split
 from ..usage import NO_USAGE, total
@@ -44,10 +46,13 @@ def _require_capabilities(options: PromptOptions, caps: Capabilities, ctx: Conte
     """Refuse, naming the option's key, each option of ``options`` that ``caps`` cannot serve."""
     at = f"{where}." if where else ""
     model = ctx.model.name
-    if ctx.task.kind == "classification" and options.mode == "score":
-        if options.scoring == "calibrated":
+    mode = resolved_mode(options.mode, caps)
+    if ctx.task.kind == "classification":
+        if options.scoring == "calibrated" and mode in ("score", "first-token"):
             require(caps, "score_continuations", model=model, key=f"{at}scoring", why="scoring: calibrated")
-        require(caps, "score_continuations", model=model, key=f"{at}mode", why="mode: score (classification)")
+        needs = {"score": "score_continuations", "first-token": "top_logprobs", "choice": "constrained_choice"}
+        if mode in needs:
+            require(caps, needs[mode], model=model, key=f"{at}mode", why=f"mode: {mode} (classification)")
     if options.truncate:
         require(caps, "local_tokenizer", model=model, key=f"{at}truncate", why="truncate: true")
     if options.chat == "chat":
@@ -63,7 +68,7 @@ class Prompt:
     )
     Options: ClassVar[type[PromptOptions]] = PromptOptions
     task_kinds: ClassVar[frozenset[str]] = frozenset({"classification", "qa", "summarization", "translation"})
-    model_kinds: ClassVar[frozenset[str]] = frozenset({"causal", "seq2seq", "scripted"})
+    model_kinds: ClassVar[frozenset[str]] = frozenset({"causal", "seq2seq", "scripted", "endpoint"})
 
     def check(self, options: PromptOptions, train: Split, ctx: Context) -> None:
         check_prompt_options(options, len(train), ctx.task)
@@ -87,6 +92,21 @@ class Prompt:
                 if any(lm.count_tokens(" " + w) == lm.count_tokens("") for w in words):
                     raise MethodError(f"a verbalizer of {label!r} tokenizes to nothing", key=f"verbalizers.{label}")
         adapted = PromptAdapted(lm, prompt, options, kind, verbalizers)
+        if verbalizers and adapted.mode == "first-token":
+            tokenizer = getattr(lm, "tokenizer", None)
+            tokenize = (lambda t: tokenizer(t, add_special_tokens=False)["input_ids"]) if tokenizer else None
+            clash = first_token_clashes(verbalizers, tokenize)
+            if clash:
+                raise MethodError(
+                    f"mode: first-token can't tell apart labels whose verbalizers begin alike: {', '.join(clash)}; "
+                    "give them verbalizers with different first words",
+                    key="verbalizers",
+                )
+        served = getattr(lm, "probe", None)
+        if served is not None:  # what the server was found to do, and the path taken: stored with the trial
+            adapted.details = {
+                "endpoint": {"probe": served.to_dict(), "mode": adapted.mode if verbalizers else "generate"}
+            }
         usage = NO_USAGE
         if options.k:
             if options.select in ("nearest", "mmr"):
@@ -99,7 +119,7 @@ class Prompt:
             else:
                 chosen = fixed_demos(list(train), options.k, options.select, ctx.seed)
                 adapted.demos = order_demos(chosen, "random" if options.demo_order == "random" else "fixed", ctx.seed)
-        if verbalizers and options.mode == "score" and options.scoring == "calibrated":
+        if verbalizers and adapted.mode in ("score", "first-token") and options.scoring == "calibrated":
             adapted.bias, calibrating = content_free_bias(adapted, ctx.task.input_fields)
             usage += calibrating
         adapted.adapt_usage = usage

@@ -25,8 +25,16 @@ from .parts import (
     label_words,
     parts_of,
     prompt_variants,
+    resolved_mode,
 )
-from .predictor import CONTENT_FREE, PromptAdapted, content_free_bias, parse_label, shorten_to_fit
+from .predictor import (
+    CONTENT_FREE,
+    PromptAdapted,
+    content_free_bias,
+    first_token_clashes,
+    parse_label,
+    shorten_to_fit,
+)
 from .templates import Template, compile_template
 
 __all__ = [
@@ -46,12 +54,14 @@ __all__ = [
     "check_prompt_options",
     "compile_template",
     "content_free_bias",
+    "first_token_clashes",
     "fixed_demos",
     "label_words",
     "order_demos",
     "parse_label",
     "parts_of",
     "prompt_variants",
+    "resolved_mode",
     "shorten_to_fit",
     "similar_demos",
 ]

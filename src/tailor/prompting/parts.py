@@ -69,8 +69,11 @@ class PromptOptions(PromptParts, MethodOptions):
     """Demonstration order: as chosen, shuffled (seeded), or the most similar to the input last."""
     mmr_lambda: float = Field(0.5, ge=0, le=1)
     """MMR trade-off between similarity to the input (1) and diversity (0)."""
-    mode: Literal["score", "generate"] = "score"
-    """Classification: score each label's verbalizer by log-likelihood, or let the model write the label."""
+    mode: Literal["auto", "score", "first-token", "choice", "generate"] = "auto"
+    """Classification: `score` each label's verbalizers by log-likelihood (full option scoring), `first-token`
+    (compare the log-probs of each verbalizer's first token among the answer's top-k: served chat models),
+    `choice` (the server constrains the answer to the labels' words), or `generate` (the model writes the label,
+    parsed; the valid-output rate measures control). `auto`: the first of these the model's backend can do."""
     scoring: Literal["sum", "mean", "calibrated"] = "sum"
     """Option scores: summed log-probability, per-token mean, or calibrated against content-free inputs."""
     verbalizers: dict[str, str | list[str]] | None = None
@@ -224,3 +227,17 @@ def check_prompt_options(options: PromptOptions, train_size: int, task: TaskInfo
                 seen[word] = label
     if options.k > train_size:
         raise MethodError(f"k={options.k} demonstrations, but train has {train_size} examples", key="k")
+
+
+def resolved_mode(mode: str, caps: Any) -> str:
+    """The classification path ``mode`` means on a backend with capabilities ``caps``: itself, or for ``auto`` the
+    best one the backend offers (full option scoring, first-token scoring, constrained choice, generation)."""
+    if mode != "auto":
+        return mode
+    if caps.score_continuations:
+        return "score"
+    if caps.top_logprobs:
+        return "first-token"
+    if caps.constrained_choice:
+        return "choice"
+    return "generate"

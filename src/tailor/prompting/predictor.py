@@ -27,7 +27,7 @@ from ..errors import MethodError
 from ..types import Example, Prediction
 from ..usage import NO_USAGE, Usage, total
 from .demos import DemoPool, order_demos, similar_demos
-from .parts import CompiledPrompt, PromptOptions, answer_text
+from .parts import CompiledPrompt, PromptOptions, answer_text, resolved_mode
 
 CONTENT_FREE = ("N/A", "", "[MASK]")
 """The content-free inputs calibration measures a prompt's own bias with (Zhao et al. 2021)."""
@@ -99,6 +99,7 @@ class PromptAdapted:
     trainable_params: int = 0
     adapt_usage: Usage = NO_USAGE
     truncated: int = 0
+    details: dict[str, Any] | None = None
 
     @property
     def examples_used(self) -> int:
@@ -111,9 +112,14 @@ class PromptAdapted:
         return chat == "chat" or (chat == "auto" and self.lm.capabilities.chat)
 
     @property
+    def mode(self) -> str:
+        """How a classification is answered: score, first-token, choice or generate (``auto`` resolved)."""
+        return resolved_mode(self.options.mode, self.lm.capabilities)
+
+    @property
     def generates(self) -> bool:
-        """Whether the model writes its answer (generation tasks, ``mode: generate``) rather than scoring labels."""
-        return self.kind != "classification" or self.options.mode == "generate"
+        """Whether the model writes its answer freely (generation tasks, ``mode: generate``)."""
+        return self.kind != "classification" or self.mode == "generate"
 
     # -------------------------------------------------------------------------------------- prompts
 
@@ -204,6 +210,15 @@ class PromptAdapted:
     ) -> tuple[np.ndarray, list[Usage]]:
         """(n, labels) scores — the log-likelihood of each label's verbalizers, aggregated per label — and the
         usage of each prompt's query."""
+        scores, usage, _ = self.label_scores_or_errors(prompts, scoring)
+        return scores, usage
+
+    def label_scores_or_errors(
+        self, prompts: Sequence[PromptInput], scoring: str | None = None
+    ) -> tuple[np.ndarray, list[Usage], list[str | None]]:
+        """:meth:`label_scores`, and per prompt why it could not be scored (a served model's failed query)."""
+        if self.mode == "first-token":
+            return first_token_scores(self, prompts)
         scoring = scoring or self.options.scoring
         options, owner = self.continuations()
         scored = self.lm.score(prompts, options)
@@ -220,7 +235,8 @@ class PromptAdapted:
         if scoring == "calibrated":
             assert self.bias is not None
             out = _log_softmax(out) - self.bias
-        return out, list(scored.usage) or [NO_USAGE] * len(prompts)
+        errors = list(scored.errors) or [None] * len(prompts)
+        return out, list(scored.usage) or [NO_USAGE] * len(prompts), errors
 
     def settings(self) -> GenerationSettings:
         """How answers are generated: the options', with a line break as the default stop for short answers."""
@@ -241,20 +257,29 @@ class PromptAdapted:
         prompts, choosing = self._build(examples)
         texts = [self.lm.render(p) for p in prompts]
         examples, prompts, texts = self._fit_context(list(examples), prompts, texts)
-        if not self.generates:
+        if self.kind == "classification" and self.mode in ("score", "first-token"):
             labels = list(self.verbalizers or {})
-            scores, usage = self.label_scores(prompts)
+            scores, usage, errors = self.label_scores_or_errors(prompts)
             out = []
-            for ex, text, row, u, c in zip(examples, texts, scores, usage, choosing):
+            for ex, text, row, u, c, err in zip(examples, texts, scores, usage, choosing, errors):
+                if err is not None:
+                    out.append(Prediction(ex.id, "", None, None, text, u + c, err))
+                    continue
                 best = labels[int(np.argmax(row))]
                 scored = {lb: float(s) for lb, s in zip(labels, row)}
                 out.append(Prediction(ex.id, best, best, scored, text, u + c))
             return out
-        answers = self.lm.generate(prompts, self.settings())
+        if self.kind == "classification" and self.mode == "choice":
+            words = [w for ws in (self.verbalizers or {}).values() for w in ws]
+            answers = self.lm.choose(prompts, words)
+        else:
+            answers = self.lm.generate(prompts, self.settings())
         preds = []
         for ex, text, answer, c in zip(examples, texts, answers, choosing):
             usage = answer.usage + c
-            if self.kind == "classification":
+            if answer.error is not None:
+                preds.append(Prediction(ex.id, "", None, None, text, usage, answer.error))
+            elif self.kind == "classification":
                 label = parse_label(answer.text, self.verbalizers or {})
                 preds.append(Prediction(ex.id, answer.text, label, None, text, usage))
             else:
@@ -285,3 +310,42 @@ def content_free_bias(adapted: PromptAdapted, fields: Sequence[str]) -> tuple[np
     prompts, choosing = adapted._build(probes)
     scores, usage = adapted.label_scores(prompts, scoring="sum")
     return _log_softmax(scores).mean(axis=0, keepdims=True), total([*usage, *choosing])
+
+
+def first_token_scores(
+    adapted: PromptAdapted, prompts: Sequence[PromptInput]
+) -> tuple[np.ndarray, list[Usage], list[str | None]]:
+    """(n, labels) scores from the top-k log-probs of the answer's first token: each label's score is the
+    probability of the tokens that begin one of its verbalizers (and no other label's); a label none of whose
+    first tokens is among the top k gets the smallest log-prob shown (its probability is at most that)."""
+    verbalizers = adapted.verbalizers or {}
+    answers = adapted.lm.first_token_logprobs(prompts, adapted.lm.capabilities.top_logprobs)
+    words = {label: [w.strip().lower() for w in ws] for label, ws in verbalizers.items()}
+    out = np.zeros((len(prompts), len(verbalizers)))
+    for i, answer in enumerate(answers):
+        top = answer.top_logprobs or {}
+        floor = min(top.values()) if top else 0.0
+        for j, label in enumerate(verbalizers):
+            hits = []
+            for token, lp in top.items():
+                t = token.strip().lower()
+                owners = {lb for lb, ws in words.items() if t and any(w.startswith(t) for w in ws)}
+                if owners == {label}:
+                    hits.append(lp)
+            out[i, j] = float(np.logaddexp.reduce(hits)) if hits else floor
+    return out, [a.usage for a in answers], [a.error for a in answers]
+
+
+def first_token_clashes(verbalizers: dict[str, list[str]], tokenize: Callable[[str], list[int]] | None) -> list[str]:
+    """Labels whose verbalizers begin with the same first token (by ``tokenize``; without a tokenizer, the same
+    first word), which first-token scoring cannot tell apart."""
+    firsts: dict[Any, set[str]] = {}
+    for label, ws in verbalizers.items():
+        for w in ws:
+            if tokenize is not None:
+                ids = tokenize(" " + w.strip())
+                key = ids[0] if ids else None
+            else:
+                key = w.strip().lower().split()[0] if w.strip() else None
+            firsts.setdefault(key, set()).add(label)
+    return sorted({lb for labels in firsts.values() if len(labels) > 1 for lb in labels})

@@ -1,0 +1,449 @@
+"""Many requests to one OpenAI-compatible server at once: retries, adaptive concurrency, rate limits and the cache.
+
+The rest of tailor is synchronous, but throughput against a server with 100 ms of latency needs hundreds of requests
+in flight. So a :class:`Dispatcher` owns ONE thread running ONE asyncio loop and ONE ``openai.AsyncOpenAI`` client
+for its whole life (the client's connection pool is bound to that loop); :meth:`Dispatcher.send` hands a batch to
+the loop and waits. Where lm-eval and DSPy fall short, it promises: bodies go out exactly as given, through the SDK
+(non-standard keys such as vLLM's ``structured_outputs`` in ``extra_body``), and answers are parsed here, so a
+malformed 2xx is retried; timeouts, connection errors (cuts mid-body too), 408, 409, 429, 5xx and malformed JSON are
+retried with full-jitter backoff, never before the server's ``Retry-After``; a request that still fails is a
+:class:`Reply` with its reason (only run-stopping problems raise :class:`EndpointError`); the limit on requests in
+flight is AIMD (halved on 429, +1 after ``limit`` successes); only successful answers are cached; no error text
+holds the API key (:func:`redact`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import queue
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..errors import TailorError
+from .response_cache import ResponseCache, cache_key
+
+ROUTES: tuple[str, ...] = ("chat/completions", "completions")
+RETRIED_STATUSES = frozenset({408, 409, 429})  # and every 5xx
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request: the route and its full JSON body ("model" included), and the sample index when it samples."""
+
+    route: Literal["chat/completions", "completions"]
+    body: dict[str, Any]
+    sample: int = 0
+
+
+@dataclass
+class Reply:
+    """The answer to one request. ``body`` is None when it failed after every retry; ``error`` says why."""
+
+    body: dict[str, Any] | None
+    error: str | None = None
+    status: int | None = None  # last HTTP status seen (None: no answer, e.g. a timeout or a connection error)
+    cached: bool = False  # served from the response cache: no request was sent
+    attempts: int = 0  # requests actually sent for it
+
+
+@dataclass(frozen=True)
+class DispatchSettings:
+    """How hard to push one server. Timeouts are per attempt; backoff is full jitter, capped by ``backoff_max``."""
+
+    max_concurrency: int = 16
+    connect_timeout: float = 10.0
+    read_timeout: float = 120.0
+    max_retries: int = 8
+    backoff_base: float = 0.5
+    backoff_max: float = 30.0
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None  # estimated per request by estimate_tokens()
+
+    def __post_init__(self) -> None:
+        fine = {"max_concurrency": self.max_concurrency >= 1, "connect_timeout": self.connect_timeout > 0}
+        fine.update(read_timeout=self.read_timeout > 0, max_retries=self.max_retries >= 0)
+        for name in (n for n, ok in fine.items() if not ok):
+            raise TailorError(f"{name}: {getattr(self, name)!r} is out of range (at least 1 request, 0 retries)")
+
+
+@dataclass
+class DispatchStats:
+    """Counts over the dispatcher's life: attempts sent, outcomes, and the adaptive concurrency limit now."""
+
+    sent: int = 0
+    succeeded: int = 0
+    retried: int = 0
+    rate_limited: int = 0
+    failed: int = 0
+    cache_hits: int = 0
+    concurrency: int = 0
+
+
+class EndpointError(TailorError):
+    """A run-stopping endpoint problem: unreachable, key refused (401/403), model not served, quota exhausted."""
+
+
+def redact(text: str, secret: str | None) -> str:
+    """``text`` with every occurrence of ``secret`` replaced by ``***`` (servers echo keys in error messages)."""
+    return text.replace(secret, "***") if secret else text
+
+
+def estimate_tokens(body: Mapping[str, Any]) -> int:
+    """Tokens a request may cost, for the tokens-per-minute bucket: its JSON length / 4, plus ``max_tokens``
+    (or ``max_completion_tokens``; 16 when neither is set)."""
+    budget = body.get("max_completion_tokens") or body.get("max_tokens") or 16
+    return len(json.dumps(body, ensure_ascii=False)) // 4 + int(budget)
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds the server asks to wait: ``retry-after-ms``, or ``Retry-After`` in seconds or as an HTTP date."""
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        try:
+            return max(0.0, float(headers[name]) / scale)
+        except (KeyError, ValueError):
+            pass
+    try:
+        return max(0.0, email.utils.parsedate_to_datetime(headers["retry-after"]).timestamp() - time.time())
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def server_message(body: object, limit: int = 500) -> str:
+    """The server's own words from an error body: ``error.message`` (OpenAI, vLLM), ``message`` or ``detail``."""
+    err = body.get("error", body) if isinstance(body, Mapping) else body
+    for found in [err] + [err.get(n) for n in ("message", "detail", "msg")] if isinstance(err, Mapping) else [err]:
+        if isinstance(found, str) and found.strip():
+            return found.strip()[:limit]
+    return json.dumps(body, default=str)[:limit]
+
+
+class _Gate:
+    """The adaptive limit on requests in flight: a counter and a FIFO of waiters (one event loop, no locks)."""
+
+    def __init__(self, limit: int):
+        self.max = self.limit = limit
+        self.in_flight = self._streak = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._last_cut = float("-inf")
+
+    async def acquire(self) -> None:
+        if self.in_flight < self.limit and not self._waiters:
+            self.in_flight += 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter  # the releaser counts us in before waking us
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release("other")  # woken and cancelled at once: hand the slot on
+            elif waiter in self._waiters:
+                self._waiters.remove(waiter)
+            raise
+
+    def release(self, outcome: Literal["ok", "throttled", "other"]) -> None:
+        self.in_flight -= 1
+        self._streak = self._streak + 1 if outcome == "ok" else 0  # "other": an error breaks the streak too
+        if outcome == "throttled" and (now := asyncio.get_running_loop().time()) - self._last_cut >= 0.5:
+            self.limit, self._last_cut = max(1, self.limit // 2), now
+        if self._streak >= self.limit:
+            self.limit, self._streak = min(self.max, self.limit + 1), 0
+        while self._waiters and self.in_flight < self.limit:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self.in_flight += 1
+                waiter.set_result(None)
+
+
+class _Bucket:
+    """A token bucket refilled at ``per_minute / 60`` a second that holds one second's worth (at least one cost
+    unit): the rate never exceeds the limit and bursts stay small. A cost above the capacity waits for a full bucket
+    and leaves it in debt, so large requests still go, at the average rate."""
+
+    def __init__(self, per_minute: float):
+        self.rate = per_minute / 60.0
+        self.capacity = self.level = max(1.0, self.rate)
+        self.stamp: float | None = None
+        self._lock = asyncio.Lock()  # bound to the loop on first use
+
+    async def take(self, cost: float) -> None:
+        async with self._lock:  # FIFO: one waiter at a time
+            while True:
+                now, last = asyncio.get_running_loop().time(), self.stamp
+                self.level, self.stamp = min(self.capacity, self.level + (now - (last or now)) * self.rate), now
+                need = min(cost, self.capacity)
+                if self.level >= need:
+                    self.level -= cost
+                    return
+                await asyncio.sleep((need - self.level) / self.rate)
+
+
+@dataclass
+class _Batch:
+    """One send() in flight: its requests and keys, where to report, and the run-stopping error if one came."""
+
+    requests: Sequence[Request]
+    keys: list[str]
+    use_cache: bool
+    done: queue.SimpleQueue[int | None]
+    tasks: list[asyncio.Task[Reply]] = field(default_factory=list)
+    abort: EndpointError | None = None
+    finished: threading.Event = field(default_factory=threading.Event)
+
+
+class Dispatcher:
+    """Sends requests to one OpenAI-compatible server (``base_url`` ends where the routes begin, e.g. ``.../v1``).
+
+    ``api_key`` is the key's value (None for servers without one); ``api_key_env`` the variable it came from, named
+    in errors instead of the key. ``seed`` seeds the backoff jitter. Use as a context manager or call :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None,
+        api_key_env: str | None,
+        settings: DispatchSettings = DispatchSettings(),
+        cache: ResponseCache | None = None,
+        seed: int = 0,
+    ):
+        import httpx2  # here, not at the top: importing tailor must not load the SDK
+        import openai
+
+        self._openai, self._httpx = openai, httpx2
+        self.base_url, self.api_key_env, self.settings, self.cache = base_url.rstrip("/"), api_key_env, settings, cache
+        self.stats = DispatchStats(concurrency=settings.max_concurrency)
+        self._secret, self._random = api_key or None, random.Random(seed)
+        self._use_cache, self._ever_succeeded, self._closed = True, False, False
+        self._gate = _Gate(settings.max_concurrency)
+        self._rpm = _Bucket(settings.requests_per_minute) if settings.requests_per_minute else None
+        self._tpm = _Bucket(settings.tokens_per_minute) if settings.tokens_per_minute else None
+        n = settings.max_concurrency  # the pool holds exactly as many connections as may be in flight
+        self._client = openai.AsyncOpenAI(
+            base_url=self.base_url,
+            api_key=api_key or "EMPTY",
+            max_retries=0,  # retries are ours: Retry-After, the AIMD limit and the cache all need to see them
+            timeout=httpx2.Timeout(settings.read_timeout, connect=settings.connect_timeout),
+            http_client=openai.DefaultAsyncHttpxClient(
+                limits=httpx2.Limits(max_connections=n, max_keepalive_connections=n)
+            ),
+        )
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="tailor-dispatch", daemon=True)
+        self._thread.start()
+
+    def send(self, requests: Sequence[Request], on_done: Callable[[int], None] | None = None) -> list[Reply]:
+        """Replies in the order of requests; on_done(1) after each finishes (cache hits included)."""
+        self._check_open()
+        for r in requests:
+            if r.route not in ROUTES:
+                raise TailorError(f"route {r.route!r}: expected one of {', '.join(ROUTES)}")
+            if not isinstance(r.body.get("model"), str) or r.body.get("stream"):
+                raise TailorError(f"a request to {r.route} needs a 'model' (the served model id) and no `stream`")
+        keys = [cache_key(self.base_url, r.route, r.body, r.sample) for r in requests]
+        replies: list[Reply | None] = [None] * len(requests)
+        use_cache = self.cache is not None and self._use_cache
+        hits = self.cache.get_many(keys) if self.cache is not None and use_cache and keys else {}
+        for i, key in enumerate(keys):
+            if key in hits:
+                replies[i] = Reply(body=hits[key], cached=True)
+                self.stats.cache_hits += 1
+                if on_done:
+                    on_done(1)
+        todo = [i for i, reply in enumerate(replies) if reply is None]
+        if todo:
+            batch = _Batch(requests=requests, keys=keys, use_cache=use_cache, done=queue.SimpleQueue())
+            future = asyncio.run_coroutine_threadsafe(self._send_all(batch, todo), self._loop)
+            future.add_done_callback(lambda _: batch.done.put(None))
+            try:
+                for _ in iter(batch.done.get, None):  # the indices as they finish; Ctrl-C interrupts the wait
+                    if on_done:
+                        on_done(1)
+                for i, reply in zip(todo, future.result(), strict=True):
+                    replies[i] = reply
+            except BaseException:  # Ctrl-C, or an error in on_done: stop the batch, leave the loop clean
+                future.cancel()
+                batch.finished.wait(30.0)  # the loop cancels the batch's tasks and frees their slots
+                raise
+        return [r for r in replies if r is not None]
+
+    def models(self) -> list[str]:
+        """ids from GET /models (EndpointError when unreachable, naming the URL)"""
+        self._check_open()
+        return asyncio.run_coroutine_threadsafe(self._list_models(), self._loop).result()
+
+    @contextmanager
+    def cache_disabled(self) -> Iterator[None]:
+        """inside the block nothing is read from or written to the cache"""
+        before, self._use_cache = self._use_cache, False
+        try:
+            yield
+        finally:
+            self._use_cache = before
+
+    def close(self) -> None:
+        """Close the client and stop the loop's thread (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        with suppress(Exception):  # closing the client is best effort: the thread is stopped either way
+            asyncio.run_coroutine_threadsafe(self._client.close(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        if not self._thread.is_alive():
+            self._loop.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise TailorError(f"the dispatcher for {self.base_url} is closed")
+
+    def __enter__(self) -> Dispatcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def _send_all(self, batch: _Batch, todo: list[int]) -> list[Reply]:  # this and below: on the loop
+        try:
+            batch.tasks = [asyncio.ensure_future(self._guarded(batch, i)) for i in todo]
+            results = await asyncio.gather(*batch.tasks, return_exceptions=True)
+            for result in [batch.abort, *results]:
+                if isinstance(result, BaseException):
+                    raise result
+            return list(results)  # type: ignore[arg-type]
+        except asyncio.CancelledError:
+            for task in batch.tasks:
+                task.cancel()
+            await asyncio.gather(*batch.tasks, return_exceptions=True)
+            raise
+        finally:
+            batch.finished.set()
+
+    async def _guarded(self, batch: _Batch, i: int) -> Reply:
+        try:
+            reply = await self._one(batch, i)
+        except EndpointError as e:
+            if batch.abort is None:  # stop at once: no further request goes out
+                batch.abort = e
+                for task in batch.tasks:
+                    if task is not asyncio.current_task():
+                        task.cancel()
+            raise
+        batch.done.put(i)
+        return reply
+
+    async def _one(self, batch: _Batch, i: int) -> Reply:
+        request, s, loop = batch.requests[i], self.settings, asyncio.get_running_loop()
+        attempts, status, reason, not_before = 0, None, "", 0.0
+        for attempt in range(s.max_retries + 1):
+            if attempt:
+                self.stats.retried += 1
+                backoff = self._random.uniform(0, min(s.backoff_max, s.backoff_base * 2 ** (attempt - 1)))
+                deadline = max(not_before, loop.time() + backoff)
+                while (left := deadline - loop.time()) > 0:  # never early, whatever the timer's resolution
+                    await asyncio.sleep(left)
+            await self._gate.acquire()
+            outcome: Literal["ok", "throttled", "other"] = "other"
+            try:
+                if self._rpm:
+                    await self._rpm.take(1)
+                if self._tpm:
+                    await self._tpm.take(estimate_tokens(request.body))
+                attempts, self.stats.sent = attempts + 1, self.stats.sent + 1
+                verdict, payload, status, wait = await self._attempt(request)
+                outcome = "ok" if verdict == "ok" else "throttled" if status == 429 else "other"
+                self.stats.rate_limited += status == 429
+            finally:
+                self._gate.release(outcome)
+                self.stats.concurrency = self._gate.limit
+            if isinstance(payload, dict):
+                self._ever_succeeded = True
+                if batch.use_cache and self.cache is not None:
+                    self.cache.put(batch.keys[i], payload)
+                self.stats.succeeded += 1
+                return Reply(body=payload, status=status, attempts=attempts)
+            reason, not_before = str(payload), loop.time() + (wait or 0.0)
+            if verdict == "fail":
+                break
+        self.stats.failed += 1
+        suffix = f" after {attempts} attempts" if attempts > 1 else ""
+        return Reply(body=None, error=redact(reason + suffix, self._secret), status=status, attempts=attempts)
+
+    async def _attempt(self, request: Request) -> tuple[str, object, int | None, float | None]:
+        """Send once: ("ok", body, status, None), ("retry", reason, status, retry_after) or ("fail", reason, status,
+        None); run-stopping problems raise EndpointError."""
+        openai, body, chat = self._openai, request.body, request.route == "chat/completions"
+        rest = {k: v for k, v in body.items() if k not in ("model", "messages" if chat else "prompt")}
+        try:
+            if chat:
+                call = self._client.chat.completions.with_raw_response.create
+                raw = await call(model=body["model"], messages=body.get("messages", openai.omit), extra_body=rest)
+            else:
+                call = self._client.completions.with_raw_response.create
+                raw = await call(model=body["model"], prompt=body.get("prompt", openai.omit), extra_body=rest)
+        except openai.APITimeoutError:
+            return "retry", f"timed out (read_timeout {self.settings.read_timeout:g} s)", None, None
+        except openai.APIConnectionError as e:
+            cause = e.__cause__ or e
+            if isinstance(cause, self._httpx.ConnectError) and not self._ever_succeeded:
+                raise self._error(f"cannot reach {self.base_url}: {cause}") from None
+            return "retry", f"connection error ({type(cause).__name__}: {cause})", None, None
+        except openai.APIStatusError as e:
+            return await self._status_error(request, e.status_code, e.body, e.response.headers)
+        try:
+            parsed = json.loads(raw.text)
+        except ValueError as e:
+            return "retry", f"malformed JSON in a {raw.status_code} answer ({e})", raw.status_code, None
+        if not isinstance(parsed, dict):
+            return "retry", f"a {raw.status_code} answer that is not a JSON object", raw.status_code, None
+        return "ok", parsed, raw.status_code, None
+
+    async def _status_error(
+        self, request: Request, status: int, body: object, headers: Mapping[str, str]
+    ) -> tuple[str, object, int | None, float | None]:
+        message = server_message(body)
+        if status in (401, 403):
+            raise self._refused(status, message)
+        if status == 404:
+            model, served = request.body["model"], None
+            with suppress(EndpointError):
+                served = await self._list_models()
+            if served is not None and model not in served:
+                raise self._error(f"model {model!r} is not served by {self.base_url}; it serves: {', '.join(served)}")
+            raise self._error(f"{self.base_url}/{request.route} answered 404 for model {model!r}: {message}")
+        if status == 429 and "insufficient_quota" in json.dumps(body, default=str):
+            raise self._error(f"{self.base_url} answered 429, quota exhausted: {message}")
+        if status in RETRIED_STATUSES or status >= 500:
+            return "retry", f"HTTP {status}: {message}", status, retry_after(headers)
+        return "fail", f"HTTP {status}: {message}", status, None
+
+    async def _list_models(self) -> list[str]:
+        openai = self._openai
+        try:
+            raw = await self._client.get("/models", cast_to=self._httpx.Response)
+            return [m["id"] for m in json.loads(raw.text)["data"] if isinstance(m.get("id"), str)]
+        except openai.APIStatusError as e:
+            if e.status_code in (401, 403):
+                raise self._refused(e.status_code, server_message(e.body)) from None
+            raise self._error(f"{self.base_url}/models answered {e.status_code}: {server_message(e.body)}") from None
+        except openai.APIConnectionError as e:
+            raise self._error(f"cannot reach {self.base_url}: {e.__cause__ or e}") from None
+        except (ValueError, KeyError, AttributeError, TypeError) as e:
+            raise self._error(f"{self.base_url}/models answered something that is not a model list ({e})") from None
+
+    def _error(self, message: str) -> EndpointError:
+        return EndpointError(redact(message, self._secret))
+
+    def _refused(self, status: int, message: str) -> EndpointError:
+        env = self.api_key_env
+        who = f"the key in ${env} was refused" if env else "refused; name the key's variable in `api_key_env`"
+        return self._error(f"{who} ({status}) by {self.base_url}: {message}")

@@ -1,0 +1,128 @@
+"""The prompt route through a real vLLM server (CPU, the session's tiny Llama): option log-likelihoods equal to
+tailor's local scoring of the same folder, all four classification paths, generation for QA, summarization and
+translation, and a generation-only server (`transformers serve`) refusing what it lacks before any example is sent.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import dataset_rows, task_doc, write_jsonl
+
+from tailor.backends.endpoint import KIND as SERVED
+from tailor.backends.lm import LanguageModel
+from tailor.config import ModelSpec, load_task
+from tailor.errors import TailorError
+from tailor.report import build_report
+from tailor.run import run_task
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TAILOR_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def _served(server: Any, api: str = "completions", **endpoint: Any) -> dict[str, Any]:
+    return {
+        "name": server.model,
+        "endpoint": {"url": server.url, "api": api, "tokenizer": str(server.folder), **endpoint},
+    }
+
+
+def _task(where: Path, model: dict[str, Any], methods: list[dict[str, Any]], **over: Any) -> Path:
+    where.mkdir(parents=True, exist_ok=True)
+    rows = over.pop("rows", None) or dataset_rows()
+    write_jsonl(where / "data.jsonl", rows)
+    (where / "task.yaml").write_text(json.dumps(task_doc(model=model, methods=methods, **over)))
+    return where / "task.yaml"
+
+
+def test_option_loglikelihoods_through_vllm_equal_local_scoring(vllm_server: Any) -> None:
+    spec = ModelSpec(**_served(vllm_server))
+    served = SERVED.connect(spec)
+    assert served.capabilities.score_continuations, served.capabilities.source
+    local = LanguageModel.from_spec(ModelSpec(name=str(vllm_server.folder), kind="causal"))
+    prompts = [f"Review: {r['text']}\nTopic:" for r in dataset_rows()[:12]]
+    options = [" cooking", " sports", " weather"]
+    remote, here = served.score(prompts, options), local.score(prompts, options)
+    assert all(e is None for e in remote.errors)
+    np.testing.assert_array_equal(remote.token_counts, here.token_counts)
+    assert np.max(np.abs(remote.logprobs - here.logprobs)) < 1e-3
+    assert (remote.logprobs.argmax(1) == here.logprobs.argmax(1)).all()
+
+
+@pytest.mark.parametrize("mode", ["score", "first-token", "choice", "generate"])
+def test_each_classification_path_through_vllm(vllm_server: Any, tmp_path: Path, mode: str) -> None:
+    api = "chat" if mode == "first-token" else "completions"
+    methods = [{"name": "prompt", "mode": mode, "k": 2, "select": "random"}]
+    task = _task(tmp_path / "t", _served(vllm_server, api), methods)
+    spec, base = load_task(task)
+    run_task(spec, base, tmp_path / "run")
+    report = build_report(tmp_path / "run")
+    row = report["leaderboard"][0]
+    assert row["status"] == "ok", row["error"]
+    assert row["details"]["endpoint"]["mode"] == mode
+    assert row["test"]["n"] == report["data"]["test"]
+    if mode in ("score", "first-token", "choice"):
+        assert row["test"]["valid_rate"] == 1.0  # a label every time: no free text to misparse
+    assert row["usage"]["test"]["input_tokens"] > 0
+
+
+def test_auto_scores_options_on_vllm_and_matches_the_local_run(vllm_server: Any, tmp_path: Path) -> None:
+    methods = [{"name": "prompt"}]
+    served = _task(tmp_path / "served", _served(vllm_server), methods)
+    local = _task(tmp_path / "local", {"name": str(vllm_server.folder), "kind": "causal"}, methods)
+    reports = []
+    for name, task in (("served", served), ("local", local)):
+        spec, base = load_task(task)
+        run_task(spec, base, tmp_path / f"run-{name}")
+        reports.append(build_report(tmp_path / f"run-{name}"))
+    a, b = (r["leaderboard"][0] for r in reports)
+    assert a["details"]["endpoint"]["mode"] == "score"
+    assert a["test"]["accuracy"]["value"] == b["test"]["accuracy"]["value"]
+
+
+@pytest.mark.parametrize("kind", ["qa", "summarization", "translation"])
+def test_generation_tasks_through_vllm(vllm_server: Any, tmp_path: Path, kind: str) -> None:
+    sentences = [r["text"] for r in dataset_rows()][:40]
+    if kind == "qa":
+        rows = [
+            {"id": f"q{i}", "context": s, "question": "What happened?", "answers": {"text": [s.split()[1]]}}
+            for i, s in enumerate(sentences)
+        ]
+        fields = {"input": ["context", "question"], "target": "answers", "id": "id"}
+        methods = [{"name": "prompt", "input": "{{ context }}\nQuestion: {{ question }}", "max_new_tokens": 5}]
+    else:
+        rows = [{"id": f"g{i}", "source": s, "target": " ".join(s.split()[:4])} for i, s in enumerate(sentences)]
+        fields = {"input": "source", "target": "target", "id": "id"}
+        methods = [{"name": "prompt", "instruction": "Rewrite.", "max_new_tokens": 6, "k": 1, "select": "random"}]
+    task = _task(tmp_path / "t", _served(vllm_server, "chat"), methods, kind=kind, fields=fields, rows=rows)
+    spec, base = load_task(task)
+    run_task(spec, base, tmp_path / "run")
+    row = build_report(tmp_path / "run")["leaderboard"][0]
+    assert row["status"] == "ok", row["error"]
+    assert row["usage"]["test"]["output_tokens"] > 0
+
+
+def test_generation_only_server_refuses_scoring_before_sending(transformers_server: Any, tmp_path: Path) -> None:
+    model = {"name": transformers_server.model, "endpoint": {"url": transformers_server.url, "api": "completions"}}
+    task = _task(tmp_path / "t", model, [{"name": "prompt", "mode": "score"}])
+    spec, base = load_task(task)
+    with pytest.raises(TailorError) as err:
+        run_task(spec, base, tmp_path / "run")
+    assert "prompt log-probs: no" in str(err.value) and "score_continuations" in str(err.value)
+    assert not (tmp_path / "run" / "run.sqlite").exists()
+
+
+def test_generation_only_server_generates(transformers_server: Any, tmp_path: Path) -> None:
+    model = {"name": transformers_server.model, "endpoint": {"url": transformers_server.url, "api": "chat"}}
+    task = _task(tmp_path / "t", model, [{"name": "prompt", "max_new_tokens": 4}])
+    spec, base = load_task(task)
+    run_task(spec, base, tmp_path / "run")
+    row = build_report(tmp_path / "run")["leaderboard"][0]
+    assert row["status"] == "ok", row["error"]
+    assert row["details"]["endpoint"]["mode"] == "generate"
