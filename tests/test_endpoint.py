@@ -249,3 +249,29 @@ def test_endpoint_keys_are_checked_in_the_task_file(tmp_path: Path) -> None:
     with pytest.raises(TailorError, match="max_concurrency"):
         load_task(_task(tmp_path / "c", {"name": "m", "endpoint": {"url": "http://x/v1", "max_concurrency": 0}}))
     assert MethodError  # imported for the module's readers: refusals are MethodErrors inside a trial
+
+
+def test_predict_sends_through_the_endpoint_only_when_the_user_names_it(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tailor.cli import app
+
+    with FakeServer("fake-model", **PRESETS["generate-only"]) as srv:
+        task = _task(tmp_path / "t", _model(srv.url), [{"name": "prompt", "mode": "generate"}])
+        _run(task, tmp_path / "run")
+        store = RunStore.open_existing(tmp_path / "run")
+        try:
+            stored = store.predictions("prompt", "test")
+        finally:
+            store.close()
+        inputs = tmp_path / "inputs.jsonl"
+        inputs.write_text("".join(json.dumps({"id": p["example_id"], **p["input"]}) + "\n" for p in stored))
+        folder = tmp_path / "run" / "adapted" / "prompt"
+        refused = CliRunner().invoke(app, ["predict", str(folder), str(inputs)])
+        assert refused.exit_code == 2 and "--endpoint" in refused.output and srv.url in refused.output
+        srv.reset()
+        ok = CliRunner().invoke(app, ["predict", str(folder), str(inputs), "--endpoint", srv.url + "/v1"])
+        assert ok.exit_code == 0, ok.output
+        assert sum(srv.counts.values()) == 0  # the run's answers, from the cache
+    got = {row["id"]: row for row in map(json.loads, ok.stdout.splitlines())}
+    assert {i: r["label"] for i, r in got.items()} == {p["example_id"]: p["label"] for p in stored}

@@ -126,3 +126,45 @@ def test_generation_only_server_generates(transformers_server: Any, tmp_path: Pa
     row = build_report(tmp_path / "run")["leaderboard"][0]
     assert row["status"] == "ok", row["error"]
     assert row["details"]["endpoint"]["mode"] == "generate"
+
+
+def test_fine_tuned_exported_then_served_gives_the_runs_own_predictions(
+    vllm_venv: Path, tiny_lm_folder: Path, tmp_path: Path
+) -> None:
+    """The loop back: LoRA-tune the tiny model with tailor, export it merged, serve the merged folder with vLLM, and
+    prompt it through the endpoint with the same prompt: the same test predictions (and scores) as the run's own."""
+    from servers import start_vllm, stop_server
+
+    from tailor.store import RunStore
+
+    train = {"max_steps": 6, "batch_size": 8, "eval_every": 3, "eval_examples": 8}
+    tuned = _task(
+        tmp_path / "tune",
+        {"name": str(tiny_lm_folder), "kind": "causal"},
+        [{"name": "lora", "learning_rate": 3e-3, "export_merged": True, **train}],
+    )
+    spec, base = load_task(tuned)
+    run_task(spec, base, tmp_path / "run-tune")
+    store = RunStore.open_existing(tmp_path / "run-tune")
+    try:
+        own = {p["example_id"]: p for p in store.predictions("lora", "test")}
+    finally:
+        store.close()
+    merged = tmp_path / "run-tune" / "adapted" / "lora" / "merged"
+    server = start_vllm(vllm_venv, merged, tmp_path / "served-merged")
+    try:
+        served = _task(tmp_path / "serve", _served(server), [{"name": "prompt", "mode": "score"}])
+        spec, base = load_task(served)
+        run_task(spec, base, tmp_path / "run-served")
+    finally:
+        stop_server(server)
+    store = RunStore.open_existing(tmp_path / "run-served")
+    try:
+        remote = {p["example_id"]: p for p in store.predictions("prompt", "test")}
+    finally:
+        store.close()
+    assert set(remote) == set(own)
+    for i, p in own.items():
+        assert remote[i]["label"] == p["label"], i
+        for label, score in p["scores"].items():
+            assert remote[i]["scores"][label] == pytest.approx(score, abs=1e-3), (i, label)

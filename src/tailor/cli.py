@@ -167,6 +167,14 @@ def predict(
             "whatever the folder's adapted.json says: the folder may come from someone else.",
         ),
     ] = False,
+    endpoint: Annotated[
+        str | None,
+        typer.Option(
+            help="For a prompt on a served model: the server's URL (…/v1). Needed to confirm the folder's own server "
+            "(a folder from someone else must not send your inputs and key to theirs), or to send to another server "
+            "of the same model. The API key still comes from the variable the folder names.",
+        ),
+    ] = None,
 ) -> None:
     """Predict with an adapted model saved by a run; gives the same predictions as during the run."""
     from .errors import TailorError
@@ -176,7 +184,9 @@ def predict(
     try:
         sink = output.open("w", encoding="utf-8") if output else sys.stdout
         progress = RichProgress() if output else _silent()
-        for ex, pred in predict_file(adapted_dir, input_file, progress, trust_remote_code=trust_remote_code):
+        for ex, pred in predict_file(
+            adapted_dir, input_file, progress, trust_remote_code=trust_remote_code, endpoint=endpoint
+        ):
             row = {"id": ex.id, "output": pred.output, "label": pred.label}
             if scores and pred.scores is not None:
                 row["scores"] = dict(pred.scores)

@@ -24,7 +24,7 @@ _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?", re.A
 
 
 def load_adapted(
-    path: str | Path, progress: Progress = NULL_PROGRESS, trust_remote_code: bool = False
+    path: str | Path, progress: Progress = NULL_PROGRESS, trust_remote_code: bool = False, endpoint: str | None = None
 ) -> tuple[Adapted, dict[str, Any]]:
     """Load what a run saved for one method.
 
@@ -33,6 +33,9 @@ def load_adapted(
         progress: Shows loading.
         trust_remote_code: Whether code shipped with the model may run. Only the caller decides: whatever
             ``adapted.json`` says is overridden, since the folder may come from someone else.
+        endpoint: For a prompt on a served model: the server to send to. The folder's own URL is used only when the
+            caller names it here too — a folder from someone else must not send your inputs (and your API key) to a
+            server of theirs; another URL (the same model served elsewhere) replaces it.
 
     Returns:
         The adapted model and its metadata (with ``model.trust_remote_code`` as used).
@@ -51,7 +54,7 @@ def load_adapted(
         )
     meta = _read_meta(meta_file)
     meta["model"] = {**meta["model"], "trust_remote_code": trust_remote_code}
-    model = _model_spec(meta["model"], meta_file)
+    model = _served_at(_model_spec(meta["model"], meta_file), endpoint, meta_file)
     try:
         method = get_method(meta["method"])
     except TailorError as exc:
@@ -110,6 +113,23 @@ def _read_meta(meta_file: Path) -> dict[str, Any]:
     return meta
 
 
+def _served_at(spec: ModelSpec, endpoint: str | None, meta_file: Path) -> ModelSpec:
+    """``spec`` sent to ``endpoint``: refused when the folder names a server the caller didn't."""
+    if spec.endpoint is None:
+        if endpoint is not None:
+            raise TailorError(
+                f"{meta_file}: the model {spec.name} is loaded locally; --endpoint applies to served models"
+            )
+        return spec
+    if endpoint is None:
+        key = f" with the key in ${spec.endpoint.api_key_env}" if spec.endpoint.api_key_env else ""
+        raise TailorError(
+            f"{meta_file}: this prompt is for {spec.name} served at {spec.endpoint.url}; predicting sends your inputs "
+            f"there{key}. Pass --endpoint {spec.endpoint.url} to confirm, or the URL of another server of that model"
+        )
+    return spec.model_copy(update={"endpoint": spec.endpoint.model_copy(update={"url": endpoint.rstrip("/")})})
+
+
 def _model_spec(model: dict[str, Any], meta_file: Path) -> ModelSpec:
     """The model ``adapted.json`` names, refused unless it is an existing local folder or file or a hub id."""
     try:
@@ -118,6 +138,8 @@ def _model_spec(model: dict[str, Any], meta_file: Path) -> ModelSpec:
         err = exc.errors()[0]
         key = ".".join(["model", *(str(part) for part in err["loc"])])
         raise TailorError(f"{meta_file}: {key}: {err['msg']}; the folder's {ADAPTED_FILE} is damaged") from None
+    if spec.endpoint is not None:  # served: the name is the server's model id (checked by the server's probe)
+        return spec
     local = Path(os.path.expanduser(spec.name))  # not Path.expanduser: `~nobody` would raise
     beside = meta_file.parent / spec.name
     if spec.name.startswith(".") and (beside.is_dir() or beside.is_file()):  # a run's own model, kept relative
@@ -162,11 +184,12 @@ def predict_file(
     input_path: str | Path,
     progress: Progress = NULL_PROGRESS,
     trust_remote_code: bool = False,
+    endpoint: str | None = None,
 ) -> Iterator[tuple[Example, Prediction]]:
     """Each example of ``input_path`` with its prediction by the adapted model in ``adapted_dir`` (code shipped with
     the model runs only with ``trust_remote_code``)."""
     from .evaluate import predict_all
 
-    adapted, meta = load_adapted(adapted_dir, progress, trust_remote_code)
+    adapted, meta = load_adapted(adapted_dir, progress, trust_remote_code, endpoint)
     examples = read_inputs(input_path, meta["task"]["input_fields"])
     yield from zip(examples, predict_all(adapted, examples, progress, "predicting"))

@@ -32,6 +32,7 @@ from .response_cache import ResponseCache, cache_key
 
 ROUTES: tuple[str, ...] = ("chat/completions", "completions")
 RETRIED_STATUSES = frozenset({408, 409, 429})  # and every 5xx
+_Outcome = tuple[str, object, int | None, float | None]  # (verdict, body or reason, status, Retry-After)
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ class DispatchSettings:
         fine = {"max_concurrency": self.max_concurrency >= 1, "connect_timeout": self.connect_timeout > 0}
         fine.update(read_timeout=self.read_timeout > 0, max_retries=self.max_retries >= 0)
         for name in (n for n, ok in fine.items() if not ok):
-            raise TailorError(f"{name}: {getattr(self, name)!r} is out of range (at least 1 request, 0 retries)")
+            raise TailorError(f"{name}: {getattr(self, name)!r} is out of range (concurrency >= 1, timeouts > 0)")
 
 
 @dataclass
@@ -119,9 +120,10 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
 def server_message(body: object, limit: int = 500) -> str:
     """The server's own words from an error body: ``error.message`` (OpenAI, vLLM), ``message`` or ``detail``."""
     err = body.get("error", body) if isinstance(body, Mapping) else body
-    for found in [err] + [err.get(n) for n in ("message", "detail", "msg")] if isinstance(err, Mapping) else [err]:
-        if isinstance(found, str) and found.strip():
-            return found.strip()[:limit]
+    found = [err.get(n) for n in ("message", "detail", "msg")] if isinstance(err, Mapping) else [err]
+    for text in found:
+        if isinstance(text, str) and text.strip():
+            return text.strip()[:limit]
     return json.dumps(body, default=str)[:limit]
 
 
@@ -378,7 +380,7 @@ class Dispatcher:
         suffix = f" after {attempts} attempts" if attempts > 1 else ""
         return Reply(body=None, error=redact(reason + suffix, self._secret), status=status, attempts=attempts)
 
-    async def _attempt(self, request: Request) -> tuple[str, object, int | None, float | None]:
+    async def _attempt(self, request: Request) -> _Outcome:
         """Send once: ("ok", body, status, None), ("retry", reason, status, retry_after) or ("fail", reason, status,
         None); run-stopping problems raise EndpointError."""
         openai, body, chat = self._openai, request.body, request.route == "chat/completions"
@@ -407,9 +409,7 @@ class Dispatcher:
             return "retry", f"a {raw.status_code} answer that is not a JSON object", raw.status_code, None
         return "ok", parsed, raw.status_code, None
 
-    async def _status_error(
-        self, request: Request, status: int, body: object, headers: Mapping[str, str]
-    ) -> tuple[str, object, int | None, float | None]:
+    async def _status_error(self, request: Request, status: int, body: object, headers: Mapping[str, str]) -> _Outcome:
         message = server_message(body)
         if status in (401, 403):
             raise self._refused(status, message)
@@ -418,7 +418,8 @@ class Dispatcher:
             with suppress(EndpointError):
                 served = await self._list_models()
             if served is not None and model not in served:
-                raise self._error(f"model {model!r} is not served by {self.base_url}; it serves: {', '.join(served)}")
+                serves = ", ".join(served) or "nothing"
+                raise self._error(f"model {model!r} is not served by {self.base_url}; it serves: {serves}")
             raise self._error(f"{self.base_url}/{request.route} answered 404 for model {model!r}: {message}")
         if status == 429 and "insufficient_quota" in json.dumps(body, default=str):
             raise self._error(f"{self.base_url} answered 429, quota exhausted: {message}")

@@ -1,0 +1,308 @@
+"""Client throughput against an OpenAI-compatible server: tailor vs lm-evaluation-harness vs DSPy, same requests.
+
+Why: prompting a served model is bound by latency, not by the server's compute, so what a client can keep in
+flight decides how long a run takes. A perfect client with ``c`` requests in flight against a server that answers
+each after ``L`` seconds does ``c / L`` requests per second; each system is reported as the fraction of that ideal
+it reaches: ``<system>: {concurrency: fraction_of_ideal}``, and ``requests_per_s``.
+
+Setup:
+  * server: ``tailor.testing.fake_server`` in its own process (so it does not share the clients' GIL), answering
+    every request after a fixed ``--latency-ms`` (100) with an ``asyncio.sleep``, so requests overlap as on a
+    batching server. Its answer is DSPy's chat-adapter format (``[[ ## answer ## ]]`` ... ``[[ ## completed ## ]]``)
+    so DSPy parses it on the first try; the other clients ignore the text.
+  * requests: ``--n-requests`` (1,000) distinct short prompts, ``max_tokens`` 16, greedy, seed 1234, ``stop``
+    ``["\\n\\n"]``, at concurrency 1, 8, 32 and 128 (``--concurrency``):
+      (a) tailor   — ``tailor.backends.dispatch.Dispatcher`` (``DispatchSettings(max_concurrency=c)``, cache off),
+          one ``send()`` of all requests to ``/v1/completions``;
+      (b) lm-eval  — ``local-completions`` built from a model-args string as on the command line
+          (``base_url=.../v1/completions,num_concurrent=c,tokenized_requests=False,tokenizer_backend=None``),
+          ``generate_until`` on the same prompts; its payload equals tailor's body for body (checked at the
+          server: ``same_bodies_tailor_lm_eval``);
+      (c) DSPy     — ``dspy.Predict("text -> answer")`` on ``dspy.LM("openai/<model>", cache=False)`` run over the
+          same texts by ``dspy.Parallel(num_threads=c)``; DSPy's adapter sends chat requests (its system prompt
+          plus the text) to ``/v1/chat/completions``: that is how DSPy talks to a server;
+      (d) ``ceiling_raw_aiohttp`` — a bare ``aiohttp`` client (one session, ``limit=c`` connections, JSON parsed),
+          no retries or bookkeeping: what this machine allows a Python client, given the server's own CPU.
+  * each (system, concurrency) is timed ``--repeats`` (3) times from the first request out to the last answer in
+    (concurrency 1 once: 100 s a run) and the median reported; every timing is kept in ``runs``. Client set-up
+    (building the model object, imports) is not timed; connections are opened inside the timed call for all.
+  * ``max_fraction``: even a perfect client loses the tail of the last wave (``n / (c * ceil(n / c))``: 0.977 for
+    1,000 requests at 32 and 128).
+  * cached re-run: tailor at the top concurrency with a fresh SQLite response cache: the first run fills it, a
+    second run (a new Dispatcher on the reopened file, as a re-run would) is timed. ``cached_rerun_time_ratio`` =
+    its time / tailor's uncached median at that concurrency; ``cached_rerun_requests`` = requests the server
+    counted during it (``GET /stats``), which must be 0.
+
+A peer that cannot be run (not installed, fails) is recorded with the reason under ``<system>_error``, never with
+a number. Run (from the repository root; DSPy: ``.venv/bin/pip install -c constraints.txt dspy``):
+
+    .venv/bin/python benchmarks/endpoint_throughput.py [--n-requests 1000] [--latency-ms 100] [--repeats 3] \
+        [--concurrency 1 8 32 128] [--systems tailor lm_eval dspy ceiling_raw_aiohttp]
+
+Writes ``benchmarks/results/endpoint_throughput.json``. The machine has 2 cores shared with other work; the load
+average before and after is recorded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # DSPy's litellm: no cost-map download at import
+os.environ.setdefault("TQDM_DISABLE", "1")  # lm-eval's progress bar: no terminal noise, no cost charged to it
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from tailor.record import repo_python  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "benchmarks" / "results" / "endpoint_throughput.json"
+MODEL = "fake-model"
+MAX_TOKENS, SEED, STOP = 16, 1234, ["\n\n"]
+ANSWER = "[[ ## answer ## ]]\npositive\n\n[[ ## completed ## ]]"  # 11 whitespace tokens: fits MAX_TOKENS
+SYSTEMS = ("tailor", "lm_eval", "dspy", "ceiling_raw_aiohttp")
+ADJECTIVES = ("bold", "dull", "warm", "cold", "sharp", "slow", "bright", "quiet", "odd", "grand")
+
+
+def texts(n: int) -> list[str]:
+    """n distinct short texts (no two prompts alike: no client or server can dedupe them)."""
+    return [f"Review {i}: a {ADJECTIVES[i % 10]} film with a {ADJECTIVES[i // 10 % 10]} ending." for i in range(n)]
+
+
+def prompt(text: str) -> str:
+    return f"{text}\nSentiment:"
+
+
+def completion_body(text: str) -> dict:
+    """The body lm-eval's local-completions sends for generate_until (checked at the server); tailor sends it too."""
+    return {"prompt": prompt(text), "model": MODEL, "max_tokens": MAX_TOKENS, "temperature": 0, "stop": STOP,
+            "seed": SEED}
+
+
+def server_stats(url: str) -> dict:
+    with urllib.request.urlopen(url + "/stats", timeout=30) as r:
+        return json.load(r)
+
+
+def served(url: str) -> int:
+    return sum(server_stats(url)["counts"].values())
+
+
+# ---- the clients: each returns (seconds for all requests, number answered correctly) ----------------------------
+
+
+def run_tailor(url: str, items: list[str], c: int, cache_path: Path | None = None) -> tuple[float, int]:
+    from tailor.backends.dispatch import Dispatcher, DispatchSettings, Request
+    from tailor.backends.response_cache import ResponseCache
+
+    cache = ResponseCache(cache_path) if cache_path is not None else None
+    requests = [Request("completions", completion_body(t)) for t in items]
+    try:
+        with Dispatcher(url + "/v1", api_key=None, api_key_env=None, settings=DispatchSettings(max_concurrency=c),
+                        cache=cache) as dispatcher:
+            t = time.perf_counter()
+            replies = dispatcher.send(requests)
+            dt = time.perf_counter() - t
+    finally:
+        if cache is not None:
+            cache.close()
+    return dt, sum(r.body is not None and r.body["choices"][0]["text"] == ANSWER for r in replies)
+
+
+def run_lm_eval(url: str, items: list[str], c: int) -> tuple[float, int]:
+    from lm_eval.api.instance import Instance
+    from lm_eval.api.registry import get_model
+
+    args = (f"model={MODEL},base_url={url}/v1/completions,num_concurrent={c},tokenized_requests=False,"
+            f"tokenizer_backend=None,max_gen_toks={MAX_TOKENS},seed={SEED}")
+    lm = get_model("local-completions").create_from_arg_string(args)
+    gen = {"until": STOP, "max_gen_toks": MAX_TOKENS, "do_sample": False}
+    instances = [Instance("generate_until", {}, (prompt(t), dict(gen)), i) for i, t in enumerate(items)]
+    t = time.perf_counter()
+    out = lm.generate_until(instances, disable_tqdm=True)
+    dt = time.perf_counter() - t
+    return dt, sum(o == ANSWER for o in out)
+
+
+def run_dspy(url: str, items: list[str], c: int) -> tuple[float, int]:
+    import dspy
+
+    lm = dspy.LM(f"openai/{MODEL}", api_base=url + "/v1", api_key="x", cache=False, max_tokens=MAX_TOKENS,
+                 temperature=0)
+    predict = dspy.Predict("text -> answer")
+    pairs = [(predict, dspy.Example(text=t).with_inputs("text")) for t in items]
+    with dspy.context(lm=lm):
+        t = time.perf_counter()
+        out = dspy.Parallel(num_threads=c, disable_progress_bar=True)(pairs)
+        dt = time.perf_counter() - t
+    return dt, sum(p is not None and p.answer == "positive" for p in out)
+
+
+def run_raw_aiohttp(url: str, items: list[str], c: int) -> tuple[float, int]:
+    import aiohttp
+
+    async def go() -> tuple[float, list[dict]]:
+        connector = aiohttp.TCPConnector(limit=c)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            async def one(body: dict) -> dict:
+                async with session.post(url + "/v1/completions", json=body) as r:
+                    r.raise_for_status()
+                    return await r.json()
+
+            t = time.perf_counter()
+            out = await asyncio.gather(*(one(completion_body(x)) for x in items))
+            return time.perf_counter() - t, out
+
+    dt, out = asyncio.run(go())
+    return dt, sum(o["choices"][0]["text"] == ANSWER for o in out)
+
+
+RUNNERS: dict[str, Callable[[str, list[str], int], tuple[float, int]]] = {
+    "tailor": run_tailor, "lm_eval": run_lm_eval, "dspy": run_dspy, "ceiling_raw_aiohttp": run_raw_aiohttp,
+}
+
+
+def importable(system: str) -> str | None:
+    """None when the system's package imports, else why not (recorded in the JSON instead of a number)."""
+    module = {"lm_eval": "lm_eval.models.openai_completions", "dspy": "dspy", "ceiling_raw_aiohttp": "aiohttp"}
+    try:
+        __import__(module.get(system, "tailor.backends.dispatch"))
+    except Exception as e:  # noqa: BLE001 - any import failure is a reason to record
+        return f"cannot import: {type(e).__name__}: {e}"
+    return None
+
+
+def versions() -> dict[str, str | None]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in ("openai", "httpx2", "aiohttp", "lm_eval", "dspy", "litellm"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def loadavg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n-requests", type=int, default=1000)
+    ap.add_argument("--latency-ms", type=float, default=100.0)
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 128])
+    ap.add_argument("--repeats", type=int, default=3, help="timings per (system, concurrency > 1); median reported")
+    ap.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
+    ap.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args()
+
+    from tailor.testing.fake_server import start_server_process, stop_process
+
+    n, latency, top = args.n_requests, args.latency_ms / 1000, max(args.concurrency)
+    items = texts(n)
+    result: dict = {
+        "command": " ".join([repo_python(), *sys.argv]),
+        "latency_ms": args.latency_ms,
+        "n_requests": n,
+        "concurrency": args.concurrency,
+        "repeats": args.repeats,
+        "cpu_count": os.cpu_count(),
+        "versions": versions(),
+        "load_average_before": loadavg(),
+        "request": {"route": "completions (DSPy: chat/completions, its adapter's messages)", "max_tokens": MAX_TOKENS,
+                    "temperature": 0, "seed": SEED, "stop": STOP, "example_prompt": prompt(items[0])},
+        "max_fraction": {str(c): round(n / (c * math.ceil(n / c)), 4) for c in args.concurrency},
+        "server": "python -m tailor.testing.fake_server --preset vllm (own process), fixed latency, asyncio.sleep",
+    }
+    runs: dict[str, dict[str, list[float]]] = {}
+
+    def write(note: str | None = None) -> None:
+        result["runs_seconds"] = runs
+        result.pop("note", None)
+        if note:
+            result["note"] = note
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+    proc, url = start_server_process("tailor.testing.fake_server", [
+        "--model", MODEL, "--latency-ms", str(args.latency_ms), "--preset", "vllm", "--words", ANSWER])
+    try:
+        systems = []
+        for system in args.systems:
+            if (why := importable(system)) is not None:
+                result[f"{system}_error"] = why
+                print(f"{system}: {why}", flush=True)
+            else:
+                systems.append(system)
+                result[system] = {}
+        for c in args.concurrency:
+            for system in list(systems):
+                times = runs.setdefault(system, {}).setdefault(str(c), [])
+                try:
+                    for _ in range(1 if c == 1 else args.repeats):
+                        before = served(url)
+                        dt, ok = RUNNERS[system](url, items, c)
+                        sent = served(url) - before
+                        if ok != n:
+                            raise RuntimeError(f"{ok} of {n} requests answered as expected ({sent} sent)")
+                        times.append(round(dt, 4))
+                        print(f"{system:>20} c={c:<4} {dt:8.3f} s  {n / dt:8.1f} req/s  sent {sent}", flush=True)
+                except Exception as e:  # noqa: BLE001 - a peer failing is recorded, the others still run
+                    result[f"{system}_error"] = f"at concurrency {c}: {type(e).__name__}: {e}"
+                    print(f"{system} failed: {result[f'{system}_error']}", flush=True)
+                    systems.remove(system)
+                    continue
+                rate = n / statistics.median(times)
+                result[system][str(c)] = round(rate / (c / latency), 4)  # fraction_of_ideal
+                result.setdefault("requests_per_s", {}).setdefault(system, {})[str(c)] = round(rate, 1)
+                write("partial: not every system and concurrency measured yet")
+        if "tailor" in systems and "lm_eval" in systems:  # lm-eval's payload and tailor's body: the same requests
+            bodies = server_stats(url)["bodies"]
+            kinds = {json.dumps(b, sort_keys=True) for b in bodies if "prompt" in b and b["prompt"] == prompt(items[0])}
+            result["same_bodies_tailor_lm_eval"] = kinds == {json.dumps(completion_body(items[0]), sort_keys=True)}
+
+        # ---- cached re-run (tailor, top concurrency, a fresh cache file) ----------------------------------------
+        if "tailor" in systems:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "responses.sqlite"
+                fill, ok = run_tailor(url, items, top, path)
+                before = served(url)
+                again, ok_again = run_tailor(url, items, top, path)
+                sent = served(url) - before
+            uncached = statistics.median(runs["tailor"][str(top)])
+            result.update(
+                cached_fill_seconds=round(fill, 4),
+                cached_rerun_seconds=round(again, 4),
+                cached_rerun_time_ratio=round(again / uncached, 5),
+                cached_rerun_requests=sent,
+                cached_rerun_answers_ok=ok_again == n,
+                cached_rerun_note=f"tailor at concurrency {top}: the first run filled a fresh cache "
+                                  f"({fill:.3f} s), the re-run (new Dispatcher, reopened file) is timed against the "
+                                  f"uncached median ({uncached:.3f} s); requests counted by the server",
+            )
+            print(f"cached re-run: {again:.4f} s ({again / uncached:.2%} of uncached), {sent} requests sent",
+                  flush=True)
+        result["server_max_in_flight"] = server_stats(url)["max_in_flight"]
+    finally:
+        stderr = stop_process(proc).strip()
+        if stderr:
+            result["server_stderr_tail"] = stderr[-2000:]
+    result["load_average_after"] = loadavg()
+    write()
+    print(json.dumps({s: result[s] for s in SYSTEMS if s in result}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
