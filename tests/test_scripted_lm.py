@@ -122,7 +122,9 @@ def test_check_passes_and_predicting_needs_no_tokenizer_on_a_generate_only_model
 @pytest.mark.parametrize(
     ("given", "lacking", "capability", "key"),
     [
-        ({}, {"score_continuations": False}, "score_continuations", "mode"),
+        ({"mode": "score"}, {"score_continuations": False}, "score_continuations", "mode"),
+        ({"mode": "first-token"}, {"top_logprobs": 0}, "top_logprobs", "mode"),
+        ({"mode": "choice"}, {"constrained_choice": False}, "constrained_choice", "mode"),
         ({"scoring": "calibrated"}, {"score_continuations": False}, "score_continuations", "scoring"),
         ({"truncate": True}, {"local_tokenizer": False}, "local_tokenizer", "truncate"),
         ({"chat": "chat"}, {"chat": False}, "chat", "chat"),

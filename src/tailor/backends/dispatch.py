@@ -15,20 +15,31 @@ holds the API key (:func:`redact`).
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import queue
 import random
 import threading
-import time
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..errors import TailorError
+from .limits import Bucket, Gate, estimate_tokens, redact, retry_after, server_message
 from .response_cache import ResponseCache, cache_key
+
+__all__ = [
+    "Dispatcher",
+    "DispatchSettings",
+    "DispatchStats",
+    "EndpointError",
+    "Reply",
+    "Request",
+    "estimate_tokens",
+    "redact",
+    "retry_after",
+    "server_message",
+]
 
 ROUTES: tuple[str, ...] = ("chat/completions", "completions")
 RETRIED_STATUSES = frozenset({408, 409, 429})  # and every 5xx
@@ -92,102 +103,6 @@ class EndpointError(TailorError):
     """A run-stopping endpoint problem: unreachable, key refused (401/403), model not served, quota exhausted."""
 
 
-def redact(text: str, secret: str | None) -> str:
-    """``text`` with every occurrence of ``secret`` replaced by ``***`` (servers echo keys in error messages)."""
-    return text.replace(secret, "***") if secret else text
-
-
-def estimate_tokens(body: Mapping[str, Any]) -> int:
-    """Tokens a request may cost, for the tokens-per-minute bucket: its JSON length / 4, plus ``max_tokens``
-    (or ``max_completion_tokens``; 16 when neither is set)."""
-    budget = body.get("max_completion_tokens") or body.get("max_tokens") or 16
-    return len(json.dumps(body, ensure_ascii=False)) // 4 + int(budget)
-
-
-def retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds the server asks to wait: ``retry-after-ms``, or ``Retry-After`` in seconds or as an HTTP date."""
-    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        try:
-            return max(0.0, float(headers[name]) / scale)
-        except (KeyError, ValueError):
-            pass
-    try:
-        return max(0.0, email.utils.parsedate_to_datetime(headers["retry-after"]).timestamp() - time.time())
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
-def server_message(body: object, limit: int = 500) -> str:
-    """The server's own words from an error body: ``error.message`` (OpenAI, vLLM), ``message`` or ``detail``."""
-    err = body.get("error", body) if isinstance(body, Mapping) else body
-    found = [err.get(n) for n in ("message", "detail", "msg")] if isinstance(err, Mapping) else [err]
-    for text in found:
-        if isinstance(text, str) and text.strip():
-            return text.strip()[:limit]
-    return json.dumps(body, default=str)[:limit]
-
-
-class _Gate:
-    """The adaptive limit on requests in flight: a counter and a FIFO of waiters (one event loop, no locks)."""
-
-    def __init__(self, limit: int):
-        self.max = self.limit = limit
-        self.in_flight = self._streak = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
-        self._last_cut = float("-inf")
-
-    async def acquire(self) -> None:
-        if self.in_flight < self.limit and not self._waiters:
-            self.in_flight += 1
-            return
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        try:
-            await waiter  # the releaser counts us in before waking us
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
-                self.release("other")  # woken and cancelled at once: hand the slot on
-            elif waiter in self._waiters:
-                self._waiters.remove(waiter)
-            raise
-
-    def release(self, outcome: Literal["ok", "throttled", "other"]) -> None:
-        self.in_flight -= 1
-        self._streak = self._streak + 1 if outcome == "ok" else 0  # "other": an error breaks the streak too
-        if outcome == "throttled" and (now := asyncio.get_running_loop().time()) - self._last_cut >= 0.5:
-            self.limit, self._last_cut = max(1, self.limit // 2), now
-        if self._streak >= self.limit:
-            self.limit, self._streak = min(self.max, self.limit + 1), 0
-        while self._waiters and self.in_flight < self.limit:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                self.in_flight += 1
-                waiter.set_result(None)
-
-
-class _Bucket:
-    """A token bucket refilled at ``per_minute / 60`` a second that holds one second's worth (at least one cost
-    unit): the rate never exceeds the limit and bursts stay small. A cost above the capacity waits for a full bucket
-    and leaves it in debt, so large requests still go, at the average rate."""
-
-    def __init__(self, per_minute: float):
-        self.rate = per_minute / 60.0
-        self.capacity = self.level = max(1.0, self.rate)
-        self.stamp: float | None = None
-        self._lock = asyncio.Lock()  # bound to the loop on first use
-
-    async def take(self, cost: float) -> None:
-        async with self._lock:  # FIFO: one waiter at a time
-            while True:
-                now, last = asyncio.get_running_loop().time(), self.stamp
-                self.level, self.stamp = min(self.capacity, self.level + (now - (last or now)) * self.rate), now
-                need = min(cost, self.capacity)
-                if self.level >= need:
-                    self.level -= cost
-                    return
-                await asyncio.sleep((need - self.level) / self.rate)
-
-
 @dataclass
 class _Batch:
     """One send() in flight: its requests and keys, where to report, and the run-stopping error if one came."""
@@ -226,9 +141,9 @@ class Dispatcher:
         self.stats = DispatchStats(concurrency=settings.max_concurrency)
         self._secret, self._random = api_key or None, random.Random(seed)
         self._use_cache, self._ever_succeeded, self._closed = True, False, False
-        self._gate = _Gate(settings.max_concurrency)
-        self._rpm = _Bucket(settings.requests_per_minute) if settings.requests_per_minute else None
-        self._tpm = _Bucket(settings.tokens_per_minute) if settings.tokens_per_minute else None
+        self._gate = Gate(settings.max_concurrency)
+        self._rpm = Bucket(settings.requests_per_minute) if settings.requests_per_minute else None
+        self._tpm = Bucket(settings.tokens_per_minute) if settings.tokens_per_minute else None
         n = settings.max_concurrency  # the pool holds exactly as many connections as may be in flight
         self._client = openai.AsyncOpenAI(
             base_url=self.base_url,
@@ -280,6 +195,10 @@ class Dispatcher:
 
     def models(self) -> list[str]:
         """ids from GET /models (EndpointError when unreachable, naming the URL)"""
+        return [m["id"] for m in self.model_entries()]
+
+    def model_entries(self) -> list[dict[str, Any]]:
+        """GET /models' entries (vLLM adds ``max_model_len``), retried like any request on 429, 5xx, timeouts."""
         self._check_open()
         return asyncio.run_coroutine_threadsafe(self._list_models(), self._loop).result()
 
@@ -416,7 +335,7 @@ class Dispatcher:
         if status == 404:
             model, served = request.body["model"], None
             with suppress(EndpointError):
-                served = await self._list_models()
+                served = [m["id"] for m in await self._list_models()]
             if served is not None and model not in served:
                 serves = ", ".join(served) or "nothing"
                 raise self._error(f"model {model!r} is not served by {self.base_url}; it serves: {serves}")
@@ -427,19 +346,37 @@ class Dispatcher:
             return "retry", f"HTTP {status}: {message}", status, retry_after(headers)
         return "fail", f"HTTP {status}: {message}", status, None
 
-    async def _list_models(self) -> list[str]:
-        openai = self._openai
-        try:
-            raw = await self._client.get("/models", cast_to=self._httpx.Response)
-            return [m["id"] for m in json.loads(raw.text)["data"] if isinstance(m.get("id"), str)]
-        except openai.APIStatusError as e:
-            if e.status_code in (401, 403):
-                raise self._refused(e.status_code, server_message(e.body)) from None
-            raise self._error(f"{self.base_url}/models answered {e.status_code}: {server_message(e.body)}") from None
-        except openai.APIConnectionError as e:
-            raise self._error(f"cannot reach {self.base_url}: {e.__cause__ or e}") from None
-        except (ValueError, KeyError, AttributeError, TypeError) as e:
-            raise self._error(f"{self.base_url}/models answered something that is not a model list ({e})") from None
+    async def _list_models(self) -> list[dict[str, Any]]:
+        openai, loop, s = self._openai, asyncio.get_running_loop(), self.settings
+        for attempt in range(s.max_retries + 1):
+            wait = self._random.uniform(0, min(s.backoff_max, s.backoff_base * 2**attempt))
+            try:
+                raw = await self._client.get("/models", cast_to=self._httpx.Response)
+                return [m for m in json.loads(raw.text)["data"] if isinstance(m.get("id"), str)]
+            except openai.APIStatusError as e:
+                retried = e.status_code in RETRIED_STATUSES or e.status_code >= 500
+                if e.status_code in (401, 403):
+                    raise self._refused(e.status_code, server_message(e.body)) from None
+                if not retried or attempt == s.max_retries:
+                    raise self._error(
+                        f"{self.base_url}/models answered {e.status_code}: {server_message(e.body)}"
+                    ) from None
+                wait = max(wait, retry_after(e.response.headers) or 0.0)
+            except openai.APIConnectionError as e:  # refused at once: a wrong URL; a timeout or cut: retried
+                cause = e.__cause__ or e
+                if not isinstance(e, openai.APITimeoutError) and "refused" in str(cause).lower():
+                    raise self._error(f"cannot reach {self.base_url}: {cause}") from None
+                if attempt == s.max_retries:
+                    raise self._error(f"cannot reach {self.base_url}: {cause}") from None
+            except (ValueError, KeyError, AttributeError, TypeError) as e:
+                if attempt == s.max_retries:
+                    raise self._error(
+                        f"{self.base_url}/models answered something that is not a model list ({e})"
+                    ) from None
+            deadline = loop.time() + wait
+            while (left := deadline - loop.time()) > 0:
+                await asyncio.sleep(left)
+        raise AssertionError("unreachable")
 
     def _error(self, message: str) -> EndpointError:
         return EndpointError(redact(message, self._secret))

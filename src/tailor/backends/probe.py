@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .dispatch import Dispatcher, EndpointError, Reply, Request
+from .response_cache import cache_key
 
 # Two strings no model would write unprompted: an answer equal to one of them means the server constrained it.
 PROBE_CHOICES = ("zq7x", "vb3k")
@@ -155,6 +156,22 @@ def prompt_body(model: str, route: str, text: str) -> dict[str, Any]:
     return {"model": model, "prompt": text}
 
 
+def served_models(dispatcher: Dispatcher, model: str) -> list[Any]:
+    """What ``GET /models`` lists, kept in the dispatcher's response cache like the probes' answers, so that a
+    re-run of a finished run sends nothing at all. A cached list without ``model`` is asked again (the server may
+    serve it now); a list that names it but is stale costs nothing: a request for a model no longer served gets a
+    404, which names what the server serves then."""
+    cache, key = dispatcher.cache, cache_key(dispatcher.base_url, "models", {})
+    hit = cache.get(key) if cache is not None else None
+    if isinstance(hit, dict) and isinstance(hit.get("data"), list):
+        if any((m.get("id") if isinstance(m, dict) else m) == model for m in hit["data"]):
+            return hit["data"]
+    listed = dispatcher.model_entries()
+    if cache is not None and listed:
+        cache.put(key, {"data": listed})
+    return listed
+
+
 def probe(dispatcher: Dispatcher, model: str, route: str) -> ProbeResult:
     """Ask the server at ``dispatcher`` what it can do for ``model``, whose prompts go to ``route``.
 
@@ -164,7 +181,7 @@ def probe(dispatcher: Dispatcher, model: str, route: str) -> ProbeResult:
     """
     found = ProbeResult()
     try:
-        listed = dispatcher.models()
+        listed = served_models(dispatcher, model)
     except EndpointError:
         raise
     except Exception as exc:  # some servers list no models (transformers serve without a hub cache): not fatal

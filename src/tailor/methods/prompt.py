@@ -48,7 +48,7 @@ def _require_capabilities(options: PromptOptions, caps: Capabilities, ctx: Conte
     model = ctx.model.name
     mode = resolved_mode(options.mode, caps)
     if ctx.task.kind == "classification":
-        if options.scoring == "calibrated" and mode in ("score", "first-token"):
+        if options.scoring == "calibrated" and mode not in ("score", "first-token"):  # calibrates label scores
             require(caps, "score_continuations", model=model, key=f"{at}scoring", why="scoring: calibrated")
         needs = {"score": "score_continuations", "first-token": "top_logprobs", "choice": "constrained_choice"}
         if mode in needs:
@@ -91,7 +91,7 @@ class Prompt:
             for label, words in verbalizers.items():
                 if any(lm.count_tokens(" " + w) == lm.count_tokens("") for w in words):
                     raise MethodError(f"a verbalizer of {label!r} tokenizes to nothing", key=f"verbalizers.{label}")
-        adapted = PromptAdapted(lm, prompt, options, kind, verbalizers)
+        adapted = PromptAdapted(lm, prompt, options, kind, verbalizers, seed=ctx.seed)
         if verbalizers and adapted.mode == "first-token":
             tokenizer = getattr(lm, "tokenizer", None)
             tokenize = (lambda t: tokenizer(t, add_special_tokens=False)["input_ids"]) if tokenizer else None
@@ -139,6 +139,7 @@ class Prompt:
             ctx.task.kind,
             spec["verbalizers"],
             demos,
+            seed=ctx.seed,
         )
         if spec["per_input_demos"]:
             adapted.encoder = ctx.models.get(ModelSpec())

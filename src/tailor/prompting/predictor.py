@@ -100,6 +100,8 @@ class PromptAdapted:
     adapt_usage: Usage = NO_USAGE
     truncated: int = 0
     details: dict[str, Any] | None = None
+    seed: int = 0
+    """The trial's seed: sampled answers (``do_sample``) depend on it, and a served model's cache key with them."""
 
     @property
     def examples_used(self) -> int:
@@ -248,7 +250,7 @@ class PromptAdapted:
             do_sample=o.do_sample,
             temperature=o.temperature,
             top_p=o.top_p,
-            seed=0,
+            seed=self.seed,
         )
 
     def predict(self, examples: Sequence[Example]) -> list[Prediction]:
