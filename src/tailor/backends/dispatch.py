@@ -133,10 +133,11 @@ class Dispatcher:
         cache: ResponseCache | None = None,
         seed: int = 0,
     ):
+        import aiohttp
         import httpx2  # here, not at the top: importing tailor must not load the SDK
         import openai
 
-        self._openai, self._httpx = openai, httpx2
+        self._openai, self._httpx, self._aiohttp = openai, httpx2, aiohttp
         self.base_url, self.api_key_env, self.settings, self.cache = base_url.rstrip("/"), api_key_env, settings, cache
         self.stats = DispatchStats(concurrency=settings.max_concurrency)
         self._secret, self._random = api_key or None, random.Random(seed)
@@ -150,7 +151,9 @@ class Dispatcher:
             api_key=api_key or "EMPTY",
             max_retries=0,  # retries are ours: Retry-After, the AIMD limit and the cache all need to see them
             timeout=httpx2.Timeout(settings.read_timeout, connect=settings.connect_timeout),
-            http_client=openai.DefaultAsyncHttpxClient(
+            # the SDK's aiohttp transport: its default (httpx2) pool costs ~2.5x the CPU per request, the limit at
+            # 128 in flight (benchmarks/endpoint_throughput.py)
+            http_client=openai.DefaultAioHttpClient(
                 limits=httpx2.Limits(max_connections=n, max_keepalive_connections=n)
             ),
         )
@@ -311,13 +314,13 @@ class Dispatcher:
             else:
                 call = self._client.completions.with_raw_response.create
                 raw = await call(model=body["model"], prompt=body.get("prompt", openai.omit), extra_body=rest)
-        except openai.APITimeoutError:
-            return "retry", f"timed out (read_timeout {self.settings.read_timeout:g} s)", None, None
-        except openai.APIConnectionError as e:
-            cause = e.__cause__ or e
-            if isinstance(cause, self._httpx.ConnectError) and not self._ever_succeeded:
-                raise self._error(f"cannot reach {self.base_url}: {cause}") from None
-            return "retry", f"connection error ({type(cause).__name__}: {cause})", None, None
+        except openai.APIConnectionError as e:  # timeouts too
+            kind, root = self._connection_failure(e)
+            if kind == "timeout":
+                return "retry", f"timed out (read_timeout {self.settings.read_timeout:g} s)", None, None
+            if kind == "refused" and not self._ever_succeeded:
+                raise self._error(f"cannot reach {self.base_url}: {root}") from None
+            return "retry", f"connection error ({type(root).__name__}: {root})", None, None
         except openai.APIStatusError as e:
             return await self._status_error(request, e.status_code, e.body, e.response.headers)
         try:
@@ -363,11 +366,9 @@ class Dispatcher:
                     ) from None
                 wait = max(wait, retry_after(e.response.headers) or 0.0)
             except openai.APIConnectionError as e:  # refused at once: a wrong URL; a timeout or cut: retried
-                cause = e.__cause__ or e
-                if not isinstance(e, openai.APITimeoutError) and "refused" in str(cause).lower():
-                    raise self._error(f"cannot reach {self.base_url}: {cause}") from None
-                if attempt == s.max_retries:
-                    raise self._error(f"cannot reach {self.base_url}: {cause}") from None
+                kind, root = self._connection_failure(e)
+                if kind == "refused" or attempt == s.max_retries:
+                    raise self._error(f"cannot reach {self.base_url}: {root}") from None
             except (ValueError, KeyError, AttributeError, TypeError) as e:
                 if attempt == s.max_retries:
                     raise self._error(
@@ -377,6 +378,18 @@ class Dispatcher:
             while (left := deadline - loop.time()) > 0:
                 await asyncio.sleep(left)
         raise AssertionError("unreachable")
+
+    def _connection_failure(self, e: Exception) -> tuple[str, BaseException]:
+        """("timeout" | "refused" | "other", the underlying error). The SDK's aiohttp transport reports a refused
+        connection and a server disconnect as connect timeouts; aiohttp's own error, beneath, says which it was."""
+        cause = e.__cause__ or e
+        root = cause.__cause__ or cause
+        if isinstance(root, TimeoutError) or (isinstance(e, self._openai.APITimeoutError) and root is e):
+            return "timeout", root
+        refused = isinstance(
+            root, (self._aiohttp.ClientConnectorError, self._httpx.ConnectError, ConnectionRefusedError)
+        )
+        return ("refused" if refused else "other"), root
 
     def _error(self, message: str) -> EndpointError:
         return EndpointError(redact(message, self._secret))
