@@ -275,3 +275,11 @@ def test_predict_sends_through_the_endpoint_only_when_the_user_names_it(tmp_path
         assert sum(srv.counts.values()) == 0  # the run's answers, from the cache
     got = {row["id"]: row for row in map(json.loads, ok.stdout.splitlines())}
     assert {i: r["label"] for i, r in got.items()} == {p["example_id"]: p["label"] for p in stored}
+
+
+def test_a_server_that_reports_no_usage_has_its_tokens_counted_here(tmp_path: Path, tiny_lm_folder) -> None:
+    with FakeServer("fake-model", **PRESETS["generate-only"], no_usage=True) as srv:
+        model = _model(srv.url, tokenizer=str(tiny_lm_folder))
+        report = _run(_task(tmp_path / "t", model, [{"name": "prompt", "mode": "generate"}]), tmp_path / "run")
+    usage = _trial(report)["usage"]["test"]
+    assert usage["calls"] == report["data"]["test"] and usage["input_tokens"] > usage["calls"]

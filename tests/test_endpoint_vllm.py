@@ -168,3 +168,24 @@ def test_fine_tuned_exported_then_served_gives_the_runs_own_predictions(
         assert remote[i]["label"] == p["label"], i
         for label, score in p["scores"].items():
             assert remote[i]["scores"][label] == pytest.approx(score, abs=1e-3), (i, label)
+
+
+def test_a_prompt_longer_than_the_served_context_is_named_or_shortened(vllm_server: Any, tmp_path: Path) -> None:
+    rows = dataset_rows()
+    for i in range(0, 90, 9):  # ten of them, so that some land in dev and test whatever the split
+        rows[i] = {**rows[i], "text": f"case {i}: " + " ".join(["word"] * 3000)}  # far beyond 1,024 tokens
+    refused = _task(tmp_path / "a", _served(vllm_server), [{"name": "prompt", "mode": "score"}], rows=rows)
+    spec, base = load_task(refused)
+    run_task(spec, base, tmp_path / "run-a")
+    row = build_report(tmp_path / "run-a")["leaderboard"][0]
+    assert row["status"] == "failed"  # refused before sending: the server's context is known (max_model_len)
+    assert "longer than the model's context (1024 tokens" in row["error"] and "truncate" in row["error"]
+    assert any(r["id"] in row["error"] for r in rows[::9])
+    shortened = _task(
+        tmp_path / "b", _served(vllm_server), [{"name": "prompt", "mode": "score", "truncate": True}], rows=rows
+    )
+    spec, base = load_task(shortened)
+    run_task(spec, base, tmp_path / "run-b")
+    row = build_report(tmp_path / "run-b")["leaderboard"][0]
+    assert row["status"] == "ok", row["error"]
+    assert sum((row["details"] or {}).get("truncated", {}).values()) > 0
