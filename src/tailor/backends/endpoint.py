@@ -176,13 +176,15 @@ class EndpointLM:
         key = _OPTION_OF[keys[0]] if keys else None
         raise MethodError(f"{self.dispatcher.base_url} rejected the request ({replies[0].status}): {message}", key=key)
 
-    def _usage(self, reply: Reply, prompt_tokens: int = 0) -> Usage:
+    def _usage(self, reply: Reply, prompt_tokens: int = 0, output_tokens: int = 0) -> Usage:
         """What one request cost, as the server reports it (tokens counted here when it doesn't)."""
         usage = (reply.body or {}).get("usage")
         if not isinstance(usage, dict):
             if reply.body is not None:
                 self.no_usage += 1
-            return Usage(calls=1, input_tokens=prompt_tokens, cached_calls=int(reply.cached))
+            return Usage(
+                calls=1, input_tokens=prompt_tokens, output_tokens=output_tokens, cached_calls=int(reply.cached)
+            )
         details = usage.get("prompt_tokens_details") or {}
         return Usage(
             calls=1,
@@ -262,9 +264,10 @@ class EndpointLM:
     ) -> list[Generated]:
         out = []
         for req, reply, prompt in zip(requests, replies, prompts):
-            n = self.count_tokens(self.render(prompt)) if self.tokenizer is not None and not reply.body else 0
-            usage = self._usage(reply, n)
             text = answer_text(reply, req.route) if reply.body is not None else None
+            reported = isinstance((reply.body or {}).get("usage"), dict)
+            n = self.count_tokens(self.render(prompt)) if self.tokenizer is not None and not reported else 0
+            usage = self._usage(reply, n, self.count_tokens(text) if text and n else 0)
             if text is None:
                 out.append(Generated("", usage, reply.error or "the server's answer held no text"))
             else:
