@@ -223,7 +223,10 @@ def task_keys(model: type[BaseModel] = None, prefix: str = "") -> list[tuple[str
     for name, info in model.model_fields.items():
         key = f"{prefix}{name}"
         ann = info.annotation
-        nested = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+        # a nested model, also when optional (`EndpointSpec | None`)
+        options = [a for a in (getattr(ann, "__args__", None) or (ann,)) if a is not type(None)]
+        nested = options[0] if len(options) == 1 and isinstance(options[0], type) else None
+        nested = nested if nested is not None and issubclass(nested, BaseModel) else None
         kind = "mapping" if nested else str(ann).replace("typing.", "").replace("<class '", "").replace("'>", "")
         if info.is_required():
             default = "required"
