@@ -34,7 +34,7 @@ from ..progress import Progress
 from ..usage import Usage
 from .dispatch import Dispatcher, DispatchSettings, Reply, Request
 from .probe import ProbeResult, answer_text, choice_body, chosen, probe, top_logprobs_of
-from .protocol import Capabilities, Generated, GenerationSettings, PromptInput, Scored
+from .protocol import Capabilities, Generated, GenerationSettings, PromptInput, Scored, cut_at_stop
 from .tokens import encode_continuations
 
 # Body keys and the task-file option that set them, to name the key when a server rejects a parameter.
@@ -52,11 +52,6 @@ _OPTION_OF = {
     "response_format": "mode",
     "grammar": "mode",
 }
-
-
-def _cut(text: str, stop: Sequence[str]) -> str:
-    ends = [text.find(s) for s in stop if s and s in text]
-    return text[: min(ends)] if ends else text
 
 
 def load_tokenizer(name: str | None) -> Any:
@@ -282,7 +277,7 @@ class EndpointLM:
             route, body = self._body(p)
             requests.append(Request(route, body | self._sampling(settings)))
         answers = self._answers(requests, self._send(requests, progress, "generating"), prompts)
-        return [Generated(_cut(a.text, settings.stop), a.usage, a.error) for a in answers]
+        return [Generated(cut_at_stop(a.text, settings.stop), a.usage, a.error) for a in answers]
 
     def first_token_logprobs(
         self, prompts: Sequence[PromptInput], k: int, progress: Progress | None = None

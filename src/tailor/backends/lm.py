@@ -25,7 +25,7 @@ from ..errors import TailorError
 from ..progress import NULL_PROGRESS, Progress
 from ..usage import params_per_token, query_usage
 from .models import best_device, model_kind, resolve_path
-from .protocol import Capabilities, Generated, GenerationSettings, PromptInput, Scored
+from .protocol import Capabilities, Generated, GenerationSettings, PromptInput, Scored, cut_at_stop
 from .scoring import batches, pad_rows, score_encoded, score_options, shared_prefix
 from .tokens import encode, encode_continuations
 
@@ -290,7 +290,7 @@ class LanguageModel:
                 new = new[:, ids.shape[1] :] if self.kind == "causal" else new[:, 1:]
                 for r, b in enumerate(batch):
                     tokens = self._generated_tokens(new[r].tolist())
-                    text = _cut(self.tokenizer.decode(tokens, skip_special_tokens=True), g.stop)
+                    text = cut_at_stop(self.tokenizer.decode(tokens, skip_special_tokens=True), g.stop)
                     outputs[b] = (text, len(encoded[b]), len(tokens))
                 bar.advance(len(batch))
         return outputs
@@ -304,11 +304,6 @@ class LanguageModel:
         while row and row[-1] == pad:
             row = row[:-1]
         return row
-
-
-def _cut(text: str, stop: Sequence[str]) -> str:
-    ends = [text.find(s) for s in stop if s and s in text]
-    return text[: min(ends)] if ends else text
 
 
 @lru_cache(maxsize=32)

@@ -107,6 +107,13 @@ class GenerationSettings:
     seed: int = 0
 
 
+def cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    """``text`` up to the first of the ``stop`` strings (all of it when none occurs): how every backend ends an
+    answer, whether or not the model or server stopped there itself."""
+    ends = [text.find(s) for s in stop if s and s in text]
+    return text[: min(ends)] if ends else text
+
+
 @dataclass
 class Scored:
     """Log-likelihoods of every continuation after every prompt.

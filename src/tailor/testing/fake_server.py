@@ -20,19 +20,21 @@ import asyncio
 import hashlib
 import json
 import re
-import socket
 import subprocess
-import sys
-import tempfile
-import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from aiohttp import web
 
-from ..errors import TailorError
+from .serving import (  # noqa: F401 (re-exported: the helpers this module's users import from here)
+    FakeServerError,
+    InThread,
+    ServerThread,
+    serve,
+    start_server_process,
+    stop_process,
+)
 
 DEFAULT_WORDS = ("positive", "negative", "sports", "world")
 GENERATED_LOGPROB = -0.01  # every generated token's; alternatives get token_logprob(previous, alternative) - 1
@@ -54,10 +56,6 @@ _COMMON_FIELDS = {"model", "max_tokens", "temperature", "top_p", "n", "stop", "s
                   "user", "presence_penalty", "frequency_penalty", "logit_bias"}
 _COMPLETION_FIELDS = _COMMON_FIELDS | {"prompt", "suffix", "best_of"}
 _CHAT_FIELDS = _COMMON_FIELDS | {"messages", "max_completion_tokens"}
-
-
-class FakeServerError(TailorError):
-    """A test server could not start, or was configured with options it cannot honour."""
 
 
 def hash_pick(value: Any, options: Sequence[str]) -> str:
@@ -102,7 +100,7 @@ def _error(status: int, message: str, kind: str, param: str | None = None) -> we
                              status=status)
 
 
-class FakeServer:
+class FakeServer(InThread):
     """An OpenAI-compatible server answering from a script; ``with FakeServer(...) as srv: srv.url``.
 
     The answer is ``answer_fn(body)`` when given (for a list of prompts, called per prompt with ``body["prompt"]``
@@ -143,29 +141,6 @@ class FakeServer:
                               ("/v1/completions", self._completions), ("/v1/chat/completions", self._chat)):
             app.router.add_route("GET" if path == "/v1/models" else "POST", path, self._counted(path, handler))
         return app
-
-    def start(self) -> str:
-        """Serve in a background thread of this process; returns the base URL (``http://127.0.0.1:PORT``)."""
-        self._thread = ServerThread(self.app(), self.port)
-        return self._thread.start()
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._thread.stop()
-            self._thread = None
-
-    @property
-    def url(self) -> str:
-        if self._thread is None:
-            raise FakeServerError("FakeServer.url: the server is not running; use `with FakeServer(...)` or start()")
-        return self._thread.url
-
-    def __enter__(self) -> FakeServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def reset(self) -> None:
         self.counts.clear()
@@ -321,98 +296,6 @@ def _is_ids(value: Any) -> bool:
 
 def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:24]
-
-
-class ServerThread:
-    """Runs an aiohttp application on 127.0.0.1 in a daemon thread with its own event loop (``port=0``: any free)."""
-
-    def __init__(self, app: web.Application, port: int = 0):
-        self.app, self.port = app, port
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 30.0) -> str:
-        self._thread = threading.Thread(target=self._run, name=f"tailor-server-{self.port}", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(timeout) or self._error is not None:
-            why = self._error or f"not listening after {timeout:g} s"
-            raise FakeServerError(f"a test server could not listen on 127.0.0.1:{self.port}: {why}")
-        return self.url
-
-    def _run(self) -> None:
-        loop = self._loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        runner = web.AppRunner(self.app, access_log=None, handler_cancellation=True, shutdown_timeout=0.5)
-        try:
-            loop.run_until_complete(runner.setup())
-            loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", self.port, backlog=1024).start())
-            self.port = runner.addresses[0][1]
-        except BaseException as e:  # reported to start(), in the caller's thread
-            self._error = e
-        self._ready.set()
-        if self._error is None:
-            loop.run_forever()
-            loop.run_until_complete(runner.cleanup())
-        loop.close()
-
-    def stop(self) -> None:
-        if self._loop is not None and self._thread is not None and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=10)
-
-
-def serve(app: web.Application, port: int) -> None:
-    """Serve ``app`` on 127.0.0.1:``port`` in this process until SIGTERM/SIGINT (the ``python -m`` entry)."""
-    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None, handler_cancellation=True,
-                shutdown_timeout=0.5, backlog=1024)
-
-
-_LOGS: dict[int, Any] = {}  # pid -> the temporary file holding that server process's stderr
-
-
-def start_server_process(module: str, args: Sequence[str], *, timeout: float = 30.0) -> tuple[subprocess.Popen, str]:
-    """Start ``python -m module --port P *args`` on a free port; return it and its URL once ``GET /health`` answers
-    (:class:`FakeServerError` with the process's stderr if it exits or does not answer within ``timeout``)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    log = tempfile.TemporaryFile()
-    proc = subprocess.Popen([sys.executable, "-m", module, "--port", str(port), *args],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
-    _LOGS[proc.pid] = log
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=1):
-                return proc, url
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            why = f"exited with code {proc.returncode}" if proc.poll() is not None else f"no answer in {timeout:g} s"
-            stderr = stop_process(proc).strip()
-            raise FakeServerError(f"`python -m {module}` on {url} did not start ({why}); its stderr:\n{stderr}")
-        time.sleep(0.05)
-
-
-def stop_process(proc: subprocess.Popen) -> str:
-    """Stop a server started by :func:`start_server_process` (SIGTERM, then SIGKILL); returns its stderr."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    with _LOGS.pop(proc.pid, None) or tempfile.TemporaryFile() as log:  # an empty file for a process not ours
-        log.seek(0)
-        return log.read().decode(errors="replace")
 
 
 def start_process(model: str = "fake-model", *, latency: float = 0.0, preset: str | None = None,

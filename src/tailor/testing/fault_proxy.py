@@ -41,7 +41,7 @@ import aiohttp
 from aiohttp import web
 
 from ..errors import TailorError
-from .fake_server import FakeServerError, ServerThread, serve, start_server_process
+from .serving import FakeServerError, InThread, ServerThread, serve, start_server_process
 
 FAULTS = ("429", "500", "503", "timeout", "malformed", "cut")
 
@@ -70,7 +70,7 @@ def _error(status: int, message: str, kind: str, headers: dict[str, str] | None 
                              status=status, headers=headers)
 
 
-class FaultProxy:
+class FaultProxy(InThread):
     """A reverse proxy to ``upstream`` injecting faults at the given rates; ``with FaultProxy(url) as p: p.url``."""
 
     def __init__(self, upstream: str, *, seed: int = 0, rate_429: float = 0.0, rate_500: float = 0.0,
@@ -102,29 +102,6 @@ class FaultProxy:
         app.router.add_get("/stats", self._own)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         return app
-
-    def start(self) -> str:
-        """Serve in a background thread of this process; returns the base URL (``http://127.0.0.1:PORT``)."""
-        self._thread = ServerThread(self.app(), self.port)
-        return self._thread.start()
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._thread.stop()
-            self._thread = None
-
-    @property
-    def url(self) -> str:
-        if self._thread is None:
-            raise FakeServerError("FaultProxy.url: the proxy is not running; use `with FaultProxy(...)` or start()")
-        return self._thread.url
-
-    def __enter__(self) -> FaultProxy:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     async def _own(self, request: web.Request) -> web.Response:
         """``GET /health``; ``GET /stats``: counts, violations and records (for process mode)."""
