@@ -6,14 +6,17 @@ each after ``L`` seconds does ``c / L`` requests per second; each system is repo
 it reaches: ``<system>: {concurrency: fraction_of_ideal}``, and ``requests_per_s``.
 
 Setup:
-  * server: ``tailor.testing.fake_server`` in its own process (so it does not share the clients' GIL), answering
+  * server: ``tailor.testing.fake_server`` in its own process (so it does not share the clients' GIL) on its own
+    core (the clients run on the others: ``pinning``), on uvloop's event loop, answering
     every request after a fixed ``--latency-ms`` (100) with an ``asyncio.sleep``, so requests overlap as on a
     batching server. Its answer is DSPy's chat-adapter format (``[[ ## answer ## ]]`` ... ``[[ ## completed ## ]]``)
     so DSPy parses it on the first try; the other clients ignore the text.
   * requests: ``--n-requests`` (1,000) distinct short prompts, ``max_tokens`` 16, greedy, seed 1234, ``stop``
     ``["\\n\\n"]``, at concurrency 1, 8, 32 and 128 (``--concurrency``):
       (a) tailor   — ``tailor.backends.dispatch.Dispatcher`` (``DispatchSettings(max_concurrency=c)``, cache off),
-          one ``send()`` of all requests to ``/v1/completions``;
+          one ``send()`` of all requests to ``/v1/completions``, over its default transport (aiohttp directly,
+          on uvloop's loop); ``tailor_openai_sdk``: the same with ``transport="openai"`` (the official SDK's
+          ``AsyncOpenAI`` over its aiohttp transport), which is why tailor goes below the SDK by default;
       (b) lm-eval  — ``local-completions`` built from a model-args string as on the command line
           (``base_url=.../v1/completions,num_concurrent=c,tokenized_requests=False,tokenizer_backend=None``),
           ``generate_until`` on the same prompts; its payload equals tailor's body for body (checked at the
@@ -23,7 +26,9 @@ Setup:
           plus the text) to ``/v1/chat/completions``: that is how DSPy talks to a server;
       (d) ``ceiling_raw_aiohttp`` — a bare ``aiohttp`` client (one session, ``limit=c`` connections, JSON parsed),
           no retries or bookkeeping: what this machine allows a Python client, given the server's own CPU.
-  * each (system, concurrency) is timed ``--repeats`` (3) times from the first request out to the last answer in
+  * each (system, concurrency) runs in a fresh Python process (on the clients' cores), so no client's imports
+    (DSPy's and litellm's heaps are large) slow another's event loop with their garbage-collector passes, and is
+    timed ``--repeats`` (3) times from the first request out to the last answer in
     (concurrency 1 once: 100 s a run) and the median reported; every timing is kept in ``runs``. Client set-up
     (building the model object, imports) is not timed; connections are opened inside the timed call for all.
   * ``client_cpu_ms_per_request``: the client process's CPU time during the timed call (all its threads; the server
@@ -56,6 +61,7 @@ import math
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -74,7 +80,7 @@ OUT = ROOT / "benchmarks" / "results" / "endpoint_throughput.json"
 MODEL = "fake-model"
 MAX_TOKENS, SEED, STOP = 16, 1234, ["\n\n"]
 ANSWER = "[[ ## answer ## ]]\npositive\n\n[[ ## completed ## ]]"  # 11 whitespace tokens: fits MAX_TOKENS
-SYSTEMS = ("tailor", "lm_eval", "dspy", "ceiling_raw_aiohttp")
+SYSTEMS = ("tailor", "tailor_openai_sdk", "lm_eval", "dspy", "ceiling_raw_aiohttp")
 ADJECTIVES = ("bold", "dull", "warm", "cold", "sharp", "slow", "bright", "quiet", "odd", "grand")
 
 
@@ -111,7 +117,9 @@ def served(url: str) -> int:
 # ---- the clients: each returns (seconds for all requests, CPU seconds of this process meanwhile, answers right) --
 
 
-def run_tailor(url: str, items: list[str], c: int, cache_path: Path | None = None) -> tuple[float, float, int]:
+def run_tailor(
+    url: str, items: list[str], c: int, cache_path: Path | None = None, transport: str = "aiohttp"
+) -> tuple[float, float, int]:
     from tailor.backends.dispatch import Dispatcher, DispatchSettings, Request
     from tailor.backends.response_cache import ResponseCache
 
@@ -119,7 +127,11 @@ def run_tailor(url: str, items: list[str], c: int, cache_path: Path | None = Non
     requests = [Request("completions", completion_body(t)) for t in items]
     try:
         with Dispatcher(
-            url + "/v1", api_key=None, api_key_env=None, settings=DispatchSettings(max_concurrency=c), cache=cache
+            url + "/v1",
+            api_key=None,
+            api_key_env=None,
+            settings=DispatchSettings(max_concurrency=c, transport=transport),
+            cache=cache,
         ) as dispatcher:
             t, cpu = time.perf_counter(), time.process_time()
             replies = dispatcher.send(requests)
@@ -182,8 +194,13 @@ def run_raw_aiohttp(url: str, items: list[str], c: int) -> tuple[float, float, i
     return dt, cpu, sum(o["choices"][0]["text"] == ANSWER for o in out)
 
 
+def run_tailor_openai_sdk(url: str, items: list[str], c: int) -> tuple[float, float, int]:
+    return run_tailor(url, items, c, transport="openai")
+
+
 RUNNERS: dict[str, Callable[[str, list[str], int], tuple[float, float, int]]] = {
     "tailor": run_tailor,
+    "tailor_openai_sdk": run_tailor_openai_sdk,
     "lm_eval": run_lm_eval,
     "dspy": run_dspy,
     "ceiling_raw_aiohttp": run_raw_aiohttp,
@@ -200,16 +217,57 @@ def importable(system: str) -> str | None:
     return None
 
 
+def in_own_process(system: str, url: str, n: int, c: int, repeats: int) -> dict:
+    """Time ``system`` in a fresh Python process (on this process's cores): one client's imports (DSPy's and
+    litellm's are large) never slow another's loop with their garbage-collector passes. ``{"runs": [[seconds,
+    cpu_seconds, requests_sent], ...]}`` or ``{"error": why}``."""
+    command = [sys.executable, __file__, "--worker", system, "--url", url, "--n-requests", str(n)]
+    command += ["--concurrency", str(c), "--repeats", str(repeats)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=3600)
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        return {"error": f"exit {done.returncode}: {done.stderr.strip()[-500:]}"}
+    return json.loads(lines[-1])
+
+
+def worker(system: str, url: str, n: int, c: int, repeats: int) -> dict:
+    """The child's side of :func:`in_own_process`: time ``repeats`` sends and check every answer."""
+    if (why := importable(system)) is not None:
+        return {"error": why}
+    items, runs = texts(n), []
+    try:
+        for _ in range(repeats):
+            before = served(url)
+            dt, cpu, ok = RUNNERS[system](url, items, c)
+            sent = served(url) - before
+            if ok != n:
+                raise RuntimeError(f"{ok} of {n} requests answered as expected ({sent} sent)")
+            runs.append([dt, cpu, sent])
+    except Exception as e:  # noqa: BLE001 - a peer failing is recorded, the others still run
+        return {"error": f"{type(e).__name__}: {e}"}
+    return {"runs": runs}
+
+
 def versions() -> dict[str, str | None]:
     from importlib.metadata import PackageNotFoundError, version
 
     out: dict[str, str | None] = {"python": platform.python_version()}
-    for name in ("openai", "httpx2", "aiohttp", "lm_eval", "dspy", "litellm"):
+    for name in ("openai", "httpx2", "aiohttp", "uvloop", "lm_eval", "dspy", "litellm"):
         try:
             out[name] = version(name)
         except PackageNotFoundError:
             out[name] = None
     return out
+
+
+def pin(server_pid: int) -> str:
+    """The server on the last core, the clients on the others: neither takes the other's core (every system alike)"""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        return f"none: {len(cores)} core"
+    os.sched_setaffinity(server_pid, {cores[-1]})
+    os.sched_setaffinity(0, set(cores[:-1]))
+    return f"server on core {cores[-1]}, clients on {', '.join(map(str, cores[:-1]))}"
 
 
 def loadavg() -> list[float]:
@@ -224,7 +282,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="timings per (system, concurrency > 1); median reported")
     ap.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--worker", choices=SYSTEMS, help=argparse.SUPPRESS)  # internal: one timed client
+    ap.add_argument("--url", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.url, args.n_requests, args.concurrency[0], args.repeats)))
+        return
 
     from tailor.testing.fake_server import start_server_process, stop_process
 
@@ -264,35 +327,27 @@ def main() -> None:
         "tailor.testing.fake_server",
         ["--model", MODEL, "--latency-ms", str(args.latency_ms), "--preset", "vllm", "--words", ANSWER],
     )
+    result["pinning"] = pin(proc.pid)
     try:
-        systems = []
-        for system in args.systems:
-            if (why := importable(system)) is not None:
-                result[f"{system}_error"] = why
-                print(f"{system}: {why}", flush=True)
-            else:
-                systems.append(system)
-                result[system] = {}
+        systems = list(args.systems)
+        for system in systems:
+            result[system] = {}
         for c in args.concurrency:
             for system in list(systems):
                 times = runs.setdefault(system, {}).setdefault(str(c), [])
                 cpus: list[float] = []
-                try:
-                    for _ in range(1 if c == 1 else args.repeats):
-                        before = served(url)
-                        dt, cpu, ok = RUNNERS[system](url, items, c)
-                        sent = served(url) - before
-                        if ok != n:
-                            raise RuntimeError(f"{ok} of {n} requests answered as expected ({sent} sent)")
-                        times.append(round(dt, 4))
-                        cpus.append(cpu)
-                        speed = f"{dt:8.3f} s  {n / dt:8.1f} req/s  {cpu / n * 1000:6.3f} ms CPU/req"
-                        print(f"{system:>20} c={c:<4} {speed}  sent {sent}", flush=True)
-                except Exception as e:  # noqa: BLE001 - a peer failing is recorded, the others still run
-                    result[f"{system}_error"] = f"at concurrency {c}: {type(e).__name__}: {e}"
+                found = in_own_process(system, url, n, c, 1 if c == 1 else args.repeats)
+                if "error" in found:  # a peer failing is recorded, the others still run
+                    result[f"{system}_error"] = f"at concurrency {c}: {found['error']}"
                     print(f"{system} failed: {result[f'{system}_error']}", flush=True)
                     systems.remove(system)
+                    result.pop(system, None)
                     continue
+                for dt, cpu, sent in found["runs"]:
+                    times.append(round(dt, 4))
+                    cpus.append(cpu)
+                    speed = f"{dt:8.3f} s  {n / dt:8.1f} req/s  {cpu / n * 1000:6.3f} ms CPU/req"
+                    print(f"{system:>20} c={c:<4} {speed}  sent {sent}", flush=True)
                 rate = n / statistics.median(times)
                 result[system][str(c)] = round(rate / (c / latency), 4)  # fraction_of_ideal
                 result.setdefault("requests_per_s", {}).setdefault(system, {})[str(c)] = round(rate, 1)

@@ -188,12 +188,12 @@ def test_failed_queries_are_counted_not_scored_and_resume_asks_only_them(tmp_pat
     assert _trial(build_report(tmp_path / "run"))["status"] == "ok"
 
 
-def test_the_key_is_written_nowhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("transport", ["aiohttp", "openai"])
+def test_the_key_is_written_nowhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, transport: str) -> None:
     monkeypatch.setenv("FAKE_API_KEY", KEY)
     with FakeServer("fake-model", **PRESETS["generate-only"]) as srv:
-        task = _task(
-            tmp_path / "t", _model(srv.url, api_key_env="FAKE_API_KEY"), [{"name": "prompt", "mode": "generate"}]
-        )
+        model = _model(srv.url, api_key_env="FAKE_API_KEY", transport=transport)
+        task = _task(tmp_path / "t", model, [{"name": "prompt", "mode": "generate"}])
         from typer.testing import CliRunner
 
         from tailor.cli import app

@@ -41,8 +41,9 @@ def _task(where: Path, model: dict[str, Any], methods: list[dict[str, Any]], **o
     return where / "task.yaml"
 
 
-def test_option_loglikelihoods_through_vllm_equal_local_scoring(vllm_server: Any) -> None:
-    spec = ModelSpec(**_served(vllm_server))
+@pytest.mark.parametrize("transport", ["aiohttp", "openai"])
+def test_option_loglikelihoods_through_vllm_equal_local_scoring(vllm_server: Any, transport: str) -> None:
+    spec = ModelSpec(**_served(vllm_server, transport=transport))
     served = SERVED.connect(spec)
     assert served.capabilities.score_continuations, served.capabilities.source
     local = LanguageModel.from_spec(ModelSpec(name=str(vllm_server.folder), kind="causal"))

@@ -57,6 +57,9 @@ class EndpointSpec(BaseModel):
     """Send at most this many requests a minute."""
     tokens_per_minute: float | None = Field(None, gt=0)
     """Send at most this many tokens a minute (estimated from the request)."""
+    transport: Literal["aiohttp", "openai"] = "aiohttp"
+    """How requests go out: `aiohttp` directly (the fast default), or the official `openai` SDK's client (about 4x
+    the CPU per request; for a proxy only the SDK gets along with). Answers and the cache are the same either way."""
     cache: bool | str = True
     """The response cache: on (the user's cache folder), off (`false`), or a file path. A cached answer costs no
     request; it is still counted in tokens and money."""

@@ -1,24 +1,26 @@
 """Many requests to one OpenAI-compatible server at once: retries, adaptive concurrency, rate limits and the cache.
 
 The rest of tailor is synchronous, but throughput against a server with 100 ms of latency needs hundreds of requests
-in flight. So a :class:`Dispatcher` owns ONE thread running ONE asyncio loop and ONE ``openai.AsyncOpenAI`` client
-for its whole life (the client's connection pool is bound to that loop); :meth:`Dispatcher.send` hands a batch to
-the loop and waits. Where lm-eval and DSPy fall short, it promises: bodies go out exactly as given, through the SDK
-(non-standard keys such as vLLM's ``structured_outputs`` in ``extra_body``), and answers are parsed here, so a
-malformed 2xx is retried; timeouts, connection errors (cuts mid-body too), 408, 409, 429, 5xx and malformed JSON are
-retried with full-jitter backoff, never before the server's ``Retry-After``; a request that still fails is a
-:class:`Reply` with its reason (only run-stopping problems raise :class:`EndpointError`); the limit on requests in
-flight is AIMD (halved on 429, +1 after ``limit`` successes); only successful answers are cached; no error text
-holds the API key (:func:`redact`).
+in flight. So a :class:`Dispatcher` owns ONE thread running ONE asyncio loop (uvloop's where installed) and ONE
+transport (``transport.py``: aiohttp directly, or the ``openai`` SDK's client) for its whole life (the connection
+pool is bound to that loop); :meth:`Dispatcher.send` hands a batch to the loop and waits. Where lm-eval and DSPy
+fall short, it promises: bodies go out exactly as given (non-standard keys such as vLLM's ``structured_outputs``
+included), and answers are parsed here, so a malformed 2xx is retried; timeouts, connection errors (cuts
+mid-body too), 408, 409, 429, 5xx and malformed JSON are retried with full-jitter backoff, never before the
+server's ``Retry-After``; a request that still fails is a :class:`Reply` with its reason (only run-stopping
+problems raise :class:`EndpointError`); the limit on requests in flight is AIMD (halved on 429, +1 after ``limit``
+successes); only successful answers are cached; no error text holds the API key (:func:`redact`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import queue
 import random
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -27,6 +29,7 @@ from typing import Any, Literal
 from ..errors import TailorError
 from .limits import Bucket, Gate, estimate_tokens, redact, retry_after, server_message
 from .response_cache import ResponseCache, cache_key
+from .transport import TRANSPORTS, RawAnswer, TransportFailure, new_event_loop
 
 __all__ = [
     "Dispatcher",
@@ -78,12 +81,15 @@ class DispatchSettings:
     backoff_max: float = 30.0
     requests_per_minute: float | None = None
     tokens_per_minute: float | None = None  # estimated per request by estimate_tokens()
+    transport: str = "aiohttp"  # a key of transport.TRANSPORTS: "aiohttp" (fast) or "openai" (the official SDK)
 
     def __post_init__(self) -> None:
         fine = {"max_concurrency": self.max_concurrency >= 1, "connect_timeout": self.connect_timeout > 0}
         fine.update(read_timeout=self.read_timeout > 0, max_retries=self.max_retries >= 0)
         for name in (n for n, ok in fine.items() if not ok):
             raise TailorError(f"{name}: {getattr(self, name)!r} is out of range (concurrency >= 1, timeouts > 0)")
+        if self.transport not in TRANSPORTS:
+            raise TailorError(f"transport: {self.transport!r}, expected one of {', '.join(TRANSPORTS)}")
 
 
 @dataclass
@@ -111,6 +117,7 @@ class _Batch:
     keys: list[str]
     use_cache: bool
     done: queue.SimpleQueue[int | None]
+    notify: bool = True  # put each finished index on `done` (the caller reports progress)
     tasks: list[asyncio.Task[Reply]] = field(default_factory=list)
     abort: EndpointError | None = None
     finished: threading.Event = field(default_factory=threading.Event)
@@ -133,11 +140,6 @@ class Dispatcher:
         cache: ResponseCache | None = None,
         seed: int = 0,
     ):
-        import aiohttp
-        import httpx2  # here, not at the top: importing tailor must not load the SDK
-        import openai
-
-        self._openai, self._httpx, self._aiohttp = openai, httpx2, aiohttp
         self.base_url, self.api_key_env, self.settings, self.cache = base_url.rstrip("/"), api_key_env, settings, cache
         self.stats = DispatchStats(concurrency=settings.max_concurrency)
         self._secret, self._random = api_key or None, random.Random(seed)
@@ -145,34 +147,31 @@ class Dispatcher:
         self._gate = Gate(settings.max_concurrency)
         self._rpm = Bucket(settings.requests_per_minute) if settings.requests_per_minute else None
         self._tpm = Bucket(settings.tokens_per_minute) if settings.tokens_per_minute else None
-        n = settings.max_concurrency  # the pool holds exactly as many connections as may be in flight
-        self._client = openai.AsyncOpenAI(
-            base_url=self.base_url,
-            api_key=api_key or "EMPTY",
-            max_retries=0,  # retries are ours: Retry-After, the AIMD limit and the cache all need to see them
-            timeout=httpx2.Timeout(settings.read_timeout, connect=settings.connect_timeout),
-            # the SDK's aiohttp transport: its default (httpx2) pool costs ~2.5x the CPU per request, the limit at
-            # 128 in flight (benchmarks/endpoint_throughput.py)
-            http_client=openai.DefaultAioHttpClient(
-                limits=httpx2.Limits(max_connections=n, max_keepalive_connections=n)
-            ),
+        self._transport = TRANSPORTS[settings.transport](
+            self.base_url,
+            api_key=api_key,
+            pool=settings.max_concurrency,  # the pool holds exactly as many connections as may be in flight
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout,
         )
-        self._loop = asyncio.new_event_loop()
+        self._loop = new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="tailor-dispatch", daemon=True)
         self._thread.start()
+        atexit.register(self.close)  # a dispatcher kept for the process's life still closes its connections
 
     def send(self, requests: Sequence[Request], on_done: Callable[[int], None] | None = None) -> list[Reply]:
-        """Replies in the order of requests; on_done(1) after each finishes (cache hits included)."""
+        """Replies in the order of requests; on_done(k) as k more finish (cache hits included)."""
         self._check_open()
         for r in requests:
             if r.route not in ROUTES:
                 raise TailorError(f"route {r.route!r}: expected one of {', '.join(ROUTES)}")
             if not isinstance(r.body.get("model"), str) or r.body.get("stream"):
                 raise TailorError(f"a request to {r.route} needs a 'model' (the served model id) and no `stream`")
-        keys = [cache_key(self.base_url, r.route, r.body, r.sample) for r in requests]
-        replies: list[Reply | None] = [None] * len(requests)
         use_cache = self.cache is not None and self._use_cache
-        hits = self.cache.get_many(keys) if self.cache is not None and use_cache and keys else {}
+        # keys only when there is a cache to ask: hashing 1,000 bodies is ~5 ms a run otherwise wasted
+        keys = [cache_key(self.base_url, r.route, r.body, r.sample) for r in requests] if use_cache else []
+        replies: list[Reply | None] = [None] * len(requests)
+        hits = self.cache.get_many(keys) if self.cache is not None and keys else {}
         for i, key in enumerate(keys):
             if key in hits:
                 replies[i] = Reply(body=hits[key], cached=True)
@@ -181,13 +180,19 @@ class Dispatcher:
                     on_done(1)
         todo = [i for i, reply in enumerate(replies) if reply is None]
         if todo:
-            batch = _Batch(requests=requests, keys=keys, use_cache=use_cache, done=queue.SimpleQueue())
+            # without on_done this thread just waits for the batch: no wake-up (and GIL hand-over) per answer
+            batch = _Batch(requests, keys, use_cache, queue.SimpleQueue(), notify=on_done is not None)
             future = asyncio.run_coroutine_threadsafe(self._send_all(batch, todo), self._loop)
             future.add_done_callback(lambda _: batch.done.put(None))
             try:
-                for _ in iter(batch.done.get, None):  # the indices as they finish; Ctrl-C interrupts the wait
-                    if on_done:
-                        on_done(1)
+                finished = False
+                while not finished:  # the indices as they finish, drained in bunches; Ctrl-C interrupts the wait
+                    got = [batch.done.get()]
+                    while not batch.done.empty():
+                        got.append(batch.done.get_nowait())
+                    finished = None in got
+                    if on_done and len(got) > finished:
+                        on_done(len(got) - finished)
                 for i, reply in zip(todo, future.result(), strict=True):
                     replies[i] = reply
             except BaseException:  # Ctrl-C, or an error in on_done: stop the batch, leave the loop clean
@@ -219,8 +224,9 @@ class Dispatcher:
         if self._closed:
             return
         self._closed = True
+        atexit.unregister(self.close)
         with suppress(Exception):  # closing the client is best effort: the thread is stopped either way
-            asyncio.run_coroutine_threadsafe(self._client.close(), self._loop).result(timeout=10)
+            asyncio.run_coroutine_threadsafe(self._transport.close(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
         if not self._thread.is_alive():
@@ -237,13 +243,22 @@ class Dispatcher:
         self.close()
 
     async def _send_all(self, batch: _Batch, todo: list[int]) -> list[Reply]:  # this and below: on the loop
+        # max_concurrency workers pull from one queue of indices: a worker whose answer came sends the next request
+        # in the same step, where a task per request would park on the gate and go out a loop iteration later
+        replies: dict[int, Reply] = {}
+        queued = iter(todo)
+
+        async def work() -> None:
+            for i in queued:
+                replies[i] = await self._guarded(batch, i)
+
         try:
-            batch.tasks = [asyncio.ensure_future(self._guarded(batch, i)) for i in todo]
-            results = await asyncio.gather(*batch.tasks, return_exceptions=True)
-            for result in [batch.abort, *results]:
-                if isinstance(result, BaseException):
-                    raise result
-            return list(results)  # type: ignore[arg-type]
+            batch.tasks = [asyncio.ensure_future(work()) for _ in range(min(len(todo), self.settings.max_concurrency))]
+            outcomes = await asyncio.gather(*batch.tasks, return_exceptions=True)
+            for outcome in [batch.abort, *outcomes]:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+            return [replies[i] for i in todo]
         except asyncio.CancelledError:
             for task in batch.tasks:
                 task.cancel()
@@ -262,18 +277,21 @@ class Dispatcher:
                     if task is not asyncio.current_task():
                         task.cancel()
             raise
-        batch.done.put(i)
+        if batch.notify:
+            batch.done.put(i)
         return reply
 
     async def _one(self, batch: _Batch, i: int) -> Reply:
-        request, s, loop = batch.requests[i], self.settings, asyncio.get_running_loop()
+        request, s = batch.requests[i], self.settings
         attempts, status, reason, not_before = 0, None, "", 0.0
         for attempt in range(s.max_retries + 1):
             if attempt:
                 self.stats.retried += 1
                 backoff = self._random.uniform(0, min(s.backoff_max, s.backoff_base * 2 ** (attempt - 1)))
-                deadline = max(not_before, loop.time() + backoff)
-                while (left := deadline - loop.time()) > 0:  # never early, whatever the timer's resolution
+                # time.monotonic, not loop.time(): uvloop's is cached per iteration, to the millisecond, so a
+                # deadline taken from it can fall before the Retry-After the server counts from its own clock
+                deadline = max(not_before, time.monotonic() + backoff)
+                while (left := deadline - time.monotonic()) > 0:  # never early, whatever the timer's resolution
                     await asyncio.sleep(left)
             await self._gate.acquire()
             outcome: Literal["ok", "throttled", "other"] = "other"
@@ -295,7 +313,7 @@ class Dispatcher:
                     self.cache.put(batch.keys[i], payload)
                 self.stats.succeeded += 1
                 return Reply(body=payload, status=status, attempts=attempts)
-            reason, not_before = str(payload), loop.time() + (wait or 0.0)
+            reason, not_before = str(payload), time.monotonic() + (wait or 0.0)
             if verdict == "fail":
                 break
         self.stats.failed += 1
@@ -305,31 +323,23 @@ class Dispatcher:
     async def _attempt(self, request: Request) -> _Outcome:
         """Send once: ("ok", body, status, None), ("retry", reason, status, retry_after) or ("fail", reason, status,
         None); run-stopping problems raise EndpointError."""
-        openai, body, chat = self._openai, request.body, request.route == "chat/completions"
-        rest = {k: v for k, v in body.items() if k not in ("model", "messages" if chat else "prompt")}
         try:
-            if chat:
-                call = self._client.chat.completions.with_raw_response.create
-                raw = await call(model=body["model"], messages=body.get("messages", openai.omit), extra_body=rest)
-            else:
-                call = self._client.completions.with_raw_response.create
-                raw = await call(model=body["model"], prompt=body.get("prompt", openai.omit), extra_body=rest)
-        except openai.APIConnectionError as e:  # timeouts too
-            kind, root = self._connection_failure(e)
-            if kind == "timeout":
+            raw = await self._transport.request("POST", request.route, request.body)
+        except TransportFailure as e:
+            if e.kind == "timeout":
                 return "retry", f"timed out (read_timeout {self.settings.read_timeout:g} s)", None, None
-            if kind == "refused" and not self._ever_succeeded:
-                raise self._error(f"cannot reach {self.base_url}: {root}") from None
-            return "retry", f"connection error ({type(root).__name__}: {root})", None, None
-        except openai.APIStatusError as e:
-            return await self._status_error(request, e.status_code, e.body, e.response.headers)
+            if e.kind == "refused" and not self._ever_succeeded:
+                raise self._error(f"cannot reach {self.base_url}: {e.root}") from None
+            return "retry", f"connection error ({type(e.root).__name__}: {e.root})", None, None
+        if raw.status >= 400:
+            return await self._status_error(request, raw.status, _error_body(raw), raw.headers)
         try:
-            parsed = json.loads(raw.text)
+            parsed = raw.json()
         except ValueError as e:
-            return "retry", f"malformed JSON in a {raw.status_code} answer ({e})", raw.status_code, None
+            return "retry", f"malformed JSON in a {raw.status} answer ({e})", raw.status, None
         if not isinstance(parsed, dict):
-            return "retry", f"a {raw.status_code} answer that is not a JSON object", raw.status_code, None
-        return "ok", parsed, raw.status_code, None
+            return "retry", f"a {raw.status} answer that is not a JSON object", raw.status, None
+        return "ok", parsed, raw.status, None
 
     async def _status_error(self, request: Request, status: int, body: object, headers: Mapping[str, str]) -> _Outcome:
         message = server_message(body)
@@ -350,46 +360,34 @@ class Dispatcher:
         return "fail", f"HTTP {status}: {message}", status, None
 
     async def _list_models(self) -> list[dict[str, Any]]:
-        openai, loop, s = self._openai, asyncio.get_running_loop(), self.settings
+        s = self.settings
         for attempt in range(s.max_retries + 1):
             wait = self._random.uniform(0, min(s.backoff_max, s.backoff_base * 2**attempt))
             try:
-                raw = await self._client.get("/models", cast_to=self._httpx.Response)
-                return [m for m in json.loads(raw.text)["data"] if isinstance(m.get("id"), str)]
-            except openai.APIStatusError as e:
-                retried = e.status_code in RETRIED_STATUSES or e.status_code >= 500
-                if e.status_code in (401, 403):
-                    raise self._refused(e.status_code, server_message(e.body)) from None
-                if not retried or attempt == s.max_retries:
-                    raise self._error(
-                        f"{self.base_url}/models answered {e.status_code}: {server_message(e.body)}"
-                    ) from None
-                wait = max(wait, retry_after(e.response.headers) or 0.0)
-            except openai.APIConnectionError as e:  # refused at once: a wrong URL; a timeout or cut: retried
-                kind, root = self._connection_failure(e)
-                if kind == "refused" or attempt == s.max_retries:
-                    raise self._error(f"cannot reach {self.base_url}: {root}") from None
-            except (ValueError, KeyError, AttributeError, TypeError) as e:
-                if attempt == s.max_retries:
-                    raise self._error(
-                        f"{self.base_url}/models answered something that is not a model list ({e})"
-                    ) from None
-            deadline = loop.time() + wait
-            while (left := deadline - loop.time()) > 0:
+                raw = await self._transport.request("GET", "models", None)
+            except TransportFailure as e:  # refused at once: a wrong URL; a timeout or a cut: retried
+                if e.kind == "refused" or attempt == s.max_retries:
+                    raise self._error(f"cannot reach {self.base_url}: {e.root}") from None
+            else:
+                if raw.status in (401, 403):
+                    raise self._refused(raw.status, server_message(_error_body(raw)))
+                if raw.status >= 400:
+                    if not (raw.status in RETRIED_STATUSES or raw.status >= 500) or attempt == s.max_retries:
+                        message = server_message(_error_body(raw))
+                        raise self._error(f"{self.base_url}/models answered {raw.status}: {message}")
+                    wait = max(wait, retry_after(raw.headers) or 0.0)
+                else:
+                    try:
+                        return [m for m in raw.json()["data"] if isinstance(m.get("id"), str)]
+                    except (ValueError, KeyError, AttributeError, TypeError) as e:
+                        if attempt == s.max_retries:
+                            raise self._error(
+                                f"{self.base_url}/models answered something that is not a model list ({e})"
+                            ) from None
+            deadline = time.monotonic() + wait
+            while (left := deadline - time.monotonic()) > 0:
                 await asyncio.sleep(left)
         raise AssertionError("unreachable")
-
-    def _connection_failure(self, e: Exception) -> tuple[str, BaseException]:
-        """("timeout" | "refused" | "other", the underlying error). The SDK's aiohttp transport reports a refused
-        connection and a server disconnect as connect timeouts; aiohttp's own error, beneath, says which it was."""
-        cause = e.__cause__ or e
-        root = cause.__cause__ or cause
-        if isinstance(root, TimeoutError) or (isinstance(e, self._openai.APITimeoutError) and root is e):
-            return "timeout", root
-        refused = isinstance(
-            root, (self._aiohttp.ClientConnectorError, self._httpx.ConnectError, ConnectionRefusedError)
-        )
-        return ("refused" if refused else "other"), root
 
     def _error(self, message: str) -> EndpointError:
         return EndpointError(redact(message, self._secret))
@@ -398,3 +396,11 @@ class Dispatcher:
         env = self.api_key_env
         who = f"the key in ${env} was refused" if env else "refused; name the key's variable in `api_key_env`"
         return self._error(f"{who} ({status}) by {self.base_url}: {message}")
+
+
+def _error_body(raw: RawAnswer) -> object:
+    """an error answer's JSON, or its text when it is not JSON"""
+    try:
+        return raw.json()
+    except ValueError:
+        return raw.content.decode("utf-8", "replace")

@@ -334,6 +334,7 @@ class ServedModels:
                 max_retries=e.max_retries,
                 requests_per_minute=e.requests_per_minute,
                 tokens_per_minute=e.tokens_per_minute,
+                transport=e.transport,
             )
             dispatcher = Dispatcher(
                 e.url, api_key=api_key(spec), api_key_env=e.api_key_env, settings=settings, cache=cache_for(spec)

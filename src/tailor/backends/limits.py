@@ -99,7 +99,7 @@ class Bucket:
     async def take(self, cost: float) -> None:
         async with self._lock:  # FIFO: one waiter at a time
             while True:
-                now, last = asyncio.get_running_loop().time(), self.stamp
+                now, last = time.monotonic(), self.stamp  # not loop.time(): uvloop's is cached, to the ms
                 self.level, self.stamp = min(self.capacity, self.level + (now - (last or now)) * self.rate), now
                 need = min(cost, self.capacity)
                 if self.level >= need:

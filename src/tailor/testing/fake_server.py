@@ -127,7 +127,7 @@ class FakeServer(InThread):
         self.prompt_logprobs, self.top_logprobs, self.choice = prompt_logprobs, top_logprobs, choice
         self.strict, self.no_usage, self.reject_fields, self.port = strict, no_usage, set(reject_fields), port
         self.counts: dict[str, int] = {}
-        self.bodies: list[dict] = []
+        self._bodies: list[bytes] = []  # as received: bytes are not tracked by the GC, as a dict per request is
         self.max_in_flight = self._in_flight = 0
         self.fail_after: int | None = None  # settable while serving: then every request past that many gets 503
         self._thread: ServerThread | None = None
@@ -142,9 +142,14 @@ class FakeServer(InThread):
             app.router.add_route("GET" if path == "/v1/models" else "POST", path, self._counted(path, handler))
         return app
 
+    @property
+    def bodies(self) -> list[Any]:
+        """every JSON body received, in order"""
+        return [json.loads(raw) for raw in self._bodies]
+
     def reset(self) -> None:
         self.counts.clear()
-        self.bodies.clear()
+        self._bodies.clear()
         self.max_in_flight = 0
 
     async def _own(self, request: web.Request) -> web.Response:
@@ -162,10 +167,10 @@ class FakeServer(InThread):
                 body: dict = {}
                 if request.method == "POST":
                     try:
-                        body = json.loads(await request.read())
+                        body = json.loads(raw := await request.read())
                     except ValueError as e:
                         return _error(400, f"the request body is not valid JSON: {e}", "BadRequestError")
-                    self.bodies.append(body)
+                    self._bodies.append(raw)
                     if not isinstance(body, dict):
                         return _error(400, "the request body must be a JSON object", "BadRequestError")
                 if self.fail_after is not None and sum(self.counts.values()) > self.fail_after:

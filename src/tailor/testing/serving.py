@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from ..backends.transport import new_event_loop
 from ..errors import TailorError
 
 
@@ -109,7 +110,7 @@ class ServerThread:
 def serve(app: web.Application, port: int) -> None:
     """Serve ``app`` on 127.0.0.1:``port`` in this process until SIGTERM/SIGINT (the ``python -m`` entry)."""
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None, handler_cancellation=True,
-                shutdown_timeout=0.5, backlog=1024)
+                shutdown_timeout=0.5, backlog=1024, loop=new_event_loop())
 
 
 _LOGS: dict[int, Any] = {}  # pid -> the temporary file holding that server process's stderr
