@@ -135,6 +135,36 @@ def test_both_losses_learn_the_task(given: dict, tmp_path: Path, shared_models, 
     accuracy = sum(p.label == e.label for p, e in zip(predictions, data.dev.examples)) / len(data.dev)
     assert accuracy >= 0.8, accuracy
     assert adapted.adapt_usage.input_tokens > 0
+    assert adapted.details["contrastive"]["loss"] == Options(**given).loss
     # the fitted training length is for training only: prediction keeps the model's
     assert adapted.encoder.model.max_seq_length == shared_models.get(spec.model).model.max_seq_length
     assert isinstance(adapted.predict([Example("x", {"text": "a sentence"})])[0].label, str)
+
+
+def test_a_label_with_one_example_is_said_to_stay_out_of_the_pairs(tmp_path: Path, shared_models, task_data) -> None:
+    from contextlib import contextmanager
+
+    class Said:
+        def __init__(self) -> None:
+            self.lines: list[str] = []
+
+        @contextmanager
+        def bar(self, description: str, total: int | None):
+            yield type("B", (), {"advance": lambda self, n=1: None})()
+
+        def log(self, message: str) -> None:
+            self.lines.append(message)
+
+    spec, data = task_data
+    labels = sorted(set(data.train.labels()))
+    lone = labels[-1]
+    kept = [e for e in sample_per_class(data.train, 4, 0).examples if e.label != lone]
+    train = Split("train", (*kept, next(e for e in data.train.examples if e.label == lone)))
+    said = Said()
+    task = TaskInfo(spec.name, "classification", tuple(labels), ("text",), ("accuracy",))
+    ctx = Context(task=task, model=spec.model, seed=0, workdir=tmp_path, models=shared_models, progress=said)
+    with adapting("contrastive"):
+        adapted = METHODS["contrastive"].adapt(Options(steps=2, batch_size=4), train, None, ctx)
+    assert adapted.details["contrastive"]["unpaired"] == [lone]
+    assert any(lone in line and "one training example" in line for line in said.lines), said.lines
+    assert lone in adapted.head.classes  # the head still learns it

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import math
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -99,6 +99,8 @@ class ContrastiveAdapted:
     head: LinearHead
     adapt_usage: Usage = NO_USAGE
     """Training on the pairs (every epoch) and embedding the training split for the head."""
+    details: dict[str, Any] = field(default_factory=dict)
+    """How the encoder was trained (stored with the trial): loss, steps, lengths, labels the pairs never saw."""
 
     @property
     def truncated(self) -> int:
@@ -175,6 +177,12 @@ class Contrastive:
                 _fit_pairs(model, pairs, options, ctx)
             else:
                 steps = options.steps or default_steps(len(train), options.batch_size)
+                unpaired = sorted(label for label, n in Counter(train.labels()).items() if n < 2)
+                if unpaired:  # the group-by-label sampler needs two texts of a label; the head still sees them
+                    ctx.progress.log(
+                        f"contrastive: {len(unpaired)} label(s) with one training example stay out of the in-batch "
+                        f"pairs (the head still learns them): {', '.join(unpaired)}"
+                    )
                 predicting_length = model.max_seq_length
                 if not (options.max_length or ctx.model.max_length):
                     model.max_seq_length = training_length(model, train.texts())
@@ -187,9 +195,12 @@ class Contrastive:
         head = LinearHead.fit(x, train.labels(), C=options.C, seed=ctx.seed)
         if options.loss == "pairs":
             trained = _pairs_usage(encoder, pairs, options.epochs)
+            details = {"loss": "pairs", "pairs": len(pairs), "epochs": options.epochs}
         else:
             trained = _batches_usage(encoder, train.texts(), steps * options.batch_size, trained_length)
-        return ContrastiveAdapted(encoder, head, trained + total(encoder.usage_of(train.texts())))
+            details = {"loss": "batch", "steps": steps, "training_max_length": trained_length, "unpaired": unpaired}
+        usage = trained + total(encoder.usage_of(train.texts()))
+        return ContrastiveAdapted(encoder, head, usage, {"contrastive": details})
 
     def load(self, path: Path, ctx: Context) -> ContrastiveAdapted:
         # The saved folder keeps the max_seq_length used in training; don't override it from the spec.
