@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from math import comb
+
 import numpy as np
 import pytest
 from scipy.stats import binomtest
@@ -149,19 +151,22 @@ def test_two_equally_good_methods_are_not_significant() -> None:
     assert not result.significant
 
 
-def test_mcnemar_matches_binomtest_by_hand() -> None:
+def test_mcnemar_is_the_exact_test_less_half_the_observed_split() -> None:
     rng = np.random.default_rng(11)
     for _ in range(20):
         n = int(rng.integers(5, 200))
         a, b = rng.random(n) < rng.random(), rng.random(n) < rng.random()
         only_a = sum(1 for x, y in zip(a, b) if x and not y)
         only_b = sum(1 for x, y in zip(a, b) if y and not x)
-        expected = 1.0 if only_a + only_b == 0 else binomtest(only_a, only_a + only_b, 0.5).pvalue
+        m, k = only_a + only_b, min(only_a, only_b)
+        # mid-p by hand: both tails beyond the observed split, plus the observed split's probability once
+        expected = 1.0 if m == 0 else min(1.0, (2 * sum(comb(m, i) for i in range(k)) + comb(m, k)) / 2**m)
         assert mcnemar(a, b) == pytest.approx(expected, abs=1e-12)
-    # A hand case: 9 discordant pairs all in A's favour → p = 2 · 0.5^9.
+        assert mcnemar(a, b) <= (1.0 if m == 0 else binomtest(only_a, m, 0.5).pvalue) + 1e-12
+    # A hand case: 9 discordant pairs all in A's favour → exact p = 2 · 0.5^9, mid-p = 0.5^9.
     a = np.array([True] * 9 + [True, False] * 5)
     b = np.array([False] * 9 + [True, False] * 5)
-    assert mcnemar(a, b) == pytest.approx(2 * 0.5**9)
+    assert mcnemar(a, b) == pytest.approx(0.5**9)
 
 
 def test_holm_on_a_hand_example() -> None:

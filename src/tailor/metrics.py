@@ -142,20 +142,29 @@ def paired_bootstrap(
     idx = _resamples(a.n, resamples, seed)
     diffs = a.values(idx) - b.values(idx)
     alpha = (1 - confidence) / 2
-    # Two-sided p: how often the resampled difference falls on the other side of zero, doubled.
-    p = 2 * min(float(np.mean(diffs <= 0)), float(np.mean(diffs >= 0)))
+    # Two-sided p: how often the resampled difference falls on the other side of zero, doubled, a tie at zero
+    # counting half to each side. Counting ties wholly to both sides (the plain percentile rule) made the test
+    # conservative on accuracy, whose differences tie often: 3.6–4.8 % false positives at α = 0.05 in the A/A
+    # simulation of tests/test_stats_calibration.py, 4.2–5.2 % with ties halved.
+    below, above, tied = float(np.mean(diffs < 0)), float(np.mean(diffs > 0)), float(np.mean(diffs == 0))
+    p = 2 * min(below + tied / 2, above + tied / 2)
     return point(a) - point(b), float(np.quantile(diffs, alpha)), float(np.quantile(diffs, 1 - alpha)), min(1.0, p)
 
 
 def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> float:
-    """Exact McNemar test on paired correctness: p-value of the discordant pairs under a fair coin."""
-    from scipy.stats import binomtest
+    """McNemar's test on paired correctness, mid-p version: the discordant pairs under a fair coin, two-sided, with
+    half the probability of the observed split. The exact (conditional binomial) version is conservative — 2.5–4.1 %
+    false positives at α = 0.05 in the A/A simulation of tests/test_stats_calibration.py; mid-p 3.9–4.9 %
+    (Fagerland, Lydersen & Laake 2013 recommend it for the same reason)."""
+    from scipy.stats import binom
 
     only_a = int(np.sum(correct_a & ~correct_b))
     only_b = int(np.sum(~correct_a & correct_b))
-    if only_a + only_b == 0:
+    discordant = only_a + only_b
+    if discordant == 0:
         return 1.0
-    return float(binomtest(only_a, only_a + only_b, 0.5).pvalue)
+    k = min(only_a, only_b)
+    return float(min(1.0, 2 * binom.cdf(k, discordant, 0.5) - binom.pmf(k, discordant, 0.5)))
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:
