@@ -52,7 +52,7 @@ class ContrastiveOptions(MethodOptions):
     `pairs` iterations, each giving every example one same-label and one other-label partner, `epochs` passes.
     Default: `pairs` when `pairs` or `epochs` is set (task files written for it keep their meaning), else `batch`."""
     steps: int | None = Field(None, ge=1)
-    """`batch`: training steps; default: 4 passes over the training set, at least 16 steps and at most 200
+    """`batch`: training steps; default: 4 passes over the training set, at least 16 steps and at most 256
     (chosen on dev data; see the README)."""
     pairs: int = Field(20, ge=1)
     """`pairs`: pair-generation iterations (SetFit's `num_iterations`): each gives every training example one
@@ -69,7 +69,8 @@ class ContrastiveOptions(MethodOptions):
     C: float = Field(1.0, gt=0)
     """Inverse regularization strength of the logistic-regression head (smaller = stronger)."""
     max_length: int | None = Field(None, ge=8)
-    """Longest input in tokens while training and predicting; default: the model's (or `model.max_length`)."""
+    """Longest input in tokens while training and predicting; default: the model's (or `model.max_length`), and
+    with `loss: batch` training inputs are then cut at the 75th percentile of the training texts' token counts."""
 
     @model_validator(mode="before")
     @classmethod
