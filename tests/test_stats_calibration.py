@@ -5,10 +5,13 @@ examples both tend to miss."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
-from tailor.metrics import METRICS, mcnemar, paired_bootstrap
+from tailor.metrics import METRICS, mcnemar, min_detectable_difference, paired_bootstrap
+from tailor.report import power_warnings, top_two_power
 
 SIMULATIONS, ALPHA = 1000, 0.05
 
@@ -51,3 +54,40 @@ def test_the_tests_see_a_real_difference() -> None:
         prep_b = METRICS["accuracy"].prepare(gold, ["right" if c else "wrong" for c in b], labels)
         found += paired_bootstrap(prep_a, prep_b, resamples=500, seed=s)[3] < ALPHA and mcnemar(a, b) < ALPHA
     assert found / 200 >= 0.8
+
+
+def test_min_detectable_difference_inverts_connors_sample_size() -> None:
+    # Connor (1987): discordance 0.2 and a difference of 0.1 need n = (1.96·√0.2 + 0.8416·√0.19)² / 0.01 ≈ 155
+    n = (1.959964 * 0.2**0.5 + 0.841621 * 0.19**0.5) ** 2 / 0.1**2
+    assert min_detectable_difference(math.ceil(n), 0.2) == pytest.approx(0.1, abs=0.001)
+    assert min_detectable_difference(4 * math.ceil(n), 0.2) < 0.06  # four times the data: about half the gap
+    assert min_detectable_difference(100, 0.0) is None  # methods that never disagree can't be told apart
+    assert min_detectable_difference(3, 0.1) is None  # too few examples for any difference
+
+
+def test_at_the_min_detectable_difference_the_test_finds_it_four_times_in_five() -> None:
+    rng = np.random.default_rng(5)
+    n, discordance = 500, 0.2
+    delta = min_detectable_difference(n, discordance)
+    found = 0
+    for _ in range(SIMULATIONS):  # each example: only A right, only B right, or they agree
+        draw = rng.choice(3, size=n, p=[(discordance + delta) / 2, (discordance - delta) / 2, 1 - discordance])
+        a, b = draw == 0, draw == 1
+        found += mcnemar(a, b) < ALPHA
+    assert 0.72 <= found / SIMULATIONS <= 0.88, found / SIMULATIONS
+
+
+def test_the_report_warns_when_the_top_two_are_closer_than_the_test_set_can_tell() -> None:
+    rng = np.random.default_rng(1)
+    a = rng.random(120) < 0.9
+    b = a.copy()
+    b[:6] = ~b[:6]  # six disagreements: a gap of at most 0.05 on 120 examples
+    leaderboard = [{"method": "head"}, {"method": "contrastive"}, {"method": "zero-shot"}]
+    power = top_two_power(leaderboard, {"head": a, "contrastive": b, "zero-shot": ~a})
+    assert power["methods"] == ["head", "contrastive"] and power["n"] == 120
+    assert power["discordance"] == pytest.approx(6 / 120)
+    (warning,) = power_warnings(power)
+    assert "head and contrastive" in warning and "treat them as tied" in warning
+    far = top_two_power(leaderboard[:1] + leaderboard[2:], {"head": a, "zero-shot": ~a})
+    assert far["difference"] > far["min_detectable_difference"] and power_warnings(far) == []
+    assert top_two_power(leaderboard[:1], {"head": a}) is None

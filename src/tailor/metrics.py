@@ -9,6 +9,7 @@ is on a 0–1 scale.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -200,3 +201,29 @@ def compare_all(
     return [
         PairedResult(**{**r.__dict__, "p_adjusted": adj, "significant": adj < alpha}) for r, adj in zip(raw, adjusted)
     ]
+
+
+def min_detectable_difference(n: int, discordance: float, alpha: float = 0.05, power: float = 0.8) -> float | None:
+    """The smallest accuracy difference a paired test on ``n`` examples finds with probability ``power`` at level
+    ``alpha``, where ``discordance`` is the share of examples on which exactly one of the two methods is right.
+
+    McNemar's test in Connor's (1987) normal approximation: ``n·δ² = (z₁₋α/₂·√ψ + z_power·√(ψ − δ²))²``, solved for
+    δ (it can't exceed ψ: a method can only gain on examples where the two disagree). ``None`` when no difference is
+    detectable: the methods never disagree, or even δ = ψ is too small for ``n``.
+    """
+    from scipy.stats import norm
+
+    if n <= 0 or discordance <= 0:
+        return None
+    za, zb = norm.ppf(1 - alpha / 2), norm.ppf(power)
+
+    def gap(d: float) -> float:  # increasing in d: the test's margin at difference d
+        return math.sqrt(n) * d - (za * math.sqrt(discordance) + zb * math.sqrt(max(0.0, discordance - d * d)))
+
+    if gap(discordance) < 0:
+        return None
+    low, high = 0.0, discordance
+    for _ in range(60):  # bisection to well below any reported precision
+        mid = (low + high) / 2
+        low, high = (mid, high) if gap(mid) < 0 else (low, mid)
+    return high

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .folders import run_is_live
-from .metrics import METRICS, compare_all
+from .metrics import METRICS, compare_all, min_detectable_difference
 from .outcomes import scored_value
 from .render import render_html, render_markdown
 from .shared import repository_root, shared, shown_path
@@ -71,6 +71,8 @@ def _full_report(run_dir: Path) -> dict[str, Any]:
             if len(prepared) > 1
             else []
         )
+        leaderboard = sorted(rows, key=lambda r: -(r["test"] or {}).get(primary, {}).get("value", -1.0))
+        power = top_two_power(leaderboard, correct)
         bad_rows = store.bad_rows()
         status = run["status"]
         if status == "running" and not run_is_live(run_dir):  # killed (SIGKILL, power cut) with no chance to say so
@@ -93,9 +95,10 @@ def _full_report(run_dir: Path) -> dict[str, Any]:
             "confidence": stats.get("confidence", 0.95),
             "data": run["data"],
             "bad_rows": {"count": len(bad_rows), "rows": bad_rows},
-            "leaderboard": sorted(rows, key=lambda r: -(r["test"] or {}).get(primary, {}).get("value", -1.0)),
+            "leaderboard": leaderboard,
             "winner": (winner := _winner(rows, primary, pairs)),
-            "warnings": data_warnings(run["data"], winner),
+            "power": power,
+            "warnings": data_warnings(run["data"], winner) + power_warnings(power),
             "comparisons": [p.to_dict() for p in pairs],
             "versions": run["versions"],
             "config": config,
@@ -191,6 +194,44 @@ def data_warnings(data: dict[str, Any], winner: dict[str, Any] | None) -> list[s
             f"at least {MIN_DEV}"
         )
     return out
+
+
+def top_two_power(leaderboard: list[dict[str, Any]], correct: dict[str, np.ndarray]) -> dict[str, Any] | None:
+    """Classification: what the test set can tell apart between the two best methods on test — the smallest accuracy
+    difference a paired test finds there with 80 % power at α = 0.05, given how often the two disagree."""
+    top = [r["method"] for r in leaderboard if r["method"] in correct][:2]
+    if len(top) < 2:
+        return None
+    a, b = correct[top[0]], correct[top[1]]
+    discordance = float(np.mean(a != b))
+    return {
+        "methods": top,
+        "n": len(a),
+        "difference": float(abs(a.mean() - b.mean())),
+        "discordance": discordance,
+        "min_detectable_difference": min_detectable_difference(len(a), discordance),
+        "power": 0.8,
+        "alpha": 0.05,
+    }
+
+
+def power_warnings(power: dict[str, Any] | None) -> list[str]:
+    """A warning when the two best methods are closer than the test set can tell apart."""
+    if power is None or power["discordance"] == 0:
+        return []
+    (a, b), mdd, diff = power["methods"], power["min_detectable_difference"], power["difference"]
+    if mdd is None:
+        return [
+            f"{a} and {b} disagree on too few of the {power['n']} test examples for any accuracy difference between "
+            "them to be detected reliably: treat them as tied, or test on more examples"
+        ]
+    if diff >= mdd:
+        return []
+    return [
+        f"{a} and {b} differ by {diff:.3f} accuracy on test, less than the {mdd:.3f} that {power['n']} test examples "
+        f"detect with 80 % power (they disagree on {power['discordance']:.0%} of them): treat them as tied, or test "
+        "on more examples"
+    ]
 
 
 def _winner(rows: list[dict[str, Any]], primary: str, pairs: list) -> dict[str, Any] | None:
