@@ -135,9 +135,7 @@ class Contrastive:
     model_kinds: ClassVar[frozenset[str]] = frozenset({"encoder"})
 
     def check(self, options: ContrastiveOptions, train: Split, ctx: Context) -> None:
-        counts: dict[str, int] = defaultdict(int)
-        for label in train.labels():
-            counts[label] += 1
+        counts = Counter(train.labels())
         if len(counts) < 2:
             raise MethodError(f"contrastive pairs need at least two labels in train; it has {len(counts)}", key="pairs")
         if max(counts.values()) < 2:
@@ -171,35 +169,24 @@ class Contrastive:
         set_seed(ctx.seed)  # python, numpy and torch: dropout and any library randomness
         with library_bars_off():
             model = _load_body(ctx, resolve_path(ctx.model.name))
-            if options.max_length or ctx.model.max_length:
-                model.max_seq_length = options.max_length or ctx.model.max_length
+            length = options.max_length or ctx.model.max_length
+            if length:
+                model.max_seq_length = length
             if options.loss == "pairs":
                 pairs = make_pairs(train.texts(), train.labels(), options.pairs, ctx.seed)
                 _fit_pairs(model, pairs, options, ctx)
+                details = {"loss": "pairs", "pairs": len(pairs), "epochs": options.epochs}
             else:
-                steps = options.steps or default_steps(len(train), options.batch_size)
-                unpaired = sorted(label for label, n in Counter(train.labels()).items() if n < 2)
-                if unpaired:  # the group-by-label sampler needs two texts of a label; the head still sees them
-                    ctx.progress.log(
-                        f"contrastive: {len(unpaired)} label(s) with one training example stay out of the in-batch "
-                        f"pairs (the head still learns them): {', '.join(unpaired)}"
-                    )
-                predicting_length = model.max_seq_length
-                if not (options.max_length or ctx.model.max_length):
-                    model.max_seq_length = training_length(model, train.texts())
-                trained_length = model.max_seq_length
-                _fit_batches(model, train.texts(), train.labels(), steps, options, ctx)
-                model.max_seq_length = predicting_length  # the fitted length was for training steps only
+                details = _fit_batches(model, train, options, ctx, fit_length=not length)
 
         encoder = Encoder(model, batch_size=ctx.model.batch_size, cache=False, name=ctx.model.name)
         x = encoder.embed(train.texts(), ctx.progress, "embedding train (fine-tuned)")
         head = LinearHead.fit(x, train.labels(), C=options.C, seed=ctx.seed)
         if options.loss == "pairs":
             trained = _pairs_usage(encoder, pairs, options.epochs)
-            details = {"loss": "pairs", "pairs": len(pairs), "epochs": options.epochs}
         else:
-            trained = _batches_usage(encoder, train.texts(), steps * options.batch_size, trained_length)
-            details = {"loss": "batch", "steps": steps, "training_max_length": trained_length, "unpaired": unpaired}
+            embedded = details["steps"] * options.batch_size
+            trained = _batches_usage(encoder, train.texts(), embedded, details["training_max_length"])
         usage = trained + total(encoder.usage_of(train.texts()))
         return ContrastiveAdapted(encoder, head, usage, {"contrastive": details})
 
@@ -318,14 +305,25 @@ def _fit_pairs(model: Any, pairs: list[tuple[str, str, float]], options: Contras
     model.eval()
 
 
-def _fit_batches(
-    model: Any, texts: Sequence[str], labels: Sequence[str], steps: int, options: ContrastiveOptions, ctx: Context
-) -> None:
-    """Fine-tune ``model`` in place for ``steps`` steps on label-balanced batches (the library's group-by-label
-    sampler: two texts of a label at a time, labels interleaved), every pair of each batch in the loss."""
+def _fit_batches(model: Any, train: Split, options: ContrastiveOptions, ctx: Context, fit_length: bool) -> dict:
+    """Fine-tune ``model`` in place on label-balanced batches (the library's group-by-label sampler: two texts of a
+    label at a time, labels interleaved), every pair of each batch in the loss; with ``fit_length``, inputs cut at
+    :func:`training_length` for the training steps only. Returns what was done, for the trial's details."""
     from datasets import Dataset
     from sentence_transformers.base import BatchSamplers
 
+    texts, labels = train.texts(), train.labels()
+    steps = options.steps or default_steps(len(train), options.batch_size)
+    unpaired = sorted(label for label, n in Counter(labels).items() if n < 2)
+    if unpaired:  # the sampler needs two texts of a label; the head still sees them
+        ctx.progress.log(
+            f"contrastive: {len(unpaired)} label(s) with one training example stay out of the in-batch "
+            f"pairs (the head still learns them): {', '.join(unpaired)}"
+        )
+    predicting_length = model.max_seq_length
+    if fit_length:
+        model.max_seq_length = training_length(model, texts)
+    details = {"loss": "batch", "steps": steps, "training_max_length": model.max_seq_length, "unpaired": unpaired}
     classes = sorted(set(labels))
     data = Dataset.from_dict({"text": list(texts), "label": [classes.index(label) for label in labels]})
     args = _arguments(model, options, ctx, max_steps=steps, batch_sampler=BatchSamplers.GROUP_BY_LABEL)
@@ -335,6 +333,8 @@ def _fit_batches(
         )
         trainer.train()
     model.eval()
+    model.max_seq_length = predicting_length  # the fitted length was for training steps only
+    return details
 
 
 def batch_pairs_loss(model: Any) -> Any:
