@@ -1,7 +1,8 @@
 """tailor's `contrastive` against setfit 1.2 (its defaults): adapt time and accuracy on AG News, same draws.
 
     .venv/bin/python benchmarks/contrastive_speed.py [--sizes 8 64] [--seeds 5] [--systems tailor setfit]
-        [--setfit-max-steps N] [--big 256]
+        [--setfit-max-steps N] [--big 256] [--device cuda] [--model FOLDER] [--data JSONL] [--out JSON]
+        [--weights TEXT] [--first-seed F]
 
 Protocol (that of ``benchmarks/ag_news_8shot.py``): ``k`` examples per class drawn with seeds 0..4 from the first
 half of ``../shared/datasets/ag_news/test.jsonl``; accuracy on the whole second half (3,800 examples). Both systems
@@ -21,6 +22,14 @@ get the same draw for each (size, seed) and run one after the other in this proc
     defaults at K extrapolated from setfit's seconds per step measured at the largest size run (the pair count
     setfit would train on is computed by setfit's own ``ContrastiveDataset``; nothing is trained for it).
 
+  * ``--device D``: both systems on D (tailor's model spec ``device``, setfit's ``device``); default: each one's
+    own choice (the best device present). ``--model``: the encoder for both (a local folder; default: the installed
+    all-MiniLM-L6-v2). ``--data``: the AG News test file (default: the shared one). ``--out``: the results file
+    (default ``benchmarks/results/contrastive_speed.json``). ``--weights TEXT``: recorded as ``weights`` (how the
+    encoder's weights were stored, where they are not the package's own). Paths are recorded relative to the
+    repository. On a GPU machine: ``--device cuda --out benchmarks/results/contrastive_speed_h200.json``.
+    ``--first-seed F``: continue a run cut short (seeds F..N-1 only; the file's rows of earlier seeds are kept).
+
 Per size: ``tailor_seconds_mean``, ``setfit_seconds_mean``, ``speedup`` (setfit / tailor), ``tailor_accuracy_mean``,
 ``setfit_accuracy_mean`` and every seed's figures. Results merge into ``benchmarks/results/contrastive_speed.json``
 (a run with ``--sizes 64`` keeps the figures of earlier sizes). Before the first timed run, each system trains
@@ -33,6 +42,7 @@ import argparse
 import json
 import math
 import os
+import shlex
 import statistics
 import sys
 import tempfile
@@ -40,9 +50,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import ag_news_8shot
 from ag_news_8shot import load_halves
 
-from tailor.backends.models import resolve_path
+from tailor.backends.models import best_device, resolve_path
 from tailor.backends.pool import ModelPool
 from tailor.config import ModelSpec
 from tailor.contract import Context, TaskInfo
@@ -54,8 +65,11 @@ from tailor.record import repo_python
 from tailor.types import Split, adapting
 
 HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
 OUT = HERE / "results" / "contrastive_speed.json"
 ENCODER = "all-MiniLM-L6-v2"
+# --model and --device: the encoder both systems load, and where both run (None: each system's own choice)
+SETTINGS: dict[str, Any] = {"model": ENCODER, "device": None}
 SCRATCH = Path(tempfile.gettempdir()) / "tailor-contrastive-speed"
 
 
@@ -67,7 +81,7 @@ def run_tailor(
     options = method.Options(seed=seed, **given)
     ctx = Context(
         task=task,
-        model=ModelSpec(name=ENCODER),
+        model=ModelSpec(name=SETTINGS["model"], device=SETTINGS["device"]),
         seed=seed,
         workdir=Path("/tmp/tailor-contrastive-speed") / f"s{seed}",
         progress=progress,
@@ -115,7 +129,7 @@ def run_setfit(train: Split, evaluation: Split, seed: int, max_steps: int | None
     where = {"seed": seed, "output_dir": str(SCRATCH / "setfit-checkpoints")}
     args = TrainingArguments(**where) if max_steps is None else TrainingArguments(**where, max_steps=max_steps)
     t0 = time.perf_counter()
-    model = SetFitModel.from_pretrained(resolve_path(ENCODER))
+    model = SetFitModel.from_pretrained(resolve_path(SETTINGS["model"]), device=SETTINGS["device"])
     trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_dict({"text": texts, "label": labels}))
     # what trainer.train() does (no eval set), in its two public halves, so the body's steps are timed apart
     t1 = time.perf_counter()
@@ -152,37 +166,83 @@ def summarize(size: dict) -> None:
             size["accuracy_gap_points"] = 100 * (size["tailor_accuracy_mean"] - size["setfit_accuracy_mean"])
 
 
+def repo_path(path: Path) -> str:
+    """``path`` as a results file names it: relative to the repository when inside it, never this machine's."""
+    path = path.resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else path.name
+
+
+def versions() -> dict[str, str]:
+    import platform
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for name in ("torch", "transformers", "sentence-transformers", "setfit", "datasets", "scikit-learn"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="*", default=[8, 64], help="examples per class")
     parser.add_argument("--seeds", type=int, default=5, help="draws (seeds 0..N-1)")
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="run seeds F..N-1 only, keeping the file's rows of seeds below F"
+    )
     parser.add_argument("--systems", nargs="+", choices=["tailor", "setfit"], default=["tailor", "setfit"])
     parser.add_argument("--setfit-max-steps", type=int, help="setfit: train only this many steps, extrapolate time")
     parser.add_argument("--big", type=int, help="one tailor trial at this many per class, setfit extrapolated")
+    parser.add_argument("--device", help="both systems' device (cpu, cuda, ...); default: each one's own choice")
+    parser.add_argument("--model", help="the encoder folder both systems load; default: the installed all-MiniLM-L6-v2")
+    parser.add_argument("--data", type=Path, help="AG News test.jsonl; default: ../shared/datasets/ag_news/test.jsonl")
+    parser.add_argument("--out", type=Path, default=OUT, help="results file (default: results/contrastive_speed.json)")
+    parser.add_argument("--weights", help="recorded as `weights`: how the encoder's weights were stored")
     args = parser.parse_args()
+    out_file: Path = args.out.resolve()
+    if args.model:
+        SETTINGS["model"] = str(Path(args.model).resolve()) if Path(args.model).exists() else args.model
+    if args.device:
+        SETTINGS["device"] = args.device
+    if args.data:
+        ag_news_8shot.DATA = args.data.resolve()  # load_halves reads the module's DATA when called
 
-    result: dict[str, Any] = json.loads(OUT.read_text()) if OUT.exists() else {}
+    result: dict[str, Any] = json.loads(out_file.read_text()) if out_file.exists() else {}
     result.update(
         protocol="k examples per class drawn from the first half of ag_news/test.jsonl (seeds 0..N-1); "
         "accuracy on the second half (3,800 examples); the same draw for both systems",
-        model=ENCODER,
+        model=ENCODER if not args.model else (repo_path(Path(args.model)) if Path(args.model).exists() else args.model),
         cpu_count=os.cpu_count(),
     )
-    result.setdefault("commands", []).append(" ".join([repo_python(), *sys.argv]))
+    if args.device or args.model or args.data or args.weights:  # the default (CPU) run's file keeps its fields
+        device = best_device(args.device)
+        result["device"] = device
+        if device.startswith("cuda"):
+            import torch
+
+            result["device_name"] = torch.cuda.get_device_name(torch.device(device))
+        result["versions"] = versions()
+        if args.data:
+            result["data"] = repo_path(args.data)
+        if args.weights:
+            result["weights"] = args.weights
+    result.setdefault("commands", []).append(shlex.join([repo_python(), *sys.argv]))
     pool, evaluation = load_halves()
     labels = tuple(sorted({ex.label for ex in pool}))
     progress = RichProgress()
 
     def save() -> None:
-        OUT.parent.mkdir(exist_ok=True)
-        OUT.write_text(json.dumps(result, indent=2) + "\n")
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        out_file.write_text(json.dumps(result, indent=2) + "\n")
 
     warm_up(sample_per_class(pool, 8, 0), evaluation, labels, progress, args.systems)
     for k in args.sizes:
         size = result.setdefault("sizes", {}).setdefault(str(k), {})
-        for system in args.systems:
-            size[system] = []
-        for seed in range(args.seeds):
+        for system in args.systems:  # a run from --first-seed F continues one cut short: it keeps seeds < F
+            size[system] = [r for r in size.get(system, []) if r["seed"] < args.first_seed]
+        for seed in range(args.first_seed, args.seeds):
             train = sample_per_class(pool, k, seed)
             for system in args.systems:
                 if system == "tailor":
