@@ -49,7 +49,7 @@ def test_quickstart_data_passes_every_method_check(tmp_path: Path) -> None:
     assert len(data.labels) == 6
     pool = ModelPool()
     trials = plan_trials(spec, str(QUICKSTART), pool)
-    prepared = prepare_trials(trials, data, task_info(spec, data), tmp_path, NULL_PROGRESS, str(QUICKSTART), pool)
+    prepared = prepare_trials(spec, trials, data, task_info(spec, data), tmp_path, NULL_PROGRESS, str(QUICKSTART), pool)
     assert [t.name for t, _, _ in prepared] == [t.name for t in trials]
     assert not pool.loaded(), "checking options loads no model"
 

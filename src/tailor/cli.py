@@ -29,18 +29,8 @@ app = typer.Typer(
 )
 
 
-def _console(stderr: bool = False):
-    from rich.console import Console
-
-    console = Console(stderr=stderr)
-    if not console.is_terminal:  # piped or logged: don't squeeze tables into rich's 80-column default
-        console = Console(stderr=stderr, width=160)
-    return console
-
-
-def _fail(message: str, code: int = 2) -> None:
-    _console(stderr=True).print(f"[bold red]error:[/bold red] {message}", markup=True, highlight=False)
-    raise typer.Exit(code)
+from .cli_run import console as _console  # noqa: E402  (light: imports nothing heavy)
+from .cli_run import fail as _fail  # noqa: E402
 
 
 @app.command()
@@ -69,8 +59,29 @@ def run(
             "overrides: finished methods are kept, the others rerun, fine-tuning continues from its last checkpoint.",
         ),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            "-w",
+            min=1,
+            help="Run trials side by side in this many local processes (one GPU each where there are GPUs); each "
+            "loads a model once and reuses it. With --ray: the number of Ray actors (default: one per GPU of the "
+            "cluster, else one per CPU).",
+        ),
+    ] = 1,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            help="Run trials as Ray actors on a Ray cluster: `auto` (the one started on this machine with `ray start "
+            "--head`) or its address. The run folder must be the same path on every node (shared storage).",
+        ),
+    ] = None,
 ) -> None:
     """Run every method of TASK_FILE on the same splits, evaluate on the held-out test set, store and report.
+
+    A task file with a `curve:` section runs its learning curve (see `tailor curve`).
 
     Under `torchrun --nproc_per_node N -m tailor run ...` the N processes fine-tune together; rank 0 evaluates and
     writes the run folder.
@@ -80,73 +91,63 @@ def run(
     130 interrupted (continue with --resume); 1 the run stopped before storing anything, or an unexpected error
     (`tailor --debug run ...` shows its traceback).
     """
-    from rich.markup import escape
+    from .cli_run import execute
 
-    from .config import blame_overrides, load_task
-    from .errors import TailorError, TaskFileError
-    from .folders import new_run_dir
-    from .processes import end_processes, on_rank0, process_rank
-    from .progress import NULL_PROGRESS, RichProgress
-    from .report import write_reports
-    from .run import run_task
-    from .store import RunStore
+    execute(task_file, overrides or [], out, runs_root, quiet, resume, workers, ray)
 
-    if resume is not None and out is not None and resume.resolve() != out.resolve():
-        _fail("--resume and --out name different folders; a resumed run stays in its folder (give --resume alone)")
-    try:
-        spec, base = load_task(task_file, overrides or [])
-    except TaskFileError as exc:
-        _fail(str(blame_overrides(exc, overrides or [])))
-    except TailorError as exc:
-        _fail(str(exc))
-    rank, world = process_rank()
-    try:
-        # Every process must write to the same folder: rank 0 names it.
-        run_dir = resume or out or on_rank0(lambda: new_run_dir(spec, runs_root), world)
-        _stop_on_sigterm()
-        progress = NULL_PROGRESS if quiet or rank != 0 else RichProgress()
-        console = _console()
-        interrupted = False
-        try:
-            run_task(
-                spec, base, run_dir, task_file=str(task_file.resolve()), progress=progress, resume=resume is not None
-            )
-        except TaskFileError as exc:  # planning found it: blame the command line when an override set that key
-            _fail(str(blame_overrides(exc, overrides or [])))
-        except TailorError as exc:
-            _fail(str(exc))
-        except KeyboardInterrupt:
-            interrupted = True
-            if rank == 0:
-                console.print("[yellow]interrupted: the finished methods' results are kept[/yellow]")
-        if rank != 0:  # the other processes helped fine-tune; rank 0 writes the reports
-            raise typer.Exit(130 if interrupted else 0)
-        if not (run_dir / "run.sqlite").exists():
-            raise typer.Exit(130 if interrupted else 1)
-        paths = write_reports(run_dir)
-        print_leaderboard(run_dir, console)
-        console.print(f"\nrun folder: {run_dir}\nreports: " + ", ".join(str(p) for p in paths.values()))
-        store = RunStore.open_existing(run_dir)
-        try:
-            results = store.results()
-        finally:
-            store.close()
-        # A run whose trials failed must not look like a success to a script or CI job: list them, exit 3.
-        failed = [r for r in results if r["status"] != "ok"]
-        if failed:
-            console.print(f"\n[bold red]{len(failed)} of {len(results)} trials failed:[/bold red]")
-            for r in failed:
-                console.print(f"  {escape(r['method'])}: {escape(r['error'] or 'no error recorded')}", highlight=False)
-            if any(r["status"] == "incomplete" for r in failed):
-                console.print(f"ask the failed queries again with: tailor run {task_file} --resume {run_dir}")
-        if interrupted:
-            again = " ".join([str(task_file), *(overrides or []), "--resume", str(run_dir)])
-            console.print(f"continue it with: tailor run {again}")
-            raise typer.Exit(130)
-        if failed:
-            raise typer.Exit(3)
-    finally:
-        end_processes(world)
+
+@app.command()
+def curve(
+    task_file: Annotated[Path, typer.Argument(help="The task file (YAML): data, fields, model, methods, `curve:`.")],
+    overrides: Annotated[
+        list[str] | None,
+        typer.Argument(help="key=value overrides on top of the task file, as for `tailor run`.", show_default=False),
+    ] = None,
+    sizes: Annotated[
+        str | None,
+        typer.Option(
+            help="Training sizes, comma-separated and increasing: per class for classification, in all otherwise; "
+            "`all` (last) is the whole training split. Default: the task's `curve.sizes`, else 0,4,8,16,32,64,128,all.",
+        ),
+    ] = None,
+    seeds: Annotated[
+        int | None,
+        typer.Option(
+            min=2,
+            help="Seeds per size (the task's seed and the next ones); default: the task's `curve.seeds`, else 5.",
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Run folder to write; default: RUNS_ROOT/TASK-TIMESTAMP.")
+    ] = None,
+    runs_root: Annotated[Path, typer.Option(help="Where new run folders are made when --out is not given.")] = Path(
+        "runs"
+    ),
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or per-trial lines.")] = False,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            "--resume",
+            help="Continue the curve in this folder with the same task file, sizes, seeds and overrides: finished "
+            "trials are kept, the others run.",
+        ),
+    ] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", "-w", min=1, help="Local worker processes (see `tailor run --help`).")
+    ] = 1,
+    ray: Annotated[str | None, typer.Option("--ray", help="A Ray cluster: `auto` or its address.")] = None,
+) -> None:
+    """Learning curves: every method of TASK_FILE at several training sizes and seeds, one trial each, then where
+    fine-tuning overtakes prompting (n*, with its interval), what the best prompt is worth in labelled examples,
+    and the break-even query volume, in report.html/.md/.json.
+
+    For each seed the training samples are nested (the size-8 draw is inside the size-16 draw) and the same for
+    every method; dev and test are the same for every trial. Methods that use no examples (zero-shot) run at size
+    0 only, the others at every size above 0. A killed curve continues with --resume, keeping finished trials.
+    """
+    from .cli_run import execute
+
+    execute(task_file, overrides or [], out, runs_root, quiet, resume, workers, ray, curve=(sizes, seeds))
 
 
 @app.command()
@@ -313,60 +314,10 @@ def make_tiny_lm(
     _console().print(f"tiny {arch} model written to {path}")
 
 
-def _stop_on_sigterm() -> None:
-    """Treat SIGTERM (a job scheduler, `kill`) like Ctrl-C: the run stops cleanly and keeps finished methods."""
-    import signal
-
-    def _raise(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _raise)
-
-
 def print_leaderboard(run_dir: Path, console) -> None:
-    from rich.markup import escape
-    from rich.table import Table
+    from .cli_run import print_leaderboard as show
 
-    from .render import table_rows
-    from .report import build_report
-
-    rep = build_report(run_dir)
-    table = Table(
-        title=f"{rep['task']}: test {rep['primary_metric']} with {rep['confidence']:.0%} CI ({rep['status']})",
-        title_justify="left",
-    )
-    columns = ("method", "route", "model", rep["primary_metric"], "dev", "adapt", "infer/1k", "FLOPs/1k", "params")
-    for col in (*columns, "disk", "n train"):
-        table.add_column(col, justify="left" if col in ("method", "route", "model") else "right")
-    for t in table_rows(rep, compact=True):
-        table.add_row(
-            t["method"],
-            t["route"],
-            t["model"],
-            t["quality"],
-            t["dev"],
-            t["adapt"],
-            t["infer"],
-            t["flops_1k"],
-            t["params"],
-            t["disk"],
-            t["n_train"],
-        )
-    console.print(table)
-    skipped = rep["bad_rows"]["count"]
-    if skipped:  # every row is accounted for: used, or skipped and counted with its reason
-        reasons = ", ".join(f"{n} × {why}" for why, n in rep["data"].get("skipped_by_reason", {}).items())
-        console.print(f"[yellow]{skipped} rows skipped[/yellow] (on_bad_rows: skip): {escape(reasons)}")
-    for warning in rep.get("warnings", []):
-        console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
-    w = rep["winner"]
-    if w:
-        better = (
-            f"; significantly better than {', '.join(w['significantly_better_than'])}"
-            if w["significantly_better_than"]
-            else ""
-        )
-        console.print(f"winner (chosen on {w['chosen_on']}): [bold]{w['method']}[/bold] ({w['route']}){better}")
+    show(run_dir, console)
 
 
 def main(argv: list[str] | None = None) -> None:

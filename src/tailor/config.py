@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from .cost_spec import CostsSpec  # noqa: F401  (part of the task file's schema)
 from .errors import TaskFileError
 from .model_spec import EndpointSpec, ModelSpec, Price  # noqa: F401  (part of the task file's schema)
 from .types import TaskKind
@@ -130,6 +131,53 @@ class StatsSpec(BaseModel):
     """Confidence level of the intervals."""
 
 
+CurveSize = int | Literal["all"]
+
+DEFAULT_CURVE_SIZES: list[CurveSize] = [0, 4, 8, 16, 32, 64, 128, "all"]
+
+
+class CurveSpec(BaseModel):
+    """A learning curve: every method at several training sizes and seeds, one trial each, in one run store."""
+
+    model_config = _STRICT
+
+    sizes: list[CurveSize] = Field(default_factory=lambda: list(DEFAULT_CURVE_SIZES), min_length=1)
+    """Training sizes, increasing: examples per class for classification, examples in all otherwise; `all` (last)
+    is the whole training split. 0 is where methods that use no examples (zero-shot) run; the others run at every
+    size above 0."""
+    seeds: int | list[int] = 5
+    """Seeds per size: a count (the task's `seed` and the next ones) or the seeds themselves; at least 2, since
+    intervals over seeds need several. The same seed draws the same examples for every method, nested across
+    sizes (the size-8 draw is inside the size-16 draw)."""
+
+    @field_validator("sizes")
+    @classmethod
+    def _increasing(cls, sizes: list[CurveSize]) -> list[CurveSize]:
+        if "all" in sizes[:-1]:
+            raise ValueError("`all` can only be the last size")
+        numbers = [s for s in sizes if s != "all"]
+        if any(n < 0 for n in numbers):
+            raise ValueError(f"sizes are never negative: {sizes}")
+        bad = [f"{a} then {b}" for a, b in zip(numbers, numbers[1:]) if b <= a]
+        if bad:
+            raise ValueError(f"sizes must increase; they don't at {', '.join(bad)}")
+        return sizes
+
+    @field_validator("seeds")
+    @classmethod
+    def _several(cls, seeds: int | list[int]) -> int | list[int]:
+        n = seeds if isinstance(seeds, int) else len(set(seeds))
+        if n < 2:
+            raise ValueError(f"a curve needs at least 2 seeds (intervals over seeds need several), got {seeds}")
+        if isinstance(seeds, list) and len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds repeat: {seeds}")
+        return seeds
+
+    def seed_list(self, base: int) -> list[int]:
+        """The seeds themselves: ``base`` and the next ones for a count."""
+        return list(range(base, base + self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+
+
 DEFAULT_METRICS: dict[str, list[str]] = {
     "classification": ["accuracy", "macro_f1"],
     "summarization": ["rouge1", "rouge2", "rougeL"],
@@ -170,6 +218,11 @@ class TaskSpec(BaseModel):
     """Keep at most this many examples of a split (a deterministic sample, reported), e.g. `{dev: 500}`."""
     stats: StatsSpec = Field(default_factory=StatsSpec)
     """Confidence intervals and paired tests."""
+    curve: CurveSpec | None = None
+    """Run a learning curve: each method at several training `sizes` and `seeds` (see `tailor curve`)."""
+    costs: CostsSpec | None = None
+    """Prices of local compute (per CPU- or GPU-hour), for money in the cost and break-even views; served models
+    give theirs in `model.price`. Without them, money is left out and the report says what to add."""
     summary: str | None = None
     """Also write a compact JSON summary of every method's figures to this path (relative to the task file);
     benchmark task files use it to fill `benchmarks/results/`."""

@@ -142,6 +142,8 @@ class Method(Protocol):
     # Optional `shares_model: ClassVar[bool]` (default True): whether the method uses the run's shared, frozen model
     # (`ctx.backend()`), which the runner then loads before any trial is timed. Methods that train load their own
     # copy and set it False.
+    # Optional `uses_examples(options) -> bool` (default: always True): whether the method learns from, or draws
+    # demonstrations from, training examples; a learning curve runs the ones that don't (zero-shot) at size 0 only.
 
     def check(self, options: Any, train: Split, ctx: Context) -> None: ...
 

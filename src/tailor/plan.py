@@ -2,9 +2,11 @@
 is loaded.
 
 A *trial* is the unit the runner executes, stores, resumes and reports: a method entry × variant × training size
-× seed, with the model it adapts. Planning happens in two steps, both before any model is loaded:
-:func:`plan_trials` reads only the task file (methods, options, models, kinds); :func:`prepare_trials`, once the
-data is read, draws each trial's training sample and lets each method check its options against it.
+× seed, with the model it adapts. A task with a ``curve:`` has one trial per method, variant, curve size and seed
+(``few-shot@16:s2``); without one, one per method and variant. Planning happens in two steps, both before any
+model is loaded: :func:`plan_trials` reads only the task file (methods, options, models, kinds);
+:func:`prepare_trials`, once the data is read, draws each trial's training sample and lets each method check its
+options against it.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ class Trial:
         options: The method's validated options for this variant.
         entry_options: The entry's options before its variants were expanded (what the method checks).
         model: The model this trial adapts (the entry's own ``model:``, or the task's).
-        seed: The trial's seed (the entry's ``seed``, or the task's).
+        seed: The trial's seed (the entry's ``seed``, or the task's; in a curve, the curve's).
+        size: In a curve, the trial's training size (per class for classification; ``"all"``); else None.
     """
 
     name: str
@@ -54,6 +57,7 @@ class Trial:
     entry_options: Any
     model: ModelSpec
     seed: int
+    size: int | str | None = None
 
     @property
     def key(self) -> str:
@@ -106,10 +110,46 @@ def plan_trials(spec: TaskSpec, origin: str, pool: ModelPool) -> list[Trial]:
             family, n = f"{entry.label or entry.name}-{n}", n + 1
         taken.add(family)
         seed = options.seed if options.seed is not None else spec.seed
+        points = curve_points(spec, method, options, origin, at) if spec.curve else [(None, seed)]
         for variant, opts in method.variants(options).items():
             name = f"{family}/{variant}" if variant else family
-            trials.append(Trial(name, i, family, variant or None, entry.name, opts, options, model, seed))
+            for size, s in points:
+                point = f"{name}@{size}:s{s}" if size is not None else name
+                trials.append(Trial(point, i, family, variant or None, entry.name, opts, options, model, s, size))
     return trials
+
+
+def uses_examples(method: Any, options: Any) -> bool:
+    """Whether a method learns from, or draws demonstrations from, training examples (zero-shot doesn't)."""
+    check = getattr(method, "uses_examples", None)
+    return True if check is None else bool(check(options))
+
+
+def curve_points(spec: TaskSpec, method: Any, options: Any, origin: str, at: str) -> list[tuple[int | str, int]]:
+    """The (size, seed) points of one method entry in the task's curve: size 0 alone for a method that uses no
+    examples, every size above 0 for the others; each at every seed."""
+    curve = spec.curve
+    assert curve is not None
+    for key in ("train_per_class", "train_size", "seed"):
+        if getattr(options, key) is not None:
+            what = "seeds" if key == "seed" else "training size"
+            raise TaskFileError(origin, f"{at}.{key}", f"the curve sets each trial's {what}; remove `{key}` here")
+    if uses_examples(method, options):
+        sizes = [s for s in curve.sizes if s != 0]
+        if not sizes:
+            raise TaskFileError(
+                origin, f"{at}.name", f"{method.name} needs training examples, but curve.sizes has no size above 0"
+            )
+    else:
+        if 0 not in curve.sizes:
+            raise TaskFileError(
+                origin,
+                f"{at}.name",
+                f"{method.name} uses no training examples, so it takes only size 0: add 0 to curve.sizes, or "
+                "remove this method from the curve",
+            )
+        sizes = [0]
+    return [(size, seed) for size in sizes for seed in curve.seed_list(spec.seed)]
 
 
 def _check_sampling(options: Any, spec: TaskSpec, origin: str, at: str) -> None:
@@ -131,24 +171,69 @@ def _kind(pool: ModelPool, model: ModelSpec, origin: str, at: str) -> str:
         raise TaskFileError(origin, f"{at}.name", str(exc).removeprefix("model.name: ")) from None
 
 
+def _shuffled(items: list[int], seed: int, salt: str) -> list[int]:
+    """``items`` in an order fixed by ``seed`` and ``salt`` alone (a string seed hashes the same in every process)."""
+    order = list(items)
+    random.Random(f"{seed}:{salt}").shuffle(order)
+    return order
+
+
 def sample_per_class(train: Split, n: int | None, seed: int) -> Split:
-    """At most ``n`` training examples per class, a seeded sample in the split's original order."""
+    """At most ``n`` training examples per class, a seeded sample in the split's original order.
+
+    Samples are nested: for one seed, the first ``n`` of each class's fixed shuffled order, so the sample of 8 per
+    class lies inside the sample of 16 (a learning curve adds examples; it never redraws them)."""
     if n is None:
         return train
     by_class: dict[str, list[int]] = defaultdict(list)
     for i, ex in enumerate(train.examples):
         by_class[ex.label].append(i)
-    rng = random.Random(seed)
-    keep = sorted(i for c in sorted(by_class) for i in rng.sample(by_class[c], min(n, len(by_class[c]))))
+    keep = sorted(i for c in sorted(by_class) for i in _shuffled(by_class[c], seed, f"class:{c}")[:n])
     return Split(train.name, tuple(train.examples[i] for i in keep))
 
 
 def sample_size(train: Split, n: int | None, seed: int) -> Split:
-    """``n`` training examples, a seeded sample in the split's original order (any task kind)."""
+    """``n`` training examples, a seeded sample in the split's original order (any task kind); nested like
+    :func:`sample_per_class`."""
     if n is None or n >= len(train):
         return train
-    keep = sorted(random.Random(seed).sample(range(len(train)), n))
+    keep = sorted(_shuffled(list(range(len(train))), seed, "all")[:n])
     return Split(train.name, tuple(train.examples[i] for i in keep))
+
+
+def check_curve_sizes(spec: TaskSpec, train: Split, origin: str) -> None:
+    """Every curve size fits the training data: per class, the smallest class bounds it."""
+    if spec.curve is None:
+        return
+    sizes = [s for s in spec.curve.sizes if isinstance(s, int)]
+    if spec.kind == "classification":
+        counts: dict[str, int] = defaultdict(int)
+        for ex in train.examples:
+            counts[ex.label] += 1
+        smallest = min(counts, key=lambda c: (counts[c], c))
+        largest, unit = counts[smallest], f"per class (class {smallest!r} has {counts[smallest]} training examples)"
+    else:
+        largest, unit = len(train), f"(the training split has {len(train)} examples)"
+    too_big = [s for s in sizes if s > largest]
+    if too_big:
+        raise TaskFileError(
+            origin,
+            "curve.sizes",
+            f"{', '.join(map(str, too_big))} exceed the training data: the largest size available is {largest} "
+            f"{unit}; use `all` for the whole split",
+        )
+
+
+def trial_sample(spec: TaskSpec, trial: Trial, train: Split) -> Split:
+    """The training examples ``trial`` gets: its curve size's nested draw, or its options' sample."""
+    if trial.size is not None:
+        if trial.size == 0:
+            return Split(train.name, ())
+        n = None if trial.size == "all" else int(trial.size)
+        per_class = spec.kind == "classification"
+        return sample_per_class(train, n, trial.seed) if per_class else sample_size(train, n, trial.seed)
+    options = trial.options
+    return sample_size(sample_per_class(train, options.train_per_class, trial.seed), options.train_size, trial.seed)
 
 
 def task_info(spec: TaskSpec, data: TaskData) -> TaskInfo:
@@ -157,6 +242,7 @@ def task_info(spec: TaskSpec, data: TaskData) -> TaskInfo:
 
 
 def prepare_trials(
+    spec: TaskSpec,
     trials: list[Trial],
     data: TaskData,
     task: TaskInfo,
@@ -167,12 +253,14 @@ def prepare_trials(
 ) -> list[tuple[Trial, Context, Split]]:
     """Each trial's context and training sample, after its method checked its options against them (no model is
     loaded: methods read configurations and capabilities only)."""
+    check_curve_sizes(spec, data.train, origin)
     out = []
-    checked: dict[int, tuple[Context, Split]] = {}
+    checked: dict[tuple, tuple[Context, Split]] = {}
     for trial in trials:
         options = trial.options
-        if trial.entry in checked:  # variants share their entry's sample and checks, not its scratch folder
-            ctx, train = checked[trial.entry]
+        point = (trial.entry, trial.size, trial.seed)
+        if point in checked:  # variants share their entry's sample and checks, not its scratch folder
+            ctx, train = checked[point]
             out.append((trial, replace(ctx, workdir=run_dir / "work" / safe_name(trial.name)), train))
             continue
         if options.train_size is not None and options.train_size > len(data.train):
@@ -181,8 +269,7 @@ def prepare_trials(
                 f"{trial.key}.train_size",
                 f"train_size {options.train_size} is larger than the training split ({len(data.train)} examples)",
             )
-        train = sample_per_class(data.train, options.train_per_class, trial.seed)
-        train = sample_size(train, options.train_size, trial.seed)
+        train = trial_sample(spec, trial, data.train)
         ctx = Context(
             task=task,
             model=trial.model,
@@ -195,6 +282,6 @@ def prepare_trials(
             METHODS[trial.method].check(trial.entry_options, train, ctx)
         except MethodError as exc:
             raise TaskFileError(origin, trial.key + (f".{exc.key}" if exc.key else ""), exc.message) from None
-        checked[trial.entry] = (ctx, train)
+        checked[point] = (ctx, train)
         out.append((trial, ctx, train))
     return out

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from .costs import cost_view
+from .curve_report import compared_trials, curve_section, model_prices, summarize_curve
 from .folders import run_is_live
 from .metrics import METRICS, compare_all, min_detectable_difference
 from .outcomes import scored_value
@@ -47,8 +49,9 @@ def _full_report(run_dir: Path) -> dict[str, Any]:
         kind = config["kind"]
         rows = [_row(r, primary) for r in results]
         _mark_best_variants(rows)
+        focus = compared_trials(rows, config)
         prepared, correct, ids = {}, {}, {}
-        for r in ok:
+        for r in (r for r in ok if r["method"] in focus):
             preds = store.predictions(r["method"], "test")
             ids[r["method"]] = [p["example_id"] for p in preds]
             gold = [p["target"] for p in preds]
@@ -73,6 +76,8 @@ def _full_report(run_dir: Path) -> dict[str, Any]:
         )
         leaderboard = sorted(rows, key=lambda r: -(r["test"] or {}).get(primary, {}).get("value", -1.0))
         power = top_two_power(leaderboard, correct)
+        compared = [r for r in rows if r["method"] in focus]
+        costs = cost_view(compared, config.get("costs"), model_prices(config), primary)
         bad_rows = store.bad_rows()
         status = run["status"]
         if status == "running" and not run_is_live(run_dir):  # killed (SIGKILL, power cut) with no chance to say so
@@ -96,10 +101,21 @@ def _full_report(run_dir: Path) -> dict[str, Any]:
             "data": run["data"],
             "bad_rows": {"count": len(bad_rows), "rows": bad_rows},
             "leaderboard": leaderboard,
-            "winner": (winner := _winner(rows, primary, pairs)),
+            "winner": (winner := _winner(compared, primary, pairs)),
             "power": power,
             "warnings": data_warnings(run["data"], winner) + power_warnings(power),
             "comparisons": [p.to_dict() for p in pairs],
+            "compared": sorted(focus),
+            "costs": costs,
+            "curve": curve_section(
+                rows,
+                config,
+                primary,
+                len(labels or []),
+                config.get("seed", 0),
+            )
+            if config.get("curve")
+            else None,
             "versions": run["versions"],
             "config": config,
         }
@@ -147,6 +163,7 @@ def _row(r: dict[str, Any], primary: str) -> dict[str, Any]:
         "model": r["model"],
         "model_params": r["model_params"],
         "train_size": r["train_size"],
+        "size": r.get("size"),
         "seed": r["seed"],
         "usage": r["usage"],
         "dev": r["dev"],
@@ -261,8 +278,11 @@ def _winner(rows: list[dict[str, Any]], primary: str, pairs: list) -> dict[str, 
 def summarize(report: dict[str, Any]) -> dict[str, Any]:
     """A compact, stable view of a report: per method its route, quality with CI, costs and data used.
 
-    Variants are listed each; the one chosen on dev is repeated as ``FAMILY (best variant)``.
+    Variants are listed each; the one chosen on dev is repeated as ``FAMILY (best variant)``. A learning curve's
+    summary is the curve's figures instead (:func:`tailor.curve_report.summarize_curve`).
     """
+    if report.get("curve"):
+        return summarize_curve(report)
     primary = report["primary_metric"]
     methods: dict[str, Any] = {}
     for row in report["leaderboard"]:

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .backends.models import best_device
 from .backends.pool import ModelPool
 from .config import TaskSpec
 from .contract import Adapted, Context
@@ -33,8 +34,12 @@ from .progress import NULL_PROGRESS, Progress
 from .record import dir_size, git_revision, versions, write_meta
 from .shared import model_name_for_meta, share_adapter_configs, shown_path
 from .store import RunStore, TrialResult
+from .trial_job import Executor, Job
 from .types import Split, adapting
 from .usage import NO_USAGE, money_summary
+
+CURVE_TIMING_SAMPLE = 256
+"""Test examples a learning curve's trial predicts cold, for its per-query time (the rest through the caches)."""
 
 
 def run_task(
@@ -46,12 +51,15 @@ def run_task(
     progress: Progress = NULL_PROGRESS,
     resume: bool = False,
     models: ModelPool | None = None,
+    executor: Executor | None = None,
 ) -> Path:
     """Run every trial of ``spec`` and store the results in ``run_dir``. Returns ``run_dir``.
 
     With ``resume``, continue the run ``run_dir`` holds (its configuration must equal ``spec``'s): finished trials
     are kept, the others rerun, fine-tuning resumes from ``run_dir/work/TRIAL/checkpoint``. Without it, ``run_dir``
     must not hold a run yet. ``models`` may hold backends to use instead of loading them (e.g. a scripted fake).
+    ``executor`` runs the trials elsewhere (worker processes, Ray: :mod:`tailor.workers`) and hands each finished
+    one back to be stored here.
     """
     origin = task_file or "task"
     rank, world = process_rank()
@@ -63,14 +71,26 @@ def run_task(
         check_same_data(earlier.data, data.summary(), run_dir)
     for o in data.overlaps:  # said now, not only inside report.md
         progress.log(f"[yellow]warning:[/yellow] {len(o.ids)} {o.split_b} examples also appear in {o.split_a}")
-    prepared = prepare_trials(trials, data, task_info(spec, data), run_dir, progress, origin, pool)
-    load_shared_models(prepared, pool, data.notes)  # once per run, before any trial is timed
+    prepared = prepare_trials(spec, trials, data, task_info(spec, data), run_dir, progress, origin, pool)
+    if executor is None:  # workers load their own
+        load_shared_models(prepared, pool, data.notes)  # once per run, before any trial is timed
 
     with _open_store(spec, run_dir, task_file, data, earlier, rank) as store:
+        todo = []
         for trial, ctx, train in prepared:
             if earlier is not None and trial.name in earlier.done:
                 progress.log(f"[bold]{trial.name}[/bold]: kept, it finished before the run stopped")
-                continue
+            else:
+                todo.append((trial, ctx, train))
+        if executor is not None and store is not None:  # workers adapt; this process stores what they send back
+            job = Job(spec, base, run_dir, task_file)
+            with progress.bar("trials", len(todo)) as bar:
+                for result, predictions in executor(job, [trial.name for trial, _, _ in todo]):
+                    store.add_result(result, predictions)
+                    progress.log(f"[bold]{result.method}[/bold]" + _one_line(result))
+                    bar.advance()
+            return run_dir
+        for trial, ctx, train in todo:
             route = METHODS[trial.method].route
             # a prompt learns nothing from train: it may only draw demonstrations from it
             uses = "trains on" if route == "finetune" else "may draw demonstrations from"
@@ -161,6 +181,7 @@ def run_trial(
         model=trial.model.model_dump(mode="json"),
         seed=trial.seed,
         train_size=len(train),
+        size=None if trial.size is None else str(trial.size),
         n_train=len(train),
     )
     try:
@@ -184,6 +205,7 @@ def run_trial(
             trainable_params=int(adapted.trainable_params),
             disk_bytes=disk,
             adapt_flops=result.usage["adapt"]["flops"],
+            device=_device(trial),
         )
         if trial.model.price is not None:  # served models: tokens into money, at the task file's price
             result.costs["money"] = money_summary(result.usage, trial.model.price)
@@ -219,20 +241,33 @@ def _evaluate(spec, trial, adapted: Adapted, data: TaskData, ctx: Context, progr
         result.dev = score_split(kind, names, labels, data.dev.examples, dev_preds)
         predictions["dev"] = list(zip(data.dev.examples, dev_preds))
     test = data.test.open()
+    # Test predictions are timed cold (no cache), for the per-query cost. A curve's trials time a sample of the test
+    # split cold and read the rest through the caches: a frozen encoder then embeds each test input once per run,
+    # not once per trial (the embeddings, hence the predictions, are the same either way).
+    timed = test.examples if trial.size is None else test.examples[:CURVE_TIMING_SAMPLE]
+    before = _truncated_so_far(adapted)
     with ctx.models.cache_disabled():
-        before = _truncated_so_far(adapted)
         t0 = time.perf_counter()
-        test_preds = predict_all(adapted, test.examples, progress, f"{trial.name}: test")
+        test_preds = predict_all(adapted, timed, progress, f"{trial.name}: test")
         predict_seconds = time.perf_counter() - t0
-        _count_truncated(truncated, "test", before, adapted)
+    if len(timed) < len(test.examples):
+        test_preds += predict_all(adapted, test.examples[len(timed) :], progress, f"{trial.name}: test (rest)")
+    _count_truncated(truncated, "test", before, adapted)
     if truncated:  # inputs the model read only the start of: a score on them is a score on less than the input
         result.details = {**(result.details or {}), "truncated": truncated}
     ci = (spec.stats.bootstrap, spec.stats.confidence, spec.seed)
     result.test = score_split(kind, names, labels, test.examples, test_preds, ci)
-    result.costs["predict_seconds_per_1k"] = 1000 * predict_seconds / max(1, len(test))
+    result.costs["predict_seconds_per_1k"] = 1000 * predict_seconds / max(1, len(timed))
     result.usage = usage_summary(getattr(adapted, "adapt_usage", NO_USAGE), dev_preds, test_preds)
     predictions["test"] = list(zip(test.examples, test_preds))
     return predictions
+
+
+def _device(trial: Trial) -> str:
+    """Where the trial's model ran, for its price per hour: cpu, cuda or mps; ``served`` behind an endpoint."""
+    if trial.model.endpoint is not None:
+        return "served"
+    return best_device(trial.model.device).split(":")[0]
 
 
 def _truncated_so_far(adapted: Adapted) -> int | None:

@@ -26,9 +26,10 @@ from .usage import Usage
 
 STORE_FILE = "run.sqlite"
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """Version of the store's tables (SQLite's ``user_version``). 1: one row per method, no usage, no training size or
-seed (tailor before trials). 2: one row per trial, with its model, training size, seed and usage."""
+seed (tailor before trials). 2: one row per trial, with its model, training size, seed and usage. 3: per-query
+failures and cache counts. 4: a learning curve's size per trial."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS run (
@@ -56,6 +57,7 @@ CREATE TABLE IF NOT EXISTS trial (
     model_json TEXT NOT NULL,        -- the whole model spec
     model_params INTEGER,            -- the model's parameters (NULL: unknown)
     train_size INTEGER,              -- training examples the trial was given (after train_size / train_per_class)
+    size TEXT,                       -- in a learning curve, the trial's size as the curve names it ("8", "all")
     seed INTEGER NOT NULL,
     options_json TEXT NOT NULL,
     dev_json TEXT,                   -- metrics on dev (point values)
@@ -114,6 +116,7 @@ class TrialResult:
     model: dict[str, Any]
     seed: int
     train_size: int | None = None
+    size: str | None = None
     model_params: int | None = None
     dev: dict[str, float] | None = None
     test: dict[str, dict[str, float]] | None = None
@@ -222,6 +225,7 @@ class RunStore:
             "model_json": json.dumps(r.model),
             "model_params": r.model_params,
             "train_size": r.train_size,
+            "size": r.size,
             "seed": r.seed,
             "options_json": json.dumps(r.options),
             "dev_json": _json(r.dev),

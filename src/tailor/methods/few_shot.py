@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
@@ -27,8 +27,9 @@ from ._linear import scores_to_predictions
 
 
 class FewShotOptions(MethodOptions):
-    k: int = Field(8, ge=1)
-    """Demonstrations per class (so k × classes in all)."""
+    k: Annotated[int, Field(ge=1)] | Literal["all"] = 8
+    """Demonstrations per class (so k × classes in all); `all`: every training example (in a learning curve,
+    the whole draw of each size)."""
     select: Literal["random", "balanced", "nearest"] = "balanced"
     """How demonstrations are chosen: at random from train, k at random from each class, or, for each
     input, the k × classes training examples nearest to it."""
@@ -77,7 +78,7 @@ class FewShotAdapted:
         label_idx = np.array([self.classes.index(lb) for lb in self.labels])
         n_classes = len(self.classes)
         if o.select == "nearest":
-            pool = np.argsort(-sims, axis=1)[:, : o.k * n_classes]
+            pool = np.argsort(-sims, axis=1)[:, : None if o.k == "all" else o.k * n_classes]
         else:
             pool = np.tile(np.arange(len(self.texts)), (len(examples), 1))
         scores = np.full((len(examples), n_classes), -np.inf)
@@ -90,7 +91,7 @@ class FewShotAdapted:
                         centre = demo[sel].mean(axis=0)
                         scores[row, c] = float(x[row] @ centre / np.linalg.norm(centre))
             else:
-                top = members[np.argsort(-sims[row, members])[: o.neighbors or o.k]]
+                top = members[np.argsort(-sims[row, members])[: o.neighbors or (None if o.k == "all" else o.k)]]
                 votes = np.bincount(label_idx[top], weights=np.maximum(sims[row, top], 0) + 1e-6, minlength=n_classes)
                 scores[row] = np.where(votes > 0, votes, -np.inf)
         return scores_to_predictions([ex.id for ex in examples], scores, self.classes, self.encoder.usage_of(inputs))
@@ -117,6 +118,8 @@ class FewShot:
         counts: dict[str, int] = defaultdict(int)
         for ex in train:
             counts[ex.label] += 1
+        if options.k == "all":
+            return
         if options.select == "balanced":
             short = {c: n for c, n in counts.items() if n < options.k}
             if short:
@@ -138,7 +141,9 @@ class FewShot:
         rng = random.Random(ctx.seed)
         examples = list(train)
         classes = sorted({ex.label for ex in examples})
-        if options.select == "balanced":
+        if options.k == "all":
+            chosen = examples
+        elif options.select == "balanced":
             by_class: dict[str, list[Example]] = defaultdict(list)
             for ex in examples:
                 by_class[ex.label].append(ex)

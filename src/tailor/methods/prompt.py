@@ -70,6 +70,10 @@ class Prompt:
     task_kinds: ClassVar[frozenset[str]] = frozenset({"classification", "qa", "summarization", "translation"})
     model_kinds: ClassVar[frozenset[str]] = frozenset({"causal", "seq2seq", "scripted", "endpoint"})
 
+    def uses_examples(self, options: PromptOptions) -> bool:
+        """Only with demonstrations (`k > 0`); zero-shot prompting runs at a learning curve's size 0 alone."""
+        return options.k > 0
+
     def check(self, options: PromptOptions, train: Split, ctx: Context) -> None:
         check_prompt_options(options, len(train), ctx.task)
         # Last, as it may read the model's configuration (never its weights): what the backend can serve.

@@ -91,6 +91,10 @@ class ZeroShot:
     task_kinds: ClassVar[frozenset[str]] = frozenset({"classification"})
     model_kinds: ClassVar[frozenset[str]] = frozenset({"encoder"})
 
+    def uses_examples(self, options: ZeroShotOptions) -> bool:
+        """Never: a learning curve runs it at size 0 only."""
+        return False
+
     def check(self, options: ZeroShotOptions, train: Split, ctx: Context) -> None:
         for i, source in enumerate(options.templates):
             template = compile_template(source, f"templates[{i}]", ctx.task.input_fields)

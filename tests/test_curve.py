@@ -1,0 +1,296 @@
+"""Learning curves end to end: nested draws, the plan of trials, the task-file and command-line mistakes, a real
+curve run and its report, a curve killed mid-way and resumed, and the same numbers from 2 worker processes and from
+a local Ray cluster as from one process."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import dataset_rows, task_doc, write_jsonl
+
+from tailor.backends.pool import ModelPool
+from tailor.config import CurveSpec, parse_task
+from tailor.errors import TaskFileError
+from tailor.plan import check_curve_sizes, plan_trials, sample_per_class, sample_size
+from tailor.store import RunStore
+from tailor.types import Example, Split
+
+TAILOR = [sys.executable, "-m", "tailor"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+METHODS = [
+    {"name": "zero-shot", "templates": ["{{ text }}", "This is about: {{ text }}"]},
+    {"name": "few-shot", "k": "all"},
+    {"name": "head"},
+]
+CURVE = {"sizes": [0, 2, 4, 8], "seeds": 2}
+
+
+def _split(n_per_class: dict[str, int]) -> Split:
+    examples = [
+        Example(f"{label}-{i}", {"text": f"{label} text {i}"}, label)
+        for label, n in n_per_class.items()
+        for i in range(n)
+    ]
+    return Split("train", tuple(examples))
+
+
+def test_draws_are_nested_across_sizes_and_differ_across_seeds() -> None:
+    train = _split({"a": 40, "b": 25, "c": 31})
+    for seed in (0, 1, 7):
+        ids = [{ex.id for ex in sample_per_class(train, n, seed)} for n in (1, 2, 4, 8, 16, 25)]
+        assert all(small <= big for small, big in zip(ids, ids[1:])), seed
+        assert [len(i) for i in ids] == [3, 6, 12, 24, 48, 75]
+        flat = [{ex.id for ex in sample_size(train, n, seed)} for n in (5, 10, 50)]
+        assert flat[0] <= flat[1] <= flat[2]
+    assert {ex.id for ex in sample_per_class(train, 4, 0)} != {ex.id for ex in sample_per_class(train, 4, 1)}
+    # fixed by the seed alone: the same in every process (workers redraw them)
+    script = (
+        "from tailor.plan import sample_per_class; from tailor.types import Example, Split;"
+        "t = Split('train', tuple(Example(f'{c}-{i}', {'text': 'x'}, c) for c in 'abc' for i in range(30)));"
+        "print(sorted(e.id for e in sample_per_class(t, 5, 3)))"
+    )
+    other = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=ENV, check=True)
+    here = Split("train", tuple(Example(f"{c}-{i}", {"text": "x"}, c) for c in "abc" for i in range(30)))
+    assert other.stdout.strip() == str(sorted(e.id for e in sample_per_class(here, 5, 3)))
+
+
+def _plan(doc: dict[str, Any]) -> list:
+    return plan_trials(parse_task(doc, "task.yaml"), "task.yaml", ModelPool())
+
+
+def test_plan_runs_zero_shot_at_size_0_only_and_the_others_above_it() -> None:
+    trials = _plan(task_doc(methods=METHODS, curve=CURVE))
+    by_method: dict[str, set] = {}
+    for t in trials:
+        by_method.setdefault(t.family, set()).add((t.size, t.seed))
+    assert by_method["zero-shot"] == {(0, 0), (0, 1)}
+    assert by_method["few-shot"] == by_method["head"] == {(s, seed) for s in (2, 4, 8) for seed in (0, 1)}
+    assert len(trials) == 2 * 2 + 2 * 3 * 2  # zero-shot's two wordings are variants
+    assert "head@4:s1" in {t.name for t in trials} and "zero-shot/v2@0:s0" in {t.name for t in trials}
+
+
+@pytest.mark.parametrize(
+    ("curve", "says"),
+    [
+        ({"sizes": [0, 8, 4]}, "sizes must increase; they don't at 8 then 4"),
+        ({"sizes": [0, "all", 8]}, "`all` can only be the last size"),
+        ({"seeds": 1}, "at least 2 seeds"),
+        ({"seeds": [3]}, "at least 2 seeds"),
+        ({"seeds": [3, 3]}, "at least 2 seeds"),
+    ],
+)
+def test_bad_curves_are_refused_naming_the_key(curve: dict, says: str) -> None:
+    with pytest.raises(TaskFileError) as info:
+        parse_task(task_doc(curve=curve), "task.yaml")
+    assert "curve." in str(info.value) and says in str(info.value)
+
+
+def test_methods_that_cannot_take_the_sizes_are_refused() -> None:
+    with pytest.raises(TaskFileError) as info:
+        _plan(task_doc(methods=METHODS, curve={"sizes": [2, 4]}))
+    assert "methods[0].name" in str(info.value) and "takes only size 0" in str(info.value)
+    with pytest.raises(TaskFileError) as info:
+        _plan(task_doc(methods=[{"name": "head"}], curve={"sizes": [0]}))
+    assert "needs training examples" in str(info.value)
+    with pytest.raises(TaskFileError) as info:
+        _plan(task_doc(methods=[{"name": "head", "train_per_class": 4}], curve=CURVE))
+    assert "methods[0].train_per_class" in str(info.value) and "the curve sets" in str(info.value)
+
+
+def test_sizes_beyond_the_training_data_name_the_largest_available() -> None:
+    spec = parse_task(task_doc(curve={"sizes": [0, 8, 30, 64, "all"]}), "task.yaml")
+    with pytest.raises(TaskFileError) as info:
+        check_curve_sizes(spec, _split({"a": 40, "b": 25}), "task.yaml")
+    message = str(info.value)
+    assert "curve.sizes" in message and "30, 64 exceed the training data" in message
+    assert "largest size available is 25" in message and "'b'" in message
+    check_curve_sizes(spec.model_copy(update={"curve": CurveSpec(sizes=[0, 8, 25])}), _split({"a": 40, "b": 25}), "t")
+
+
+@pytest.fixture(scope="module")
+def curve_task(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    where = tmp_path_factory.mktemp("curve")
+    write_jsonl(where / "data.jsonl", dataset_rows())
+    task = where / "task.yaml"
+    doc = task_doc(methods=METHODS, curve=CURVE, costs={"cpu_hour": 0.1})
+    task.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return task
+
+
+def _tailor(args: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([*TAILOR, *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
+
+
+def _numbers(run_dir: Path) -> dict[str, Any]:
+    """What must not depend on how the trials were run: each trial's status, metrics and test predictions."""
+    store = RunStore.open_existing(run_dir)
+    try:
+        out = {}
+        for r in store.results():
+            preds = store.predictions(r["method"], "test")
+            out[r["method"]] = {
+                "status": r["status"],
+                "size": r["size"],
+                "seed": r["seed"],
+                "train_size": r["train_size"],
+                "test": {k: v for k, v in (r["test"] or {}).items() if isinstance(v, dict)},
+                "predictions": [(p["example_id"], p["label"]) for p in preds],
+            }
+        return out
+    finally:
+        store.close()
+
+
+@pytest.fixture(scope="module")
+def one_worker(curve_task: Path) -> Path:
+    run_dir = curve_task.parent / "one"
+    done = _tailor(["curve", str(curve_task), "--out", str(run_dir), "--quiet"], curve_task.parent)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return run_dir
+
+
+def test_a_curve_run_reports_its_curve(one_worker: Path) -> None:
+    numbers = _numbers(one_worker)
+    assert len(numbers) == 16 and all(t["status"] == "ok" for t in numbers.values())
+    # nested draws, the same for every method: head and few-shot at one size and seed trained on as many examples
+    assert numbers["head@4:s0"]["train_size"] == numbers["few-shot@4:s0"]["train_size"] == 12
+    report = json.loads((one_worker / "report.json").read_text())
+    curve = report["curve"]
+    assert curve["sizes"] == ["0", "2", "4", "8"] and curve["seeds"] == [0, 1] and curve["unit"] == "per class"
+    head = curve["methods"]["head"]["points"]
+    assert set(head) == {"2", "4", "8"} and head["8"]["n_seeds"] == 2
+    values = [numbers[f"head@8:s{s}"]["test"]["accuracy"]["value"] for s in (0, 1)]
+    assert head["8"]["mean"] == pytest.approx(sum(values) / 2)
+    assert curve["crossover"] is not None and curve["data_advantage"] is not None
+    assert curve["verdict"] and any("overtakes" in v or "stays ahead" in v for v in curve["verdict"])
+    # paired tests compare each method at its largest size and first seed, not 16 trials with each other
+    assert set(report["compared"]) == {"zero-shot/v1@0:s0", "zero-shot/v2@0:s0", "few-shot@8:s0", "head@8:s0"}
+    assert report["costs"]["trials"]["head@8:s0"]["adapt"]["money"] is not None
+    summary = report["curve"]["methods"]
+    assert set(summary) == {"zero-shot/v1", "zero-shot/v2", "few-shot", "head"}
+    md = (one_worker / "report.md").read_text()
+    assert "n*" in md or "overtakes" in md or "stays ahead" in md
+
+
+def test_curve_command_line_mistakes_are_clear(curve_task: Path, tmp_path: Path) -> None:
+    bad = _tailor(["curve", str(curve_task), "--sizes", "0,8,4", "--out", str(tmp_path / "x")], tmp_path)
+    assert bad.returncode == 2 and "--sizes" in bad.stderr and "8 then 4" in bad.stderr
+    bad = _tailor(["curve", str(curve_task), "--sizes", "0,2,500", "--out", str(tmp_path / "y")], tmp_path)
+    assert bad.returncode == 2 and "500 exceed the training data" in bad.stderr and "largest size available" in bad.stderr
+    bad = _tailor(["curve", str(curve_task), "--seeds", "1", "--out", str(tmp_path / "z")], tmp_path)
+    assert bad.returncode == 2 and "--seeds" in bad.stderr
+    assert not any((tmp_path / d).exists() for d in ("x", "y", "z"))  # nothing started
+
+
+def test_a_killed_curve_resumes_without_redoing_finished_trials(curve_task: Path, one_worker: Path, tmp_path):
+    run_dir = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [*TAILOR, "curve", str(curve_task), "--out", str(run_dir), "--quiet"],
+        cwd=tmp_path,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    kept: dict[str, str] = {}
+    while time.monotonic() < deadline and proc.poll() is None:
+        kept = _stored(run_dir)
+        if len(kept) >= 5:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the curve finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    kept = _stored(run_dir)
+    assert 5 <= len(kept) < 16
+    done = _tailor(["curve", str(curve_task), "--resume", str(run_dir), "--quiet"], tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    after = _stored(run_dir)
+    assert {name: after[name] for name in kept} == kept  # the finished trials were kept, not run again
+    assert _numbers(run_dir) == _numbers(one_worker)
+
+
+def _stored(run_dir: Path) -> dict[str, str]:
+    """Each stored trial's name and the time it was written (a rerun trial is written again)."""
+    path = run_dir / "run.sqlite"
+    if not path.exists():
+        return {}
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            rows = db.execute("SELECT method, created_at || '/' || rowid FROM trial WHERE status = 'ok'").fetchall()
+        finally:
+            db.close()
+    except sqlite3.OperationalError:  # the store's tables are being made
+        return {}
+    return dict(rows)
+
+
+def test_two_workers_give_the_numbers_of_one(curve_task: Path, one_worker: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "two"
+    done = _tailor(["curve", str(curve_task), "--out", str(run_dir), "--workers", "2", "--quiet"], tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert _numbers(run_dir) == _numbers(one_worker)
+
+
+def test_ray_missing_cluster_is_a_clear_error_and_nothing_starts(curve_task: Path, tmp_path: Path) -> None:
+    bad = _tailor(["curve", str(curve_task), "--out", str(tmp_path / "r"), "--ray", "127.0.0.1:1"], tmp_path, 120)
+    assert bad.returncode == 2 and "--ray 127.0.0.1:1" in bad.stderr and "ray start --head" in bad.stderr
+    assert "Traceback" not in bad.stderr and not (tmp_path / "r").exists()
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory):
+    ray = shutil.which("ray", path=str(Path(sys.executable).parent))
+    assert ray, "Ray is part of the test extra: pip install -e '.[test]'"
+    temp = tmp_path_factory.mktemp("ray")
+    env = {**ENV, "RAY_USAGE_STATS_ENABLED": "0"}
+    started = subprocess.run(
+        [ray, "start", "--head", "--num-cpus", "2", "--include-dashboard", "false", "--temp-dir", str(temp)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert started.returncode == 0, started.stdout + started.stderr
+    try:
+        yield env
+    finally:
+        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
+
+
+def test_a_local_ray_cluster_gives_the_numbers_of_one_worker(curve_task, one_worker, ray_cluster, tmp_path) -> None:
+    run_dir = tmp_path / "ray"
+    done = subprocess.run(
+        [*TAILOR, "curve", str(curve_task), "--out", str(run_dir), "--ray", "auto", "--quiet"],
+        cwd=tmp_path,
+        env=ray_cluster,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert _numbers(run_dir) == _numbers(one_worker)
+
+
+def test_ray_not_installed_is_a_clear_error() -> None:
+    script = (
+        "import sys; sys.modules['ray'] = None\n"
+        "from tailor.workers import connect_ray\n"
+        "from tailor.errors import TailorError\n"
+        "try:\n    connect_ray('auto')\nexcept TailorError as e:\n    print(e)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=ENV, timeout=60)
+    assert "--ray needs Ray, which is not installed" in done.stdout, done.stdout + done.stderr
