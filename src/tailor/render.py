@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .render_curve import ROUTE_TITLES, curve_markdown, curve_table, curve_text, fmt_queries
+
 
 def _fmt_ci(m: dict[str, float] | None) -> str:
     if not m:
@@ -106,6 +108,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"Data: {d['rows_read']} rows read; train {d['train']}, dev {d['dev']}, test {d['test']}; "
         f"{d['skipped_rows']} rows skipped."
     )
+    curve = report.get("curve")
+    if curve and curve.get("verdict"):
+        lines += ["", "## Verdict", "", *[f"- {v}" for v in curve["verdict"]]]
     if report.get("warnings"):
         lines += ["", "## Warnings", "", *[f"- **{w}**" for w in report["warnings"]]]
     lines += ["", f"## Leaderboard (test {primary}, {conf} bootstrap CI)", ""]
@@ -165,6 +170,12 @@ def render_markdown(report: dict[str, Any]) -> str:
                 f"{_fmt_p(c['p_bootstrap'])} | {_fmt_p(c['p_adjusted'])} | {pm} | "
                 f"{'yes' if c['significant'] else 'no'} |"
             )
+    if curve:
+        lines += curve_markdown(curve)
+    if report.get("costs"):
+        from .costs import costs_markdown
+
+        lines += ["", *costs_markdown(report["costs"], primary)]
     lines += ["", "## Data", ""]
     for note in d.get("notes", []):
         lines.append(f"- {note}")
@@ -207,13 +218,120 @@ def _training_line(row: dict[str, Any]) -> str | None:
     return f"- {row['method']}: " + "; ".join(parts)
 
 
-def render_html(report: dict[str, Any]) -> str:
+def render_html(report: dict[str, Any], viewer: dict[str, Any] | None = None) -> str:
+    """report.html: one self-contained page (inline CSS, JS and SVG figures; nothing fetched), with the per-example
+    viewer when ``viewer`` (:func:`tailor.viewer.viewer_data`) is given."""
     from jinja2 import Environment, PackageLoader, select_autoescape
+    from markupsafe import Markup
+
+    from .plots import report_figures
+    from .viewer import script_json
 
     env = Environment(loader=PackageLoader("tailor", "templates"), autoescape=select_autoescape(["html", "j2"]))
+    env.filters.update(money=_fmt_money, flops=_fmt_flops, count=_fmt_count, queries=fmt_queries)
+    figures = {k: Markup(v) if k in ("curve", "pareto", "break_even") else v for k, v in report_figures(report).items()}
+    curve = report.get("curve")
     return env.get_template("report.html.j2").render(
-        report=report, rows=table_rows(report), fmt_ci=_fmt_ci, fmt_p=_fmt_p, served=served_lines(report)
+        report=report,
+        rows=table_rows(report),
+        groups=route_groups(report),
+        verdict=verdict_lines(report),
+        curve=curve,
+        curve_text=curve_text(curve) if curve else None,
+        curve_table=curve_table(curve) if curve else None,
+        routes={r["method"]: r["route"] for r in report["leaderboard"]},
+        figures=figures,
+        viewer_json=Markup(script_json(viewer)) if viewer and viewer.get("methods") else None,
+        viewer_split=(viewer or {}).get("split", "test"),
+        fmt_ci=_fmt_ci,
+        fmt_p=_fmt_p,
+        served=served_lines(report),
     )
+
+
+COST_UNITS = ("money", "flops", "seconds")
+
+
+def _test_value(row: dict[str, Any], primary: str) -> float | None:
+    return ((row.get("test") or {}).get(primary) or {}).get("value")
+
+
+def route_groups(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The leaderboard by route (prompt, then fine-tune, then any other): each group's finished trials by test
+    quality, best first (``best``), then incomplete ones, failed ones last. Rows are :func:`table_rows`' with the
+    trial's ``name``, ``best`` and ``winner`` added."""
+    primary = report["primary_metric"]
+    winner = (report.get("winner") or {}).get("method")
+    groups: dict[str, list[tuple[dict[str, Any], dict[str, str]]]] = {}
+    for row, shown in zip(report["leaderboard"], table_rows(report)):
+        groups.setdefault(row["route"], []).append((row, shown))
+
+    def rank(item: tuple[dict[str, Any], dict[str, str]]) -> tuple[int, float]:
+        row = item[0]
+        value = _test_value(row, primary)
+        return {"ok": 0, "incomplete": 1}.get(row["status"], 2), -(value if value is not None else -1.0)
+
+    order = sorted(groups, key=lambda r: (list(ROUTE_TITLES).index(r) if r in ROUTE_TITLES else len(ROUTE_TITLES), r))
+    out = []
+    for route in order:
+        members = sorted(groups[route], key=rank)
+        rows = [
+            {
+                **shown,
+                "name": row["method"],
+                "best": i == 0 and row["status"] == "ok",
+                "winner": row["method"] == winner,
+            }
+            for i, (row, shown) in enumerate(members)
+        ]
+        out.append({"route": route, "title": ROUTE_TITLES.get(route, f"{route} route"), "rows": rows})
+    return out
+
+
+def verdict_lines(report: dict[str, Any]) -> list[str]:
+    """The answer in a few sentences: a curve's verdict; else the winner and where the cheaper route changes."""
+    curve = report.get("curve")
+    if curve and curve.get("verdict"):
+        return list(curve["verdict"])
+    out = []
+    w = report.get("winner")
+    if w:
+        route = ROUTE_TITLES.get(w["route"], w["route"])
+        line = f"{w['method']} ({route}) is best, chosen on {w['chosen_on']}: test {report['primary_metric']} "
+        line += _fmt_ci(w["test"])
+        if w["not_significantly_different"]:
+            line += f"; not significantly better than {', '.join(w['not_significantly_different'])}"
+        elif w["significantly_better_than"]:
+            line += f"; significantly better than {', '.join(w['significantly_better_than'])}"
+        out.append(line + ".")
+    entry = headline_break_even(report)
+    if entry:
+        out.append(f"{entry['prompt']} against {entry['finetune']}: {entry['sentence']}.")
+    return out
+
+
+def headline_break_even(report: dict[str, Any]) -> dict[str, Any] | None:
+    """The break-even entry to tell first: the winner's pair with the best trial of the other route, in money when
+    there is money, else FLOPs, else seconds."""
+    entries = (report.get("costs") or {}).get("break_even") or []
+    if not entries:
+        return None
+    winner = (report.get("winner") or {}).get("method")
+    quality = {r["method"]: _test_value(r, report["primary_metric"]) or 0.0 for r in report["leaderboard"]}
+    mine = [e for e in entries if winner in (e["prompt"], e["finetune"])] or entries
+
+    def key(e: dict[str, Any]) -> tuple[int, float]:
+        other = e["finetune"] if e["prompt"] == winner else e["prompt"]
+        unit = COST_UNITS.index(e["unit"]) if e["unit"] in COST_UNITS else len(COST_UNITS)
+        return unit, -quality.get(other, 0.0)
+
+    return min(mine, key=key)
+
+
+def _fmt_money(x: float | None, currency: str | None = None) -> str:
+    if x is None:
+        return "–"
+    return f"{currency or ''} {x:.3g}".strip()
 
 
 def _quality(row: dict[str, Any], primary: dict[str, Any] | None) -> str:

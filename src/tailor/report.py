@@ -22,6 +22,7 @@ from .outcomes import scored_value
 from .render import render_html, render_markdown
 from .shared import repository_root, shared, shown_path
 from .store import RunStore
+from .viewer import viewer_data
 
 
 def build_report(run_dir: Path) -> dict[str, Any]:
@@ -329,6 +330,17 @@ def summarize(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _viewer(run_dir: Path, report: dict[str, Any]) -> dict[str, Any]:
+    """The per-example viewer's data: every compared trial that finished, in leaderboard order."""
+    compared = set(report.get("compared") or [])
+    methods = [r["method"] for r in report["leaderboard"] if r["method"] in compared and r["status"] == "ok"]
+    store = RunStore.open_existing(run_dir)
+    try:
+        return shared(viewer_data(store, methods), _task_folder(report.get("task_file"), run_dir))
+    finally:
+        store.close()
+
+
 def write_reports(run_dir: Path) -> dict[str, Path]:
     """Write report.json, report.md and report.html (and the summary, if the task asks) from the store."""
     full = _full_report(run_dir)
@@ -336,7 +348,7 @@ def write_reports(run_dir: Path) -> dict[str, Path]:
     paths = {"json": run_dir / "report.json", "md": run_dir / "report.md", "html": run_dir / "report.html"}
     paths["json"].write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str))
     paths["md"].write_text(render_markdown(report))
-    paths["html"].write_text(render_html(report))
+    paths["html"].write_text(render_html(report, _viewer(run_dir, full)))
     summary_to = full["config"].get("summary")  # as the task file gave it, to find where it goes
     if summary_to:
         target = Path(summary_to)
