@@ -32,6 +32,27 @@ app = typer.Typer(
 from .cli_run import console as _console  # noqa: E402  (light: imports nothing heavy)
 from .cli_run import fail as _fail  # noqa: E402
 
+WorkersOption = Annotated[
+    int,
+    typer.Option(
+        "--workers",
+        "-w",
+        min=1,
+        help="Run trials side by side in this many local processes (one GPU each where there are GPUs); each "
+        "loads a model once and reuses it. With --ray: the number of Ray actors (default: one per GPU of the "
+        "cluster, else one per CPU).",
+    ),
+]
+RayOption = Annotated[
+    str | None,
+    typer.Option(
+        "--ray",
+        help="Run trials as Ray actors on a Ray cluster: `auto` (the one started on this machine with `ray start "
+        "--head`) or its address (HOST:PORT, ray://HOST:10001). The run folder must be the same path on every node "
+        "(shared storage).",
+    ),
+]
+
 
 @app.command()
 def run(
@@ -59,25 +80,8 @@ def run(
             "overrides: finished methods are kept, the others rerun, fine-tuning continues from its last checkpoint.",
         ),
     ] = None,
-    workers: Annotated[
-        int,
-        typer.Option(
-            "--workers",
-            "-w",
-            min=1,
-            help="Run trials side by side in this many local processes (one GPU each where there are GPUs); each "
-            "loads a model once and reuses it. With --ray: the number of Ray actors (default: one per GPU of the "
-            "cluster, else one per CPU).",
-        ),
-    ] = 1,
-    ray: Annotated[
-        str | None,
-        typer.Option(
-            "--ray",
-            help="Run trials as Ray actors on a Ray cluster: `auto` (the one started on this machine with `ray start "
-            "--head`) or its address. The run folder must be the same path on every node (shared storage).",
-        ),
-    ] = None,
+    workers: WorkersOption = 1,
+    ray: RayOption = None,
 ) -> None:
     """Run every method of TASK_FILE on the same splits, evaluate on the held-out test set, store and report.
 
@@ -132,10 +136,8 @@ def curve(
             "trials are kept, the others run.",
         ),
     ] = None,
-    workers: Annotated[
-        int, typer.Option("--workers", "-w", min=1, help="Local worker processes (see `tailor run --help`).")
-    ] = 1,
-    ray: Annotated[str | None, typer.Option("--ray", help="A Ray cluster: `auto` or its address.")] = None,
+    workers: WorkersOption = 1,
+    ray: RayOption = None,
 ) -> None:
     """Learning curves: every method of TASK_FILE at several training sizes and seeds, one trial each, then where
     fine-tuning overtakes prompting (n*, with its interval), what the best prompt is worth in labelled examples,
