@@ -85,7 +85,7 @@ def plan_trials(spec: TaskSpec, origin: str, pool: ModelPool) -> list[Trial]:
             options = method.Options.model_validate(entry.options())
         except ValidationError as exc:
             err = exc.errors()[0]
-            msg = "unknown option" if err["type"] == "extra_forbidden" else err["msg"]
+            msg = "unknown option" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
             allowed = ", ".join(method.Options.model_fields)
             key = f"{at}.{dotted_key(err['loc'])}"
             raise TaskFileError(origin, key, f"{msg} (options of {entry.name}: {allowed})") from None

@@ -13,10 +13,10 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ..backends.protocol import EncoderBackend
 from ..contract import Context, MethodOptions
@@ -27,7 +27,7 @@ from ._linear import scores_to_predictions
 
 
 class FewShotOptions(MethodOptions):
-    k: Annotated[int, Field(ge=1)] | Literal["all"] = 8
+    k: int | Literal["all"] = 8
     """Demonstrations per class (so k × classes in all); `all`: every training example (in a learning curve,
     the whole draw of each size)."""
     select: Literal["random", "balanced", "nearest"] = "balanced"
@@ -38,6 +38,13 @@ class FewShotOptions(MethodOptions):
     `neighbors` most similar demonstrations."""
     neighbors: int | None = Field(None, ge=1)
     """Demonstrations that vote with `classify: knn`; default: k."""
+
+    @field_validator("k")
+    @classmethod
+    def _positive(cls, k: int | str) -> int | str:
+        if k != "all" and k < 1:
+            raise ValueError(f"expected a whole number greater than or equal to 1, or `all`; got {k}")
+        return k
 
 
 @dataclass
