@@ -32,6 +32,10 @@ app = typer.Typer(
 from .cli_run import console as _console  # noqa: E402  (light: imports nothing heavy)
 from .cli_run import fail as _fail  # noqa: E402
 
+OutOption = Annotated[
+    Path | None, typer.Option("--out", "-o", help="Run folder to write; default: RUNS_ROOT/TASK-TIMESTAMP.")
+]
+RunsRootOption = Annotated[Path, typer.Option(help="Where new run folders are made when --out is not given.")]
 WorkersOption = Annotated[
     int,
     typer.Option(
@@ -65,12 +69,8 @@ def run(
             show_default=False,
         ),
     ] = None,
-    out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Run folder to write; default: RUNS_ROOT/TASK-TIMESTAMP.")
-    ] = None,
-    runs_root: Annotated[Path, typer.Option(help="Where new run folders are made when --out is not given.")] = Path(
-        "runs"
-    ),
+    out: OutOption = None,
+    runs_root: RunsRootOption = Path("runs"),
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or per-method lines.")] = False,
     resume: Annotated[
         Path | None,
@@ -121,12 +121,8 @@ def curve(
             help="Seeds per size (the task's seed and the next ones); default: the task's `curve.seeds`, else 5.",
         ),
     ] = None,
-    out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Run folder to write; default: RUNS_ROOT/TASK-TIMESTAMP.")
-    ] = None,
-    runs_root: Annotated[Path, typer.Option(help="Where new run folders are made when --out is not given.")] = Path(
-        "runs"
-    ),
+    out: OutOption = None,
+    runs_root: RunsRootOption = Path("runs"),
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or per-trial lines.")] = False,
     resume: Annotated[
         Path | None,
