@@ -295,3 +295,12 @@ def test_ray_not_installed_is_a_clear_error() -> None:
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=ENV, timeout=60)
     assert "--ray needs Ray, which is not installed" in done.stdout, done.stdout + done.stderr
+
+
+def test_resume_of_a_run_killed_before_it_was_recorded_starts_it_again(curve_task: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "empty"
+    run_dir.mkdir()
+    RunStore(run_dir).close()  # the store's tables made, the run not yet recorded: what a kill there leaves
+    done = _tailor(["run", str(curve_task), "--resume", str(run_dir), "--quiet", "curve.sizes=[0,2]"], tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert RunStore.open_existing(run_dir).run()["status"] == "finished"

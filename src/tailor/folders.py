@@ -105,6 +105,8 @@ def resume_plan(spec: TaskSpec, run_dir: Path, resume: bool) -> Resume | None:
         raise TailorError(f"--resume {run_dir}: no run store ({STORE_FILE}) there; give a folder `tailor run` wrote")
     store = RunStore.open_existing(run_dir)
     try:
+        if not store.has_run():  # killed before the run was recorded: nothing to keep, it starts again
+            return None
         run = store.run()
         done = frozenset(r["method"] for r in store.results() if r["status"] == "ok")
     finally:

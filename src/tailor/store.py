@@ -283,6 +283,10 @@ class RunStore:
 
     # ------------------------------------------------------------------------------------------ reading
 
+    def has_run(self) -> bool:
+        """Whether the run has been recorded (a run killed between making the store and recording it has none)."""
+        return self.db.execute("SELECT 1 FROM run WHERE id = 1").fetchone() is not None
+
     def run(self) -> dict[str, Any]:
         row = self.db.execute("SELECT * FROM run WHERE id = 1").fetchone()
         if row is None:
