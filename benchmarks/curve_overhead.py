@@ -33,6 +33,7 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+DATA_KEYS = ("path", "train", "dev", "test")
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
@@ -70,11 +71,12 @@ def main() -> None:
     args = parser.parse_args()
     task = (REPO / args.task).resolve()
     doc = yaml.safe_load(task.read_text())
+    # the task files written below live in a temporary folder: their data paths are made absolute
+    doc["data"] = {k: str((task.parent / v).resolve()) if k in DATA_KEYS else v for k, v in doc["data"].items()}
     sizes = [int(s) for s in args.sizes.split(",")]
     seeds = list(range(doc.get("seed", 0), doc.get("seed", 0) + args.seeds))
-    with tempfile.TemporaryDirectory(dir=task.parent, prefix=".curve-overhead-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="curve-overhead-") as tmp:
         where = Path(tmp)
-        # the task files live beside the original, so its relative data paths still hold
         curve_doc = {k: v for k, v in doc.items() if k != "summary"}
         curve_file = where / "curve.yaml"
         curve_file.write_text(yaml.safe_dump(curve_doc, sort_keys=False))
