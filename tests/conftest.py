@@ -141,6 +141,7 @@ FAST_OPTIONS: dict[str, dict[str, Any]] = {
         "max_length": 32,
     },
     "prompt": {"k": 2, "instruction": "Say what the sentence is about."},
+    "prompt-search": {"budget": {"evaluations": 12}, "minibatch": 4, "edits": 3, "draws": 2},
 }
 
 # Any fine-tune-route method on a (random, tiny) generative model: the contract, not the accuracy, is what is

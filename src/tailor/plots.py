@@ -1,10 +1,9 @@
 """The report's figures, drawn with matplotlib and inlined in report.html as SVG: the learning curves, quality
 against cost (with its Pareto front) and cumulative cost against query volume (with the break-even points).
 
-Each figure is drawn on a bare :class:`matplotlib.figure.Figure` (no pyplot, so no global backend or state is
-touched) with matplotlib's own DejaVu Sans drawn as paths, so it looks the same on every machine and offline; its
-SVG is deterministic (fixed hash salt, no date). Every element id in an SVG is prefixed with the figure's name, so
-several figures can live in one page. Drawn series carry the id ``<figure>-series-<i>`` (one per method or line).
+Each figure is drawn as :mod:`tailor.plots_base` says (bare matplotlib figures, deterministic SVG, ids prefixed
+with the figure's name); drawn series carry the id ``<figure>-series-<i>`` (one per method or line). A prompt
+search's figure is drawn by :mod:`tailor.plots_search`.
 
 The prompt route is drawn in purples with dashed lines, the fine-tune route in greens with solid lines, in the
 tables' colours too.
@@ -12,22 +11,15 @@ tables' colours too.
 
 from __future__ import annotations
 
-import io
 import math
-import re
 from collections.abc import Sequence
 from typing import Any
 
-ROUTE_COLORS = {
-    "prompt": ("#7a3e9d", "#b07cc6", "#4a1a6b", "#9856b8", "#d1b0e0"),
-    "finetune": ("#1f6f43", "#4daf6e", "#0b4a26", "#2f9158", "#8fd19e"),
-}
-OTHER_COLORS = ("#555555", "#888888", "#333333")
-ROUTE_STYLE = {"prompt": "--", "finetune": "-"}
+from .plots_base import OTHER_COLORS, ROUTE_COLORS, ROUTE_STYLE, figure, legend, rc, svg
+from .plots_search import search_svg
+
 ROUTE_NAME = {"prompt": "prompt", "finetune": "fine-tune"}
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "h")
-SIZE = (8.0, 4.2)
-"""Every figure's size in inches (shown at most the page's width)."""
 
 
 def route_styles(items: Sequence[tuple[str, str]]) -> dict[str, dict[str, Any]]:
@@ -46,51 +38,6 @@ def route_styles(items: Sequence[tuple[str, str]]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _figure() -> Any:
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=SIZE, layout="constrained")
-
-
-def _rc() -> Any:
-    import matplotlib
-
-    return matplotlib.rc_context(
-        {
-            "svg.hashsalt": "tailor",
-            "svg.fonttype": "path",
-            "font.family": "DejaVu Sans",
-            "font.size": 9,
-            "axes.spines.top": False,
-            "axes.spines.right": False,
-        }
-    )
-
-
-def _svg(fig: Any, name: str) -> str:
-    """The figure as an inline ``<svg>`` (no XML prolog, doctype, metadata or comments), its ids prefixed."""
-    buffer = io.StringIO()
-    fig.savefig(buffer, format="svg", metadata={"Date": None})
-    text = buffer.getvalue()
-    text = text[text.index("<svg") :]
-    text = re.sub(r"<metadata>.*?</metadata>\s*", "", text, flags=re.S)
-    text = re.sub(r"<!--.*?-->\s*", "", text, flags=re.S)
-    ids = set(re.findall(r'\bid="([^"]+)"', text))
-
-    def prefixed(match: re.Match[str]) -> str:
-        head, ref = match.group(1), match.group(2)
-        return f"{head}{name}-{ref}" if ref in ids else match.group(0)
-
-    text = re.sub(r'(\bid="|href="#|url\(#)([^")]+)', prefixed, text)
-    return text.replace("<svg ", f'<svg id="plot-{name}" class="plot" role="img" ', 1)
-
-
-def _legend(fig: Any, ax: Any) -> None:
-    handles, labels = ax.get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="outside right upper", fontsize=8, frameon=False)
-
-
 def _label(name: str, route: str) -> str:
     return f"{name} ({ROUTE_NAME.get(route, route)})"
 
@@ -103,8 +50,8 @@ def learning_curves_svg(curve: dict[str, Any], metric: str) -> str:
     if not methods:
         return ""
     styles = route_styles([(name, m.get("route", "")) for name, m in methods.items()])
-    with _rc():
-        fig = _figure()
+    with rc():
+        fig = figure()
         ax = fig.add_subplot()
         ax.set_xscale("symlog", base=2, linthresh=1, linscale=0.6)
         for i, (name, m) in enumerate(methods.items()):
@@ -133,8 +80,8 @@ def learning_curves_svg(curve: dict[str, Any], metric: str) -> str:
         ax.set_xlabel(f"training examples ({unit})")
         ax.set_ylabel(f"test {metric} (mean over seeds, band)")
         ax.grid(True, axis="y", alpha=0.3)
-        _legend(fig, ax)
-        return _svg(fig, "curve")
+        legend(fig, ax)
+        return svg(fig, "curve")
 
 
 def _size_ticks(ax: Any, curve: dict[str, Any], methods: dict[str, Any]) -> None:
@@ -185,8 +132,8 @@ def pareto_svg(points: list[dict[str, Any]], metric: str, unit_label: str) -> st
     if not pts:
         return ""
     styles = route_styles([(p["method"], p.get("route", "")) for p in pts])
-    with _rc():
-        fig = _figure()
+    with rc():
+        fig = figure()
         ax = fig.add_subplot()
         ax.set_xscale("log")
         for i, p in enumerate(pts):
@@ -218,11 +165,11 @@ def pareto_svg(points: list[dict[str, Any]], metric: str, unit_label: str) -> st
         ax.set_xlabel(f"cost per 1,000 queries ({unit_label}, log scale)")
         ax.set_ylabel(f"test {metric}")
         ax.grid(True, alpha=0.3)
-        _legend(fig, ax)
+        legend(fig, ax)
         fig.draw_without_rendering()  # lay the figure out first: labels are placed where they will be drawn
         fig.set_layout_engine("none")
         _place_labels(ax, [(p["method"], p["cost_per_1k"], p["quality"]) for p in pts])
-        return _svg(fig, "pareto")
+        return svg(fig, "pareto")
 
 
 LABEL_OFFSETS = ((6, 5, "left"), (6, -13, "left"), (-6, 5, "right"), (-6, -13, "right"), (6, 17, "left"))
@@ -289,11 +236,11 @@ def break_even_svg(entries: list[dict[str, Any]], max_queries: float | None = No
             lines.setdefault(_entry_label(e, route), (route, e["adapt"][route], e["per_query"][route]))
     styles = route_styles([(name, route) for name, (route, _, _) in lines.items()])
     currency = usable[0].get("currency")
-    with _rc():
+    with rc():
         import numpy as np
 
         volumes = np.geomspace(bottom, top, 200)
-        fig = _figure()
+        fig = figure()
         ax = fig.add_subplot()
         ax.set_xscale("log")
         positive = all(a + bottom * q > 0 for _, a, q in lines.values())
@@ -315,8 +262,8 @@ def break_even_svg(entries: list[dict[str, Any]], max_queries: float | None = No
         shown = {"money": currency or "money", "flops": "FLOPs", "seconds": "seconds"}.get(unit, unit)
         ax.set_ylabel(f"cumulative cost ({shown}{', log scale' if positive else ''})")
         ax.grid(True, alpha=0.3)
-        _legend(fig, ax)
-        return _svg(fig, "break-even")
+        legend(fig, ax)
+        return svg(fig, "break-even")
 
 
 COST_UNITS = ("money", "flops", "seconds")
@@ -342,8 +289,13 @@ def unit_label(costs: dict[str, Any], unit: str) -> str:
 def report_figures(report: dict[str, Any]) -> dict[str, Any]:
     """The figures of a report (see :mod:`tailor.report`) as SVG strings ("" where there is nothing to draw): the
     learning curves, quality against cost per 1,000 queries (in :func:`cost_unit`) and the cumulative costs of the
-    break-even pairs (in the same unit when they have it, else the first they have), with the units used."""
+    break-even pairs (in the same unit when they have it, else the first they have), with the units used; and
+    ``search``, one figure per trial of the report's ``prompt_search`` (:func:`tailor.plots_search.search_svg`)."""
     out: dict[str, Any] = {"curve": "", "pareto": "", "pareto_unit": None, "break_even": "", "break_even_unit": None}
+    out["search"] = [
+        search_svg(s, "search" if i == 0 else f"search-{i + 1}", s.get("currency"))
+        for i, s in enumerate(report.get("prompt_search") or [])
+    ]
     primary = report["primary_metric"]
     if report.get("curve"):
         out["curve"] = learning_curves_svg(report["curve"], report["curve"].get("metric") or primary)

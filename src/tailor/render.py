@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .render_curve import ROUTE_TITLES, curve_markdown, curve_table, curve_text, fmt_queries
+from .render_search import search_markdown, search_view
 
 
 def _fmt_ci(m: dict[str, float] | None) -> str:
@@ -170,6 +171,7 @@ def render_markdown(report: dict[str, Any]) -> str:
                 f"{_fmt_p(c['p_bootstrap'])} | {_fmt_p(c['p_adjusted'])} | {pm} | "
                 f"{'yes' if c['significant'] else 'no'} |"
             )
+    lines += search_markdown(report.get("prompt_search") or [])
     if curve:
         lines += curve_markdown(curve)
     if report.get("costs"):
@@ -230,6 +232,8 @@ def render_html(report: dict[str, Any], viewer: dict[str, Any] | None = None) ->
     env = Environment(loader=PackageLoader("tailor", "templates"), autoescape=select_autoescape(["html", "j2"]))
     env.filters.update(money=_fmt_money, flops=_fmt_flops, count=_fmt_count, queries=fmt_queries)
     figures = {k: Markup(v) if k in ("curve", "pareto", "break_even") else v for k, v in report_figures(report).items()}
+    figures["search"] = [Markup(v) for v in figures["search"]]
+    searches = [{**s, "view": search_view(s)} for s in report.get("prompt_search") or []]
     curve = report.get("curve")
     return env.get_template("report.html.j2").render(
         report=report,
@@ -246,6 +250,7 @@ def render_html(report: dict[str, Any], viewer: dict[str, Any] | None = None) ->
         fmt_ci=_fmt_ci,
         fmt_p=_fmt_p,
         served=served_lines(report),
+        searches=searches,
     )
 
 

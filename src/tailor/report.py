@@ -20,6 +20,7 @@ from .folders import run_is_live
 from .metrics import METRICS, compare_all, min_detectable_difference
 from .outcomes import scored_value
 from .render import render_html, render_markdown
+from .search_report import search_section
 from .shared import repository_root, shared, shown_path
 from .store import RunStore
 from .viewer import viewer_data
@@ -117,6 +118,7 @@ def _full_report(run_dir: Path) -> dict[str, Any]:
             )
             if config.get("curve")
             else None,
+            "prompt_search": search_section(rows, primary, run_dir, labels),
             "versions": run["versions"],
             "config": config,
         }

@@ -12,6 +12,7 @@ Under ``torchrun`` every process runs the same run (same splits, same seed): all
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from collections.abc import Iterator
@@ -290,7 +291,12 @@ def _save(adapted: Adapted, trial: Trial, ctx: Context, run_dir: Path, base: Pat
     adapted.save(out_dir)
     # PEFT records the absolute path it loaded the model from; tailor reloads from adapted.json, not from there
     share_adapter_configs(out_dir, shown_path(ctx.model.name, base or run_dir.resolve()))
-    write_adapted_meta(out_dir, trial.method, trial.name, trial.options, ctx, run_dir)
+    registered, options = trial.method, trial.options
+    export = getattr(adapted, "export_as", None)  # a prompt search's winner is saved as the ordinary prompt it is
+    if isinstance(export, dict):
+        registered, options = export["method"], export["options"]
+        ctx = dataclasses.replace(ctx, seed=export["seed"])
+    write_adapted_meta(out_dir, registered, trial.name, options, ctx, run_dir)
     return str(out_dir.relative_to(run_dir)), dir_size(out_dir)
 
 

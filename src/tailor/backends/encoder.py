@@ -53,6 +53,18 @@ class Encoder:
         finally:
             self._bypass = before
 
+    @contextmanager
+    def private_cache(self) -> Iterator[None]:
+        """Within this block embeddings are cached in a cache of the block's own, neither reading nor filling the
+        run's: a search that embeds the same texts many times pays for each once, and for none another trial paid
+        for."""
+        saved = self._cache, self._bypass
+        self._cache, self._bypass = {}, False
+        try:
+            yield
+        finally:
+            self._cache, self._bypass = saved
+
     @classmethod
     def from_spec(cls, spec: ModelSpec, name_or_path: str | None = None) -> Encoder:
         from sentence_transformers import SentenceTransformer

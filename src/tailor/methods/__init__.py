@@ -17,6 +17,7 @@ from .ia3 import IA3
 from .lora import Lora
 from .prefix_tuning import PrefixTuning
 from .prompt import Prompt
+from .prompt_search import PromptSearch
 from .prompt_tuning import PromptTuning
 from .seq_cls import SeqCls
 from .zero_shot import ZeroShot
@@ -29,6 +30,7 @@ METHODS: dict[str, Method] = {
     "encoder-full": EncoderFull(),
     "full": Full(),
     "prompt": Prompt(),
+    "prompt-search": PromptSearch(),
     "lora": Lora(),
     "ia3": IA3(),
     "prompt-tuning": PromptTuning(),

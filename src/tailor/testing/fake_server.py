@@ -52,8 +52,21 @@ PRESETS: dict[str, dict[str, bool]] = {
 
 FEATURES = ("prompt_logprobs", "top_logprobs", "choice", "strict", "no_usage")  # CLI: --prompt-logprobs etc.
 
-_COMMON_FIELDS = {"model", "max_tokens", "temperature", "top_p", "n", "stop", "seed", "stream", "stream_options",
-                  "user", "presence_penalty", "frequency_penalty", "logit_bias"}
+_COMMON_FIELDS = {
+    "model",
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "n",
+    "stop",
+    "seed",
+    "stream",
+    "stream_options",
+    "user",
+    "presence_penalty",
+    "frequency_penalty",
+    "logit_bias",
+}
 _COMPLETION_FIELDS = _COMMON_FIELDS | {"prompt", "suffix", "best_of"}
 _CHAT_FIELDS = _COMMON_FIELDS | {"messages", "max_completion_tokens"}
 
@@ -96,8 +109,9 @@ def _generated_entry(prev: str, tok: str, words: Sequence[str], k: int) -> tuple
 
 def _error(status: int, message: str, kind: str, param: str | None = None) -> web.Response:
     """An OpenAI/vLLM-style error body: ``{"error": {"message", "type", "param", "code"}}``."""
-    return web.json_response({"error": {"message": message, "type": kind, "param": param, "code": status}},
-                             status=status)
+    return web.json_response(
+        {"error": {"message": message, "type": kind, "param": param, "code": status}}, status=status
+    )
 
 
 class FakeServer(InThread):
@@ -119,10 +133,21 @@ class FakeServer(InThread):
     than ``fail_after`` (an attribute, None by default) have come, every answer is 503: a server going down.
     """
 
-    def __init__(self, model: str = "fake-model", *, latency: float = 0.0, answer_fn: Callable[[dict], str] | None
-                 = None, words: Sequence[str] = DEFAULT_WORDS, prompt_logprobs: bool = False,
-                 top_logprobs: bool = False, choice: bool = False, strict: bool = False, no_usage: bool = False,
-                 reject_fields: Iterable[str] = (), port: int = 0):
+    def __init__(
+        self,
+        model: str = "fake-model",
+        *,
+        latency: float = 0.0,
+        answer_fn: Callable[[dict], str] | None = None,
+        words: Sequence[str] = DEFAULT_WORDS,
+        prompt_logprobs: bool = False,
+        top_logprobs: bool = False,
+        choice: bool = False,
+        strict: bool = False,
+        no_usage: bool = False,
+        reject_fields: Iterable[str] = (),
+        port: int = 0,
+    ):
         self.model, self.latency, self.answer_fn, self.words = model, latency, answer_fn, tuple(words)
         self.prompt_logprobs, self.top_logprobs, self.choice = prompt_logprobs, top_logprobs, choice
         self.strict, self.no_usage, self.reject_fields, self.port = strict, no_usage, set(reject_fields), port
@@ -137,8 +162,11 @@ class FakeServer(InThread):
         app.router.add_get("/health", self._own)
         app.router.add_get("/stats", self._own)
         models = {"object": "list", "data": [{"id": self.model, "object": "model", "owned_by": "tailor-fake"}]}
-        for path, handler in (("/v1/models", lambda _: web.json_response(models)),
-                              ("/v1/completions", self._completions), ("/v1/chat/completions", self._chat)):
+        for path, handler in (
+            ("/v1/models", lambda _: web.json_response(models)),
+            ("/v1/completions", self._completions),
+            ("/v1/chat/completions", self._chat),
+        ):
             app.router.add_route("GET" if path == "/v1/models" else "POST", path, self._counted(path, handler))
         return app
 
@@ -190,8 +218,12 @@ class FakeServer(InThread):
         fields = fields | ({"structured_outputs", "guided_choice"} if self.choice else set())
         unknown = sorted(set(body) & self.reject_fields) or sorted(set(body) - fields if self.strict else [])
         if unknown:
-            return _error(400, f"Unsupported parameter: '{unknown[0]}' is not supported by this server",
-                          "invalid_request_error", unknown[0])
+            return _error(
+                400,
+                f"Unsupported parameter: '{unknown[0]}' is not supported by this server",
+                "invalid_request_error",
+                unknown[0],
+            )
         if required not in body:
             return _error(400, f"`{required}` is required", "BadRequestError", required)
         if body.get("stream"):
@@ -215,8 +247,11 @@ class FakeServer(InThread):
         return tokens, "stop"
 
     def _usage(self, prompt_tokens: int, completion_tokens: int) -> dict[str, dict[str, int]]:
-        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                 "total_tokens": prompt_tokens + completion_tokens}
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
         return {} if self.no_usage else {"usage": usage}
 
     def _completions(self, body: dict) -> web.Response:
@@ -232,8 +267,9 @@ class FakeServer(InThread):
         n = int(body.get("n") or 1)
         choices, prompt_total, completion_total = [], 0, 0
         if not isinstance(prompts, list) or not all(isinstance(p, str) or _is_ids(p) for p in prompts):
-            return _error(400, "`prompt` must be a string, a list of token ids, or a list of either",
-                          "BadRequestError", "prompt")
+            return _error(
+                400, "`prompt` must be a string, a list of token ids, or a list of either", "BadRequestError", "prompt"
+            )
         for prompt in prompts:
             ids = list(prompt) if not isinstance(prompt, str) else None
             prompt_toks = [str(i) for i in ids] if ids is not None else split_tokens(prompt)
@@ -241,14 +277,24 @@ class FakeServer(InThread):
             tokens, finish = self._limit(body, self._answer({**body, "prompt": prompt}, prompt))
             prompt_total += len(prompt_toks)
             completion_total += len(tokens) * n
-            choice: dict[str, Any] = {"text": (prompt_text if echo else "") + "".join(tokens), "logprobs": None,
-                                      "finish_reason": finish}
+            choice: dict[str, Any] = {
+                "text": (prompt_text if echo else "") + "".join(tokens),
+                "logprobs": None,
+                "finish_reason": finish,
+            }
             if isinstance(k, int):
                 choice["logprobs"] = self._completion_logprobs(prompt_toks if echo else [], tokens, k)
             choices += [{"index": len(choices) + j, **choice} for j in range(n)]
-        return web.json_response({"id": "cmpl-" + _digest(body), "object": "text_completion",
-                                  "created": int(time.time()), "model": self.model, "choices": choices,
-                                  **self._usage(prompt_total, completion_total)})
+        return web.json_response(
+            {
+                "id": "cmpl-" + _digest(body),
+                "object": "text_completion",
+                "created": int(time.time()),
+                "model": self.model,
+                "choices": choices,
+                **self._usage(prompt_total, completion_total),
+            }
+        )
 
     def _completion_logprobs(self, prompt_toks: list[str], generated: list[str], k: int) -> dict[str, list]:
         """OpenAI's legacy ``logprobs``: the prompt's tokens (when echoed; the first has None), then the generated."""
@@ -278,21 +324,38 @@ class FakeServer(InThread):
         content, prev = [], ""
         for tok in tokens if want else []:
             lp, pairs = _generated_entry(prev, tok, self.words, k)
-            content.append({"token": tok, "logprob": lp, "bytes": list(tok.encode()),
-                            "top_logprobs": [{"token": t, "logprob": v, "bytes": list(t.encode())}
-                                             for t, v in pairs[:k]]})
+            content.append(
+                {
+                    "token": tok,
+                    "logprob": lp,
+                    "bytes": list(tok.encode()),
+                    "top_logprobs": [{"token": t, "logprob": v, "bytes": list(t.encode())} for t, v in pairs[:k]],
+                }
+            )
             prev = tok
         n = int(body.get("n") or 1)
-        choice = {"message": {"role": "assistant", "content": "".join(tokens)},
-                  "logprobs": {"content": content} if want else None, "finish_reason": finish}
+        choice = {
+            "message": {"role": "assistant", "content": "".join(tokens)},
+            "logprobs": {"content": content} if want else None,
+            "finish_reason": finish,
+        }
         contents = [m.get("content") for m in messages]
-        texts = [c if isinstance(c, str) else " ".join(p.get("text", "") for p in c if isinstance(p, dict))
-                 for c in contents if isinstance(c, (str, list))]
+        texts = [
+            c if isinstance(c, str) else " ".join(p.get("text", "") for p in c if isinstance(p, dict))
+            for c in contents
+            if isinstance(c, (str, list))
+        ]
         prompt_tokens = sum(len(split_tokens(text)) for text in texts)
-        return web.json_response({"id": "chatcmpl-" + _digest(body), "object": "chat.completion",
-                                  "created": int(time.time()), "model": self.model,
-                                  "choices": [{"index": j, **choice} for j in range(n)],
-                                  **self._usage(prompt_tokens, len(tokens) * n)})
+        return web.json_response(
+            {
+                "id": "chatcmpl-" + _digest(body),
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": self.model,
+                "choices": [{"index": j, **choice} for j in range(n)],
+                **self._usage(prompt_tokens, len(tokens) * n),
+            }
+        )
 
 
 def _is_ids(value: Any) -> bool:
@@ -303,9 +366,15 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def start_process(model: str = "fake-model", *, latency: float = 0.0, preset: str | None = None,
-                  reject_fields: Iterable[str] = (), timeout: float = 30.0,
-                  **features: bool) -> tuple[subprocess.Popen, str]:
+def start_process(
+    model: str = "fake-model",
+    *,
+    latency: float = 0.0,
+    preset: str | None = None,
+    reject_fields: Iterable[str] = (),
+    timeout: float = 30.0,
+    **features: bool,
+) -> tuple[subprocess.Popen, str]:
     """A :class:`FakeServer` in its own process (``features``: prompt_logprobs, top_logprobs, choice, strict,
     no_usage, each True or False); returns the process and its base URL. Stop it with :func:`stop_process`."""
     flags = ["--model", model, "--latency-ms", str(latency * 1000), "--reject-fields", ",".join(reject_fields)]
@@ -327,8 +396,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.add_argument("--" + key.replace("_", "-"), action=argparse.BooleanOptionalAction, default=None)
     args = parser.parse_args(argv)
     features = {**PRESETS.get(args.preset, {}), **{k: v for k in FEATURES if (v := getattr(args, k)) is not None}}
-    server = FakeServer(args.model, latency=args.latency_ms / 1000, words=args.words.split(","),
-                        reject_fields=filter(None, args.reject_fields.split(",")), **features)
+    server = FakeServer(
+        args.model,
+        latency=args.latency_ms / 1000,
+        words=args.words.split(","),
+        reject_fields=filter(None, args.reject_fields.split(",")),
+        **features,
+    )
     serve(server.app(), args.port)
 
 

@@ -46,11 +46,28 @@ from .serving import FakeServerError, InThread, ServerThread, serve, start_serve
 FAULTS = ("429", "500", "503", "timeout", "malformed", "cut")
 
 # headers that belong to one hop (RFC 9110 §7.6.1), plus those the proxy recomputes for the body it sends
-_HOP_HEADERS = {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "host",
-                "content-length", "accept-encoding", "content-encoding"}
-_FAKE_BODY = json.dumps({"id": "cmpl-fault", "object": "text_completion", "model": "fault-proxy",
-                         "choices": [{"index": 0, "text": "positive " * 8, "logprobs": None, "finish_reason": "stop"}],
-                         "usage": {"prompt_tokens": 8, "completion_tokens": 8, "total_tokens": 16}}).encode()
+_HOP_HEADERS = {
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+    "accept-encoding",
+    "content-encoding",
+}
+_FAKE_BODY = json.dumps(
+    {
+        "id": "cmpl-fault",
+        "object": "text_completion",
+        "model": "fault-proxy",
+        "choices": [{"index": 0, "text": "positive " * 8, "logprobs": None, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 8, "completion_tokens": 8, "total_tokens": 16},
+    }
+).encode()
 """The body that ``malformed`` truncates and ``cut`` breaks off: an ordinary completion, so only its end is wrong."""
 
 
@@ -66,24 +83,42 @@ class Record:
 
 
 def _error(status: int, message: str, kind: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": {"message": message, "type": kind, "param": None, "code": status}},
-                             status=status, headers=headers)
+    return web.json_response(
+        {"error": {"message": message, "type": kind, "param": None, "code": status}}, status=status, headers=headers
+    )
 
 
 class FaultProxy(InThread):
     """A reverse proxy to ``upstream`` injecting faults at the given rates; ``with FaultProxy(url) as p: p.url``."""
 
-    def __init__(self, upstream: str, *, seed: int = 0, rate_429: float = 0.0, rate_500: float = 0.0,
-                 rate_503: float = 0.0, rate_timeout: float = 0.0, rate_malformed: float = 0.0, rate_cut: float = 0.0,
-                 retry_after: float = 1.0, slow_seconds: float = 30.0, max_faults_per_body: int = 3, port: int = 0):
+    def __init__(
+        self,
+        upstream: str,
+        *,
+        seed: int = 0,
+        rate_429: float = 0.0,
+        rate_500: float = 0.0,
+        rate_503: float = 0.0,
+        rate_timeout: float = 0.0,
+        rate_malformed: float = 0.0,
+        rate_cut: float = 0.0,
+        retry_after: float = 1.0,
+        slow_seconds: float = 30.0,
+        max_faults_per_body: int = 3,
+        port: int = 0,
+    ):
         self.rates = dict(zip(FAULTS, (rate_429, rate_500, rate_503, rate_timeout, rate_malformed, rate_cut)))
         bad = [f"rate_{name}={rate}" for name, rate in self.rates.items() if not 0.0 <= rate <= 1.0]
         if bad or sum(self.rates.values()) > 1.0:
-            raise FakeServerError(f"FaultProxy: fault rates must each lie in [0, 1] and sum to at most 1; got "
-                                  f"{', '.join(bad) or ', '.join(f'rate_{k}={v}' for k, v in self.rates.items())}")
+            raise FakeServerError(
+                f"FaultProxy: fault rates must each lie in [0, 1] and sum to at most 1; got "
+                f"{', '.join(bad) or ', '.join(f'rate_{k}={v}' for k, v in self.rates.items())}"
+            )
         if retry_after < 0 or slow_seconds < 0 or max_faults_per_body < 0:
-            raise FakeServerError(f"FaultProxy: retry_after ({retry_after}), slow_seconds ({slow_seconds}) and "
-                                  f"max_faults_per_body ({max_faults_per_body}) must not be negative")
+            raise FakeServerError(
+                f"FaultProxy: retry_after ({retry_after}), slow_seconds ({slow_seconds}) and "
+                f"max_faults_per_body ({max_faults_per_body}) must not be negative"
+            )
         self.upstream, self.port = upstream.rstrip("/"), port
         self.retry_after, self.slow_seconds, self.max_faults_per_body = retry_after, slow_seconds, max_faults_per_body
         self._rng = random.Random(seed)
@@ -107,14 +142,16 @@ class FaultProxy(InThread):
         """``GET /health``; ``GET /stats``: counts, violations and records (for process mode)."""
         if request.path == "/health":
             return web.json_response({"status": "ok"})
-        return web.json_response({"counts": self.counts, "violations": self.violations,
-                                  "records": [asdict(r) for r in self.records]})
+        return web.json_response(
+            {"counts": self.counts, "violations": self.violations, "records": [asdict(r) for r in self.records]}
+        )
 
     async def _client_session(self, _: web.Application) -> AsyncIterator[None]:
         # no connection limit: the proxy must not cap the concurrency it is asked to test
         connector = aiohttp.TCPConnector(limit=0)
-        self._session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None),
-                                              auto_decompress=False)
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=None), auto_decompress=False
+        )
         yield
         await self._session.close()
 
@@ -136,8 +173,15 @@ class FaultProxy(InThread):
         body_hash, now = hashlib.sha256(body).hexdigest(), time.monotonic()
         not_before = self._not_before.get(body_hash)
         if not_before is not None and now < not_before:
-            self.violations.append({"body_hash": body_hash, "path": request.path, "arrival": now,
-                                    "not_before": not_before, "early_by": not_before - now})
+            self.violations.append(
+                {
+                    "body_hash": body_hash,
+                    "path": request.path,
+                    "arrival": now,
+                    "not_before": not_before,
+                    "early_by": not_before - now,
+                }
+            )
         record = Record(arrival=now, body_hash=body_hash, path=request.path, fault=self._draw(body_hash))
         self.records.append(record)
         if record.fault is not None:
@@ -151,13 +195,18 @@ class FaultProxy(InThread):
     async def _respond(self, request: web.Request, body: bytes, record: Record) -> web.StreamResponse:
         fault, injected = record.fault, {"X-Fault-Injected": str(record.fault)}
         if fault == "429":
-            return _error(429, "Rate limit reached (injected by FaultProxy); retry after the time in Retry-After",
-                          "rate_limit_exceeded", {**injected, "Retry-After": f"{self.retry_after:g}"})
+            return _error(
+                429,
+                "Rate limit reached (injected by FaultProxy); retry after the time in Retry-After",
+                "rate_limit_exceeded",
+                {**injected, "Retry-After": f"{self.retry_after:g}"},
+            )
         if fault in ("500", "503"):
             return _error(int(fault), f"Injected server error {fault} (FaultProxy)", "server_error", injected)
         if fault == "malformed":
-            return web.Response(status=200, body=_FAKE_BODY[: len(_FAKE_BODY) // 2], headers=injected,
-                                content_type="application/json")
+            return web.Response(
+                status=200, body=_FAKE_BODY[: len(_FAKE_BODY) // 2], headers=injected, content_type="application/json"
+            )
         if fault == "cut":
             response = web.StreamResponse(status=200, headers={**injected, "Content-Type": "application/json"})
             response.content_length = len(_FAKE_BODY)
@@ -175,8 +224,9 @@ class FaultProxy(InThread):
         self.counts["forwarded"] += 1
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
         try:
-            async with self._session.request(request.method, self.upstream + str(request.rel_url), headers=headers,
-                                             data=body) as upstream:
+            async with self._session.request(
+                request.method, self.upstream + str(request.rel_url), headers=headers, data=body
+            ) as upstream:
                 payload = await upstream.read()
                 back = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_HEADERS}
                 return web.Response(status=upstream.status, body=payload, headers=back)
@@ -206,9 +256,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--max-faults-per-body", type=int, default=3)
     args = parser.parse_args(argv)
     try:
-        proxy = FaultProxy(args.upstream, seed=args.seed, retry_after=args.retry_after, slow_seconds=args.slow_seconds,
-                           max_faults_per_body=args.max_faults_per_body,
-                           **{f"rate_{name}": getattr(args, f"rate_{name}") for name in FAULTS})
+        proxy = FaultProxy(
+            args.upstream,
+            seed=args.seed,
+            retry_after=args.retry_after,
+            slow_seconds=args.slow_seconds,
+            max_faults_per_body=args.max_faults_per_body,
+            **{f"rate_{name}": getattr(args, f"rate_{name}") for name in FAULTS},
+        )
     except TailorError as e:
         parser.error(str(e))
     serve(proxy.app(), args.port)

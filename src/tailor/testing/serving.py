@@ -109,8 +109,17 @@ class ServerThread:
 
 def serve(app: web.Application, port: int) -> None:
     """Serve ``app`` on 127.0.0.1:``port`` in this process until SIGTERM/SIGINT (the ``python -m`` entry)."""
-    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None, handler_cancellation=True,
-                shutdown_timeout=0.5, backlog=1024, loop=new_event_loop())
+    web.run_app(
+        app,
+        host="127.0.0.1",
+        port=port,
+        access_log=None,
+        print=None,
+        handler_cancellation=True,
+        shutdown_timeout=0.5,
+        backlog=1024,
+        loop=new_event_loop(),
+    )
 
 
 _LOGS: dict[int, Any] = {}  # pid -> the temporary file holding that server process's stderr
@@ -123,8 +132,12 @@ def start_server_process(module: str, args: Sequence[str], *, timeout: float = 3
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     log = tempfile.TemporaryFile()
-    proc = subprocess.Popen([sys.executable, "-m", module, "--port", str(port), *args],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", module, "--port", str(port), *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
     _LOGS[proc.pid] = log
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout

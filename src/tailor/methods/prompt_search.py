@@ -1,0 +1,226 @@
+"""`prompt-search` (prompt route): automatic prompt engineering under a hard budget.
+
+Searches, on train and dev only, the prompts a person would otherwise write by hand — for a sentence encoder the
+zero-shot template (hand-written ones and phrase-level edits of them), the label descriptions, and the few-shot
+demonstrations (how many per class, how chosen, which draw, how an input is classified) — with seeded optuna
+(TPE, or random search for comparison) over dev minibatches, a budget in evaluations, calls, tokens or money, and
+the final choice made on a part of dev the search never used (:mod:`tailor.search`). The winner is an ordinary
+`zero-shot` or `few-shot` prompt: it is saved, reloaded by `tailor predict` and read exactly like one written by
+hand, and the trace of every candidate scored is kept with the trial.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from ..contract import Adapted, Context, MethodOptions
+from ..errors import MethodError
+from ..evaluate import score_split
+from ..prompting import compile_template
+from ..search.budget import Budget
+from ..search.loop import Search, Settings
+from ..search.space import Candidate, EncoderSpace
+from ..types import Example, Prediction, Split
+from ..usage import Usage, total
+from .few_shot import FewShot
+from .zero_shot import ZeroShot
+
+# The ordinary prompt methods a search's candidates are (its winner is exported as one of them).
+PROMPTS: dict[str, Any] = {"zero-shot": ZeroShot(), "few-shot": FewShot()}
+
+
+class PromptSearchOptions(MethodOptions):
+    budget: Budget = Field(default_factory=lambda: Budget(evaluations=300))
+    """The hard limit: exactly one of `evaluations` (candidate scorings on one dev minibatch), `calls`, `tokens` or
+    `money` (served models, at their `price:`); e.g. `{evaluations: 300}`."""
+    templates: list[str] = Field(default_factory=lambda: ["{{ text }}"], min_length=1)
+    """Hand-written zero-shot templates to start from (`{{ text }}` or any input field); the search adds edits."""
+    label_descriptions: dict[str, str | list[str]] | None = None
+    """Hand-written label descriptions to start from; the search adds patterns over the label names."""
+    forms: list[Literal["zero-shot", "few-shot"]] = Field(
+        default_factory=lambda: ["zero-shot", "few-shot"], min_length=1
+    )
+    """Which prompts to search: zero-shot (template and label descriptions), few-shot (demonstrations), or both."""
+    edits: int = Field(16, ge=0)
+    """Phrase-level edits of the hand-written templates (delete, swap, add, paraphrase) added to the choices."""
+    draws: int = Field(4, ge=1)
+    """Random draws of demonstrations tried for each way of choosing them."""
+    minibatch: int = Field(32, ge=4)
+    """Dev examples per minibatch a candidate is scored on."""
+    holdout: float = Field(0.3, gt=0, lt=1)
+    """Share of dev kept out of the search, on which the finalists alone are scored for the final choice."""
+    finalists: int = Field(3, ge=1)
+    """Candidates scored on the held-out part of dev at the end; the best there wins."""
+    patience: int | None = Field(60, ge=1)
+    """Stop after this many trials without a better candidate (null: only the budget stops the search)."""
+    leader_every: int = Field(10, ge=1)
+    """Every this many trials, the best candidate so far is scored on the whole search part of dev."""
+    startup: int = Field(10, ge=0)
+    """TPE's random trials before it models what works."""
+    sampler: Literal["tpe", "random"] = "tpe"
+    """optuna's seeded TPE, or seeded random search over the same choices (the baseline to beat)."""
+
+
+@dataclass
+class SearchWinner:
+    """The search's winning prompt (an ordinary zero-shot or few-shot adapted model, which predicts and saves), with
+    what the search cost and found. ``export_as`` tells the runner to save it as that ordinary prompt."""
+
+    prompt: Any
+    export_as: dict[str, Any]
+    details: dict[str, Any]
+    adapt_usage: Usage
+
+    @property
+    def trainable_params(self) -> int:
+        return int(self.prompt.trainable_params)
+
+    @property
+    def examples_used(self) -> int:
+        """The training examples the winning prompt depends on (its demonstrations; none for zero-shot)."""
+        return int(getattr(self.prompt, "examples_used", 0))
+
+    @property
+    def truncated(self) -> int | None:
+        return getattr(self.prompt, "truncated", None)
+
+    def predict(self, examples: Sequence[Example]) -> list[Prediction]:
+        return self.prompt.predict(examples)
+
+    def save(self, path: Path) -> None:
+        self.prompt.save(path)
+
+
+class _Scorer:
+    """Builds candidates (each once) and predicts with them; the usage includes building."""
+
+    def __init__(self, train: Split, ctx: Context) -> None:
+        self.train, self.ctx = train, ctx
+        self.built: dict[str, Adapted] = {}
+
+    def build(self, c: Candidate) -> tuple[Adapted, Usage]:
+        if c.key in self.built:
+            return self.built[c.key], Usage()
+        method = PROMPTS[c.method]
+        adapted = method.adapt(
+            method.Options(**c.options), self.train, None, dataclasses.replace(self.ctx, seed=c.seed)
+        )
+        if len(self.built) > 64:  # keep memory bounded: the oldest built candidate goes
+            self.built.pop(next(iter(self.built)))
+        self.built[c.key] = adapted
+        return adapted, getattr(adapted, "adapt_usage", Usage())
+
+    def __call__(self, c: Candidate, examples: Sequence[Example]) -> tuple[list[Prediction], Usage]:
+        adapted, building = self.build(c)
+        preds = adapted.predict(examples)
+        return preds, building + total(p.usage for p in preds)
+
+
+class PromptSearch:
+    name: ClassVar[str] = "prompt-search"
+    route: ClassVar[str] = "prompt"
+    summary: ClassVar[str] = (
+        "Automatic prompt search under a hard budget (templates, label descriptions, demonstrations); "
+        "the winner is an ordinary prompt."
+    )
+    Options: ClassVar[type[PromptSearchOptions]] = PromptSearchOptions
+    task_kinds: ClassVar[frozenset[str]] = frozenset({"classification"})
+    model_kinds: ClassVar[frozenset[str]] = frozenset({"encoder"})
+
+    def uses_examples(self, options: PromptSearchOptions) -> bool:
+        """Only when it may search demonstrations (few-shot); a zero-shot search runs at a curve's size 0."""
+        return "few-shot" in options.forms
+
+    def check(self, options: PromptSearchOptions, train: Split, ctx: Context) -> None:
+        ZeroShot().check(
+            ZeroShot.Options(templates=options.templates, label_descriptions=options.label_descriptions), train, ctx
+        )
+        if options.budget.money is not None and ctx.model.price is None:
+            raise MethodError("a budget in money needs the model's `price:` (served models)", key="budget.money")
+        if options.forms == ["few-shot"] and not len(train):
+            raise MethodError("a few-shot search needs training examples; train is empty", key="forms")
+
+    def variants(self, options: PromptSearchOptions) -> dict[str, PromptSearchOptions]:
+        return {"": options}
+
+    def adapt(self, options: PromptSearchOptions, train: Split, dev: Split | None, ctx: Context) -> SearchWinner:
+        if dev is None or not len(dev):
+            raise MethodError("prompt-search scores its candidates on dev: the task needs a dev split", key="name")
+        assert ctx.task.labels is not None
+        fields = ctx.task.input_fields
+        sample = train.examples[0] if len(train) else dev.examples[0]
+
+        def renders(source: str) -> bool:
+            try:
+                compile_template(source, "template", fields).render_example(sample)
+            except Exception:
+                return False
+            return True
+
+        space = EncoderSpace(
+            options.templates,
+            options.label_descriptions,
+            ctx.task.labels,
+            [ex.label for ex in train],
+            options.forms,
+            options.edits,
+            options.draws,
+            ctx.seed,
+            renders,
+        )
+        settings = Settings(
+            budget=options.budget,
+            minibatch=options.minibatch,
+            holdout=options.holdout,
+            finalists=options.finalists,
+            patience=options.patience,
+            leader_every=options.leader_every,
+            startup=options.startup,
+            sampler=options.sampler,
+            seed=ctx.seed,
+            price=ctx.model.price,
+        )
+        metric_name = ctx.task.primary_metric
+
+        def metric(examples: Sequence[Example], preds: Sequence[Prediction]) -> float:
+            return float(score_split(ctx.task.kind, [metric_name], ctx.task.labels, examples, preds)[metric_name])
+
+        scorer = _Scorer(train, ctx)
+        encoder = ctx.backend()
+        private = getattr(encoder, "private_cache", contextlib.nullcontext)
+        with private():
+            try:
+                search = Search(space, scorer, metric, dev.examples, settings, ctx.workdir, True, ctx.progress)
+            except ValueError as exc:
+                raise MethodError(str(exc), key="holdout") from None
+            try:
+                outcome = search.run()
+            finally:
+                search.ledger.close()
+            winner, _ = scorer.build(outcome.winner)
+        method = PROMPTS[outcome.winner.method]
+        return SearchWinner(
+            winner,
+            {
+                "method": outcome.winner.method,
+                "options": method.Options(**outcome.winner.options),
+                "seed": outcome.winner.seed,
+            },
+            {"search": {**outcome.to_dict(), "space": space.describe(), "metric": metric_name}},
+            outcome.spent.usage(),
+        )
+
+    def load(self, path: Path, ctx: Context) -> Adapted:
+        """A winner saved by hand-rolled code rather than the runner (whose adapted.json names the ordinary prompt
+        method, which `tailor predict` then loads it with): the files say which prompt it is."""
+        for registered, marker in (("zero-shot", "prompt.json"), ("few-shot", "demonstrations.json")):
+            if (path / marker).is_file():
+                return PROMPTS[registered].load(path, ctx)
+        raise MethodError(f"{path}: no prompt.json or demonstrations.json; not a saved prompt")

@@ -1,0 +1,372 @@
+"""The prompt search: seeded optuna over a space of ordinary prompts, scored on dev minibatches, under a hard budget;
+resumable, reproducible, and chosen honestly.
+
+* **Dev is cut in two** (:func:`partition`, by a seeded hash of each id, per label for classification): the
+  ``search`` part, in minibatches, which every candidate is scored on, and the ``select`` part, which only the
+  finalists are scored on, once each, to make the final choice — a part of dev the search never looked at.
+* **Each optuna trial** asks the space for a candidate and scores it on one more minibatch it hasn't seen (the
+  minibatches rotate with the trial's number); the value told to optuna is the candidate's mean over its scored
+  minibatches. A candidate asked for again is scored on its next minibatch — more evidence, never the same batch
+  twice. Every ``leader_every`` trials the best candidate not yet scored on the whole search part is (the leader).
+* **The budget** (:mod:`.budget`) is checked before every scoring, with the finalists' scoring held in reserve;
+  the search also stops after ``patience`` trials without a better candidate.
+* **Resuming.** The optuna study lives in ``optuna.sqlite`` and every scoring in the ledger (``search.sqlite``),
+  both in the trial's folder. The sampler is made afresh for each trial, seeded by the search's seed and the number
+  of trials already finished, so a resumed search asks what an uninterrupted one would have asked; a trial killed
+  after its scoring was written replays that scoring from the ledger. Nothing is scored twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..progress import NULL_PROGRESS, Progress
+from ..types import Example, Prediction
+from ..usage import Usage
+from .budget import Budget, Cost, Spend, cost_of
+from .ledger import Ledger, Scoring
+from .space import Candidate, Space
+
+Score = Callable[[Candidate, Sequence[Example]], tuple[list[Prediction], Usage]]
+"""Predict ``examples`` with a candidate: the predictions and what they (and building the candidate) cost."""
+Metric = Callable[[Sequence[Example], Sequence[Prediction]], float]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How the search runs (the method's options, resolved)."""
+
+    budget: Budget
+    minibatch: int = 32
+    holdout: float = 0.3
+    finalists: int = 3
+    patience: int | None = 60
+    leader_every: int = 10
+    startup: int = 10
+    sampler: str = "tpe"
+    seed: int = 0
+    price: Any = None
+
+
+@dataclass
+class Outcome:
+    """What the search found and how it got there."""
+
+    winner: Candidate
+    select_score: float
+    search_score: float | None
+    finalists: list[dict[str, Any]]
+    trace: list[dict[str, Any]]
+    spent: Cost
+    trials: int
+    stopped: str
+    candidates: list[dict[str, Any]]
+    parts: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "winner": {"method": self.winner.method, "options": self.winner.options, "seed": self.winner.seed},
+            "select_score": self.select_score,
+            "search_score": self.search_score,
+            "finalists": self.finalists,
+            "spent": self.spent.to_dict(),
+            "trials": self.trials,
+            "stopped": self.stopped,
+            "candidates": self.candidates,
+            "parts": self.parts,
+            "trace": self.trace,
+        }
+
+
+def _rank(seed: int, text: str) -> str:
+    return hashlib.sha256(f"{seed}:{text}".encode()).hexdigest()
+
+
+def partition(
+    examples: Sequence[Example], holdout: float, minibatch: int, seed: int, stratify: bool
+) -> tuple[list[list[int]], list[int]]:
+    """Dev cut into the search part's minibatches and the select part (indices into ``examples``): a seeded hash of
+    each id orders the examples (within each label when ``stratify``), and the first ``holdout`` share of each
+    group goes to select."""
+    groups: dict[Any, list[int]] = {}
+    for i, ex in enumerate(examples):
+        groups.setdefault(ex.label if stratify else None, []).append(i)
+    search, select = [], []
+    for g in sorted(groups, key=str):
+        members = sorted(groups[g], key=lambda i: _rank(seed, examples[i].id))
+        n_select = round(holdout * len(members)) if len(members) > 1 else 0
+        select += members[:n_select]
+        search += members[n_select:]
+    search.sort(key=lambda i: _rank(seed + 1, examples[i].id))  # minibatches mix the labels
+    select.sort()
+    batches = [search[s : s + minibatch] for s in range(0, len(search), minibatch)]
+    if len(batches) > 1 and len(batches[-1]) < minibatch // 2:  # a short tail joins the batch before it
+        tail = batches.pop()
+        batches[-1] += tail
+    return batches, select
+
+
+def _sampler(kind: str, seed: int, finished: int, startup: int) -> Any:
+    import optuna
+
+    trial_seed = int(_rank(seed, f"trial:{finished}")[:8], 16)
+    if kind == "random":
+        return optuna.samplers.RandomSampler(seed=trial_seed)
+    return optuna.samplers.TPESampler(seed=trial_seed, n_startup_trials=startup, constant_liar=False)
+
+
+class Search:
+    """One search over ``space``; see the module docstring. ``run()`` does it all."""
+
+    def __init__(
+        self,
+        space: Space,
+        score: Score,
+        metric: Metric,
+        dev: Sequence[Example],
+        settings: Settings,
+        workdir: Path,
+        stratify: bool,
+        progress: Progress = NULL_PROGRESS,
+    ) -> None:
+        self.space, self.score_fn, self.metric, self.dev, self.s = space, score, metric, list(dev), settings
+        self.workdir, self.progress = workdir, progress
+        self.batches, self.select = partition(self.dev, settings.holdout, settings.minibatch, settings.seed, stratify)
+        if not self.batches or not self.select:
+            raise ValueError(
+                f"dev has {len(self.dev)} examples: too few to keep {settings.holdout:.0%} for the final choice and "
+                f"search on minibatches of {settings.minibatch}"
+            )
+        self.ledger = Ledger(workdir / "search.sqlite")
+        self.candidates: dict[str, Candidate] = {}
+        for key, c in self.ledger.candidates().items():
+            self.candidates[key] = Candidate(c["method"], c["options"], c["seed"])
+        self.spend = Spend(settings.budget, self.ledger.spent())
+        self.trace: list[dict[str, Any]] = []
+        self._bar: Any = None
+        self.best = float("-inf")
+        for row in self.ledger.scorings():
+            self._traced(row)
+
+    # -- scoring ---------------------------------------------------------------------------------------------
+    def _expected(self, n_examples: int, batches: int) -> Cost:
+        """What scoring ``n_examples`` is expected to cost: exact in evaluations, else the mean so far per example."""
+        done = self.ledger.scorings()
+        seen = sum(r.n for r in done)
+        spent = self.spend.spent
+        per = (lambda total: total * n_examples / seen) if seen else (lambda total: 0)
+        return Cost(
+            batches,
+            int(per(spent.calls)),
+            int(per(spent.input_tokens)),
+            int(per(spent.output_tokens)),
+            per(spent.money),
+        )
+
+    def _score(self, c: Candidate, part: str, batch: int, trial: int | None, lead: int | None = None) -> Scoring | None:
+        """Score ``c`` on a batch (None: the budget doesn't allow it). Writes the ledger and the trace."""
+        idx = self.batches[batch] if part == "search" else self.select
+        n_batches = 1 if part == "search" else self._select_batches()
+        if part == "search":  # keep back what scoring the finalists on the select part is expected to cost
+            select = self._expected(len(self.select), self._select_batches())
+            self.spend.reserve = float(getattr(select, self.s.budget.unit)) * self.s.finalists
+        if not self.spend.allows(self._expected(len(idx), n_batches), reserved=part == "search"):
+            return None
+        if c.key not in self.candidates:
+            self.candidates[c.key] = c
+            self.ledger.add_candidate(c.key, c.method, c.options, c.seed)
+        examples = [self.dev[i] for i in idx]
+        preds, usage = self.score_fn(c, examples)
+        cost = cost_of(usage, n_batches, self.s.price)
+        row = self.ledger.add(
+            c.key,
+            part,
+            batch,
+            trial,
+            self.metric(examples, preds),
+            [p.label for p in preds],
+            [p.output for p in preds],
+            cost,
+            lead,
+        )
+        self.spend.add(cost)
+        self._traced(row)
+        if self._bar is not None and self.s.budget.unit != "money":
+            self._bar.advance(int(self.spend.used()) - int(self.spend.used() - getattr(cost, self.s.budget.unit)))
+        return row
+
+    def _select_batches(self) -> int:
+        """The select part in evaluations: its size in minibatches."""
+        return max(1, round(len(self.select) / self.s.minibatch))
+
+    def _traced(self, row: Scoring) -> None:
+        if row.part == "search":
+            self.best = max(self.best, self.mean(row.key))
+        spent = self.ledger.spent() if not self.trace else Cost.from_dict(self.trace[-1]["spent"]) + row.cost
+        self.trace.append(
+            {
+                "step": row.step,
+                "candidate": list(self.candidates).index(row.key),
+                "part": row.part,
+                "batch": row.batch,
+                "metric": row.metric,
+                "best_so_far": self.best if self.best > float("-inf") else None,
+                "cost": row.cost.to_dict(),
+                "spent": spent.to_dict(),
+            }
+        )
+
+    def mean(self, key: str) -> float:
+        """A candidate's mean metric over the search minibatches it was scored on (weighted by their sizes)."""
+        rows = self.ledger.scorings(key, "search")
+        n = sum(r.n for r in rows)
+        return sum(r.metric * r.n for r in rows) / n if n else float("-inf")
+
+    def whole(self, key: str, part: str = "search") -> float | None:
+        """A candidate's metric on the whole search part (or select part), when it was scored on all of it."""
+        rows = self.ledger.scorings(key, part)
+        idx = [
+            i
+            for r in sorted(rows, key=lambda r: r.batch)
+            for i in (self.batches[r.batch] if part == "search" else self.select)
+        ]
+        want = sum(len(b) for b in self.batches) if part == "search" else len(self.select)
+        if len(idx) != want:
+            return None
+        labels = [lb for r in sorted(rows, key=lambda r: r.batch) for lb in r.labels]
+        outputs = [o for r in sorted(rows, key=lambda r: r.batch) for o in r.outputs]
+        examples = [self.dev[i] for i in idx]
+        preds = [Prediction(ex.id, out, lb) for ex, lb, out in zip(examples, labels, outputs)]
+        return self.metric(examples, preds)
+
+    def _next_batch(self, key: str, finished: int) -> int | None:
+        """The minibatch a candidate sees next: the first unscored one from the trial's place in the rotation."""
+        seen = {r.batch for r in self.ledger.scorings(key, "search")}
+        n = len(self.batches)
+        for j in range(n):
+            b = (finished + j) % n
+            if b not in seen:
+                return b
+        return None
+
+    def _lead(self, finished: int) -> None:
+        """Score the leader (the best candidate by mean, earliest on ties) on the rest of the search part; after a
+        kill, the leader whose scoring was under way."""
+        leader = self.ledger.leader(finished)
+        if leader is None:
+            first = {k: c["first_step"] for k, c in self.ledger.candidates().items()}
+            leader = min(self.candidates, key=lambda k: (-self.mean(k), first[k]))
+        while (b := self._next_batch(leader, 0)) is not None:
+            if self._score(self.candidates[leader], "search", b, None, lead=finished) is None:
+                return
+
+    # -- the search ------------------------------------------------------------------------------------------
+    def run(self) -> Outcome:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        study = optuna.create_study(
+            study_name="prompt-search",
+            storage=f"sqlite:///{(self.workdir / 'optuna.sqlite').resolve()}",
+            direction="maximize",
+            load_if_exists=True,
+        )
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            study.tell(t.number, state=optuna.trial.TrialState.FAIL)  # killed mid-trial: replayed below
+        finished = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+        if not study.trials:
+            for params in self.space.initial():
+                study.enqueue_trial(params)
+        if finished and finished % self.s.leader_every == 0 and self.ledger.of_trial(finished) is None:
+            self._lead(finished)  # killed while scoring the leader (or just before): finish as it would have
+        stopped, stale, best_seen, idle = "budget", 0, self.best, 0
+        unit_total = int(self.s.budget.limit) if self.s.budget.unit != "money" else None
+        with self.progress.bar(f"prompt search ({self.s.budget.unit})", unit_total) as bar:
+            bar.advance(int(self.spend.used()) if unit_total else 0)
+            self._bar = bar
+            while True:
+                if self.s.patience is not None and stale >= self.s.patience:
+                    stopped = "patience"
+                    break
+                if idle >= 200:  # the space is exhausted: every candidate asked for was scored on every batch
+                    stopped = "exhausted"
+                    break
+                study.sampler = _sampler(self.s.sampler, self.s.seed, finished, self.s.startup)
+                trial = study.ask()
+                c = self.space.build(self.space.suggest(trial))
+                row = self.ledger.of_trial(finished)
+                if row is None or row.key != c.key:
+                    batch = self._next_batch(c.key, finished)
+                    if batch is None:  # scored on every minibatch already: nothing new to learn, nothing spent
+                        study.tell(trial, self.mean(c.key))
+                        finished, idle, stale = finished + 1, idle + 1, stale + 1
+                        continue
+                    row = self._score(c, "search", batch, finished)
+                    if row is None:
+                        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                        break
+                study.tell(trial, self.mean(c.key))
+                finished, idle = finished + 1, 0
+                stale = 0 if self.best > best_seen else stale + 1
+                best_seen = max(best_seen, self.best)
+                if finished % self.s.leader_every == 0:
+                    self._lead(finished)
+            self.spend.reserve = 0.0  # what was kept back is the finalists' to spend
+            finalists = self._finalists()
+            self._bar = None
+        return self._outcome(finalists, finished, stopped)
+
+    def _finalists(self) -> list[str]:
+        """The finalists (the best on the whole search part, then by mean), each scored on the select part."""
+        first = {k: c["first_step"] for k, c in self.ledger.candidates().items()}
+
+        def rank(key: str) -> tuple:
+            whole = self.whole(key)
+            return (whole is None, -(whole if whole is not None else self.mean(key)), first[key])
+
+        chosen = sorted(self.candidates, key=rank)[: self.s.finalists]
+        scored = []
+        for key in chosen:
+            if self.whole(key, "select") is not None or self._score(self.candidates[key], "select", 0, None):
+                scored.append(key)
+        if not scored:
+            raise RuntimeError("the budget left nothing to score a finalist on the select part; raise the budget")
+        return scored
+
+    def _outcome(self, finalists: list[str], trials: int, stopped: str) -> Outcome:
+        first = {k: c["first_step"] for k, c in self.ledger.candidates().items()}
+        order = sorted(finalists, key=lambda k: (-(self.whole(k, "select") or 0.0), -self.mean(k), first[k]))
+        win = order[0]
+        return Outcome(
+            winner=self.candidates[win],
+            select_score=float(self.whole(win, "select") or 0.0),
+            search_score=self.whole(win),
+            finalists=[
+                {
+                    "candidate": list(self.candidates).index(k),
+                    "method": self.candidates[k].method,
+                    "options": self.candidates[k].options,
+                    "seed": self.candidates[k].seed,
+                    "search_mean": self.mean(k),
+                    "search_whole": self.whole(k),
+                    "select": self.whole(k, "select"),
+                }
+                for k in order
+            ],
+            trace=self.trace,
+            spent=self.spend.spent,
+            trials=trials,
+            stopped=stopped,
+            candidates=[{"method": c.method, "options": c.options, "seed": c.seed} for c in self.candidates.values()],
+            parts={
+                "search": sum(len(b) for b in self.batches),
+                "minibatches": len(self.batches),
+                "select": len(self.select),
+            },
+        )

@@ -1,0 +1,302 @@
+"""prompt-search: phrase edits, the dev partition, the budget, a seeded and resumable search, and the winner exported
+as an ordinary prompt that `tailor predict` reloads with identical predictions."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import dataset_rows, task_doc, write_jsonl
+from pydantic import ValidationError
+from typer.testing import CliRunner
+
+from tailor.cli import app
+from tailor.search.budget import Budget, Cost, Spend
+from tailor.search.edits import PLACEHOLDER, edit, edited_pool, phrases
+from tailor.search.loop import Search, Settings, partition
+from tailor.search.space import Candidate
+from tailor.store import RunStore
+from tailor.types import Example, Prediction
+from tailor.usage import Usage
+
+# ------------------------------------------------------------------------------------------------------ edits
+
+
+def test_phrases_never_cut_a_placeholder() -> None:
+    parts = phrases('A critic wrote: "{{ text }}" Overall, the review is')
+    assert parts == ["A critic wrote:", '"{{ text }}"', "Overall,", "the review is"]
+    assert phrases("Classify the news and decide. {{ text }}") == ["Classify the news", "and decide.", "{{ text }}"]
+
+
+def test_edits_keep_the_input_and_are_seeded() -> None:
+    seeds = ["{{ text }}", "Movie review: {{ text }}", 'A critic wrote: "{{ text }}" Overall the review is']
+    pool = edited_pool(seeds, 20, seed=3, bank=["Overall,", "Sentiment:"])
+    assert [t for t, how in pool[:3]] == seeds and all(how == "given" for _, how in pool[:3])
+    texts = [t for t, _ in pool]
+    assert len(texts) == len(set(texts)) == 23, "twenty new, distinct texts"
+    assert all(PLACEHOLDER.search(t) for t in texts), "an edit never removes the input"
+    assert edited_pool(seeds, 20, seed=3, bank=["Overall,", "Sentiment:"]) == pool
+    assert edited_pool(seeds, 20, seed=4, bank=["Overall,", "Sentiment:"]) != pool
+    # what `keep` refuses never enters the pool
+    assert all(
+        "Sentiment" not in t for t, _ in edited_pool(seeds, 10, 3, ["Sentiment:"], keep=lambda t: "Sent" not in t)
+    )
+
+
+def test_each_kind_of_edit() -> None:
+    rng = random.Random(0)
+    seen = set()
+    for _ in range(200):
+        text, how = edit("Classify the review. {{ text }} Overall, it is", rng, ["Topic:"])
+        seen.add(how.split()[0])
+        assert "{{ text }}" in text
+    assert seen == {"del", "swap", "add", "par"}
+
+
+# ------------------------------------------------------------------------------------------ partition & budget
+
+
+def _examples(n: int, labels: Sequence[str] = ("a", "b")) -> list[Example]:
+    return [Example(f"e{i}", {"text": f"text {i}"}, labels[i % len(labels)]) for i in range(n)]
+
+
+def test_partition_is_disjoint_stratified_and_seeded() -> None:
+    dev = _examples(200)
+    batches, select = partition(dev, 0.3, 16, seed=0, stratify=True)
+    search = [i for b in batches for i in b]
+    assert sorted(search + select) == list(range(200)) and not set(search) & set(select)
+    assert len(select) == 60 and sum(dev[i].label == "a" for i in select) == 30
+    assert all(len(b) == 16 for b in batches[:-1]) and 8 <= len(batches[-1]) < 24
+    assert partition(dev, 0.3, 16, seed=0, stratify=True) == (batches, select)
+    assert partition(dev, 0.3, 16, seed=1, stratify=True)[1] != select
+    # a short last minibatch joins the one before it: 13 search examples in batches of 4 are 4, 4 and 5
+    batches, select = partition(_examples(19), 0.3, 4, seed=0, stratify=True)
+    assert [len(b) for b in batches] == [4, 4, 5] and len(select) == 6
+
+
+def test_budget_takes_exactly_one_unit() -> None:
+    with pytest.raises(ValidationError, match="exactly one budget unit"):
+        Budget()
+    with pytest.raises(ValidationError, match="got evaluations, calls"):
+        Budget(evaluations=3, calls=10)
+    spend = Spend(Budget(calls=100), Cost(calls=90), reserve=5)
+    assert spend.allows(Cost(calls=5), reserved=True) and not spend.allows(Cost(calls=6), reserved=True)
+    assert spend.allows(Cost(calls=10), reserved=False) and not spend.allows(Cost(calls=11), reserved=False)
+
+
+# --------------------------------------------------------------------------------------- the search (no model)
+
+
+class ToySpace:
+    """Candidates x in 0..11 and a nuisance choice y: candidate x is right on about (x + 1) / 13 of the examples."""
+
+    def initial(self) -> list[dict]:
+        return [{"x": 0, "y": "a"}]
+
+    def suggest(self, trial) -> dict:
+        trial.suggest_categorical("x", list(range(12)))
+        trial.suggest_categorical("y", ["a", "b"])
+        return dict(trial.params)
+
+    def build(self, params: dict) -> Candidate:
+        return Candidate("zero-shot", {"x": params["x"], "y": params["y"]}, 0)
+
+    def describe(self) -> dict:
+        return {}
+
+
+class ToyScore:
+    """Counts every (candidate, example) it is asked to score; raises after ``fail_after`` calls (a kill)."""
+
+    def __init__(self, fail_after: int | None = None) -> None:
+        self.calls: list[tuple[str, tuple[str, ...]]] = []
+        self.fail_after = fail_after
+
+    def __call__(self, c: Candidate, examples: Sequence[Example]) -> tuple[list[Prediction], Usage]:
+        if self.fail_after is not None and len(self.calls) >= self.fail_after:
+            raise KeyboardInterrupt
+        self.calls.append((c.key, tuple(ex.id for ex in examples)))
+        preds = []
+        for ex in examples:
+            h = int(hashlib.sha256(f"{c.key}{ex.id}".encode()).hexdigest()[:6], 16) % 13
+            right = h <= c.options["x"]
+            label = ex.label if right else ("b" if ex.label == "a" else "a")
+            preds.append(Prediction(ex.id, label, label, usage=Usage(calls=1, input_tokens=10)))
+        return preds, Usage(calls=len(examples), input_tokens=10 * len(examples))
+
+
+def _metric(examples, preds) -> float:
+    return sum(p.label == ex.label for ex, p in zip(examples, preds)) / len(examples)
+
+
+def _search(workdir: Path, score: ToyScore, budget: Budget, sampler: str = "tpe", seed: int = 0, progress=None):
+    workdir.mkdir(exist_ok=True)
+    settings = Settings(budget=budget, minibatch=16, finalists=3, patience=None, startup=5, sampler=sampler, seed=seed)
+    kw = {"progress": progress} if progress is not None else {}
+    return Search(ToySpace(), score, _metric, _examples(240), settings, workdir, True, **kw)
+
+
+def _scored(workdir: Path) -> list[tuple]:
+    db = sqlite3.connect(workdir / "search.sqlite")
+    return db.execute("SELECT key, part, batch, metric FROM scoring ORDER BY step").fetchall()
+
+
+def test_search_spends_its_budget_and_no_more(tmp_path: Path) -> None:
+    score = ToyScore()
+    outcome = _search(tmp_path / "w", score, Budget(evaluations=60)).run()
+    assert outcome.spent.evaluations <= 60 and outcome.spent.evaluations >= 55
+    rows = _scored(tmp_path / "w")
+    assert len({(k, p, b) for k, p, b, _ in rows}) == len(rows) == len(score.calls), "nothing scored twice"
+    assert outcome.stopped == "budget" and len(outcome.finalists) == 3
+    assert outcome.winner.options["x"] >= 8, "the search finds one of the good candidates"
+    assert outcome.select_score >= max(f["select"] for f in outcome.finalists) - 1e-12
+    best = [t["best_so_far"] for t in outcome.trace if t["part"] == "search"]
+    assert best == sorted(best), "best-so-far never goes down"
+    assert (tmp_path / "w" / "optuna.sqlite").is_file()
+
+
+def test_a_budget_in_calls_is_exceeded_by_at_most_one_batch(tmp_path: Path) -> None:
+    outcome = _search(tmp_path / "w", ToyScore(), Budget(calls=1000)).run()
+    select = outcome.parts["select"]
+    assert outcome.spent.calls <= 1000 + max(select, 24)
+    assert outcome.spent.calls >= 1000 - 2 * select
+
+
+def test_same_seed_same_search_other_seed_other_search(tmp_path: Path) -> None:
+    a = _search(tmp_path / "a", ToyScore(), Budget(evaluations=40)).run()
+    b = _search(tmp_path / "b", ToyScore(), Budget(evaluations=40)).run()
+    _search(tmp_path / "c", ToyScore(), Budget(evaluations=40), seed=1).run()
+    assert a.winner == b.winner and _scored(tmp_path / "a") == _scored(tmp_path / "b")
+    assert _scored(tmp_path / "a") != _scored(tmp_path / "c")
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random"])
+def test_a_killed_search_resumes_scoring_nothing_twice(tmp_path: Path, sampler: str) -> None:
+    whole = _search(tmp_path / "whole", ToyScore(), Budget(evaluations=50), sampler).run()
+    first = ToyScore(fail_after=23)
+    with pytest.raises(KeyboardInterrupt):
+        _search(tmp_path / "killed", first, Budget(evaluations=50), sampler).run()
+    second = ToyScore()
+    resumed = _search(tmp_path / "killed", second, Budget(evaluations=50), sampler).run()
+    assert not set(first.calls) & set(second.calls), "a resumed search scores nothing the killed one had"
+    assert len(first.calls) + len(second.calls) == len(_scored(tmp_path / "killed"))
+    assert _scored(tmp_path / "killed") == _scored(tmp_path / "whole"), "as if never killed"
+    assert resumed.winner == whole.winner
+
+
+class _KillAfterWrite:
+    """A progress whose bar raises on the n-th advance: the search dies after a scoring is written, before optuna
+    hears of it."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def bar(self, description, total):
+        outer = self
+
+        class Bar:
+            def advance(self, k: int = 1) -> None:
+                outer.n -= 1
+                if outer.n == 0:
+                    raise KeyboardInterrupt
+
+        from contextlib import contextmanager
+
+        @contextmanager
+        def cm():
+            yield Bar()
+
+        return cm()
+
+    def log(self, message: str) -> None:
+        pass
+
+
+def test_killed_between_the_ledger_and_optuna_replays_the_scoring(tmp_path: Path) -> None:
+    whole = _search(tmp_path / "whole", ToyScore(), Budget(evaluations=40)).run()
+    first = ToyScore()
+    with pytest.raises(KeyboardInterrupt):
+        _search(tmp_path / "killed", first, Budget(evaluations=40), progress=_KillAfterWrite(18)).run()
+    second = ToyScore()
+    resumed = _search(tmp_path / "killed", second, Budget(evaluations=40)).run()
+    assert not set(first.calls) & set(second.calls)
+    assert _scored(tmp_path / "killed") == _scored(tmp_path / "whole")
+    assert resumed.winner == whole.winner
+
+
+def test_too_small_a_dev_is_refused(tmp_path: Path) -> None:
+    settings = Settings(budget=Budget(evaluations=10), minibatch=16)
+    (tmp_path / "w").mkdir()
+    with pytest.raises(ValueError, match="dev has 1 examples"):
+        Search(ToySpace(), ToyScore(), _metric, _examples(1), settings, tmp_path / "w", True)
+
+
+# ---------------------------------------------------------------------------- the method, on the real encoder
+
+
+def _task(tmp_path: Path, **search) -> Path:
+    write_jsonl(tmp_path / "data.jsonl", dataset_rows())
+    method = {"name": "prompt-search", "budget": {"evaluations": 16}, "minibatch": 4, "edits": 4, "draws": 2}
+    method.update(search)
+    doc = task_doc(methods=[{"name": "zero-shot"}, method])
+    (tmp_path / "task.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    return tmp_path / "task.yaml"
+
+
+def test_prompt_search_runs_exports_an_ordinary_prompt_and_reloads_identically(tmp_path: Path) -> None:
+    task = _task(tmp_path)
+    run = CliRunner().invoke(app, ["run", str(task), "--out", str(tmp_path / "run"), "-q"])
+    assert run.exit_code == 0, run.output
+    store = RunStore.open_existing(tmp_path / "run")
+    try:
+        row = next(r for r in store.results() if r["method"] == "prompt-search")
+        stored = store.predictions("prompt-search", "test")
+    finally:
+        store.close()
+    assert row["status"] == "ok"
+    search = row["details"]["search"]
+    assert search["spent"]["evaluations"] <= 16 and search["trials"] >= 1
+    assert search["winner"]["method"] in ("zero-shot", "few-shot")
+    assert search["trace"] and all(t["cost"]["calls"] > 0 for t in search["trace"])
+    folder = tmp_path / "run" / row["adapted_dir"]
+    meta = json.loads((folder / "adapted.json").read_text())
+    assert meta["method"] == search["winner"]["method"], "saved as the ordinary prompt it is"
+    assert {k: v for k, v in meta["options"].items() if k in search["winner"]["options"]} == search["winner"]["options"]
+    # the test split's inputs, predicted again through `tailor predict`
+    inputs = tmp_path / "inputs.jsonl"
+    rows = {r["id"]: r for r in dataset_rows()}
+    write_jsonl(inputs, [{"id": p["example_id"], "text": rows[p["example_id"]]["text"]} for p in stored])
+    out = tmp_path / "predicted.jsonl"
+    predicted = CliRunner().invoke(app, ["predict", str(folder), str(inputs), "--output", str(out)])
+    assert predicted.exit_code == 0, predicted.output
+    again = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["label"] for r in again] == [p["label"] for p in stored]
+
+
+def test_prompt_search_is_reproducible_on_cpu(tmp_path: Path) -> None:
+    winners = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        task = _task(tmp_path / name, forms=["zero-shot"])
+        run = CliRunner().invoke(app, ["run", str(task), "--out", str(tmp_path / name / "run"), "-q"])
+        assert run.exit_code == 0, run.output
+        store = RunStore.open_existing(tmp_path / name / "run")
+        try:
+            row = next(r for r in store.results() if r["method"] == "prompt-search")
+        finally:
+            store.close()
+        winners.append((row["details"]["search"]["winner"], [t["metric"] for t in row["details"]["search"]["trace"]]))
+    assert winners[0] == winners[1]
+
+
+def test_a_budget_in_money_needs_a_price(tmp_path: Path) -> None:
+    task = _task(tmp_path, budget={"money": 1.0})
+    run = CliRunner().invoke(app, ["run", str(task), "--out", str(tmp_path / "run"), "-q"])
+    assert run.exit_code != 0
+    assert "budget.money" in run.output and "price" in run.output
