@@ -300,3 +300,90 @@ def test_a_budget_in_money_needs_a_price(tmp_path: Path) -> None:
     run = CliRunner().invoke(app, ["run", str(task), "--out", str(tmp_path / "run"), "-q"])
     assert run.exit_code != 0
     assert "budget.money" in run.output and "price" in run.output
+
+
+# --------------------------------------------------------------------- generative models: the scripted fake LM
+
+MAGIC = "Categorize the sentence by what it is about."
+
+
+def _scripted_pool():
+    """A fake LM that knows every answer only when the instruction says "Categorize" (else it prefers `sports`),
+    and a proposer that proposes the instruction that does."""
+    from tailor.backends.pool import ModelPool
+    from tailor.config import ModelSpec
+    from tailor.testing.scripted import ScriptedLM
+
+    gold = {r["text"]: r["label"] for r in dataset_rows()}
+
+    def score(prompt: str, continuation: str) -> float:
+        word = continuation.strip().lower()
+        text = max((t for t in gold if t in prompt), key=prompt.rfind, default=None)  # the input comes last
+        knows = "categorize" in prompt.lower()
+        if knows and text is not None:
+            return -1.0 if word == gold[text] else -3.0
+        return -1.0 if word == "sports" else -3.0
+
+    pool = ModelPool()
+    pool.put(ModelSpec(name="fake", kind="scripted"), ScriptedLM(scores=score, name="fake", parameters=100))
+    proposer = ScriptedLM(default_answer=f"Instruction: {MAGIC}\n", name="proposer")
+    pool.put(ModelSpec(name="proposer", kind="scripted"), proposer)
+    return pool, proposer
+
+
+def _lm_task(tmp_path: Path, **search) -> Path:
+    write_jsonl(tmp_path / "data.jsonl", dataset_rows())
+    method = {
+        "name": "prompt-search",
+        "budget": {"evaluations": 20},
+        "minibatch": 4,
+        "edits": 4,
+        "instructions": ["Say what the sentence is about."],
+        "prompt": {"k": 0},
+        **search,
+    }
+    doc = task_doc(model={"kind": "scripted", "name": "fake"}, methods=[method])
+    (tmp_path / "task.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    return tmp_path / "task.yaml"
+
+
+def _run_search(task: Path, out: Path, pool) -> dict:
+    from tailor.config import load_task
+    from tailor.run import run_task
+
+    spec, base = load_task(task)
+    run_task(spec, base, out, models=pool)
+    store = RunStore.open_existing(out)
+    try:
+        row = next(r for r in store.results() if r["method"] == "prompt-search")
+    finally:
+        store.close()
+    assert row["status"] == "ok", row["error"]
+    return row
+
+
+def test_a_proposer_s_instruction_is_searched_and_its_calls_counted(tmp_path: Path) -> None:
+    pool, proposer = _scripted_pool()
+    row = _run_search(
+        _lm_task(tmp_path, proposer={"kind": "scripted", "name": "proposer"}, proposals=3), tmp_path / "r", pool
+    )
+    search = row["details"]["search"]
+    assert search["winner"]["method"] == "prompt" and search["winner"]["options"]["instruction"] == MAGIC
+    assert row["test"]["accuracy"]["value"] == 1.0
+    assert len(proposer.requests) == 1, "the proposer is asked once, for all its proposals"
+    assert search["spent"]["calls"] >= 3 and search["trace"][0]["spent"]["calls"] > search["trace"][0]["cost"]["calls"]
+    meta = json.loads((tmp_path / "r" / row["adapted_dir"] / "adapted.json").read_text())
+    assert meta["method"] == "prompt" and meta["options"]["instruction"] == MAGIC
+    assert json.loads((tmp_path / "r" / "work" / "prompt-search" / "proposals.json").read_text())["proposals"] == [
+        MAGIC
+    ]
+
+
+def test_without_the_proposer_the_hand_written_instruction_is_kept_unless_an_edit_wins(tmp_path: Path) -> None:
+    pool, _ = _scripted_pool()
+    row = _run_search(_lm_task(tmp_path, edits=0), tmp_path / "r", pool)
+    search = row["details"]["search"]
+    assert "categorize" not in search["winner"]["options"]["instruction"].lower()
+    assert row["test"]["accuracy"]["value"] < 0.5
+    calls = sum(t["cost"]["calls"] for t in search["trace"])
+    assert calls == search["spent"]["calls"], "every call was spent on scoring (there was no proposer)"

@@ -1,39 +1,50 @@
 """`prompt-search` (prompt route): automatic prompt engineering under a hard budget.
 
-Searches, on train and dev only, the prompts a person would otherwise write by hand — for a sentence encoder the
-zero-shot template (hand-written ones and phrase-level edits of them), the label descriptions, and the few-shot
-demonstrations (how many per class, how chosen, which draw, how an input is classified) — with seeded optuna
-(TPE, or random search for comparison) over dev minibatches, a budget in evaluations, calls, tokens or money, and
-the final choice made on a part of dev the search never used (:mod:`tailor.search`). The winner is an ordinary
-`zero-shot` or `few-shot` prompt: it is saved, reloaded by `tailor predict` and read exactly like one written by
-hand, and the trace of every candidate scored is kept with the trial.
+Searches, on train and dev only, the prompts a person would otherwise write by hand:
+
+* for a sentence encoder, the zero-shot template (hand-written ones and phrase-level edits of them), the label
+  descriptions, and the few-shot demonstrations (how many per class, how chosen, which draw, how an input is
+  classified) — candidates are `zero-shot` and `few-shot` prompts;
+* for a generative model (local or served), the instruction (hand-written, edited, and proposed by a `proposer:`
+  model when one is given), output format, answer prefix, verbalizers, and demonstrations (how many, how chosen,
+  which draw, in what order) — candidates are `prompt` prompts;
+
+with seeded optuna (TPE, or random search for comparison) over dev minibatches, a budget in evaluations, calls,
+tokens or money, and the final choice made on a part of dev the search never used (:mod:`tailor.search`). The
+winner is an ordinary prompt: it is saved, reloaded by `tailor predict` and read exactly like one written by hand,
+and the trace of every candidate scored is kept with the trial.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 
+from ..config import ModelSpec
 from ..contract import Adapted, Context, MethodOptions
 from ..errors import MethodError
 from ..evaluate import score_split
 from ..prompting import compile_template
-from ..search.budget import Budget
+from ..search.budget import Budget, Cost, cost_of
 from ..search.loop import Search, Settings
-from ..search.space import Candidate, EncoderSpace
+from ..search.proposer import propose
+from ..search.space import Candidate, EncoderSpace, Space
+from ..search.space_lm import GenerativeSpace
 from ..types import Example, Prediction, Split
 from ..usage import Usage, total
 from .few_shot import FewShot
+from .prompt import Prompt
 from .zero_shot import ZeroShot
 
 # The ordinary prompt methods a search's candidates are (its winner is exported as one of them).
-PROMPTS: dict[str, Any] = {"zero-shot": ZeroShot(), "few-shot": FewShot()}
+PROMPTS: dict[str, Any] = {"zero-shot": ZeroShot(), "few-shot": FewShot(), "prompt": Prompt()}
 
 
 class PromptSearchOptions(MethodOptions):
@@ -41,15 +52,25 @@ class PromptSearchOptions(MethodOptions):
     """The hard limit: exactly one of `evaluations` (candidate scorings on one dev minibatch), `calls`, `tokens` or
     `money` (served models, at their `price:`); e.g. `{evaluations: 300}`."""
     templates: list[str] = Field(default_factory=lambda: ["{{ text }}"], min_length=1)
-    """Hand-written zero-shot templates to start from (`{{ text }}` or any input field); the search adds edits."""
+    """Encoders: hand-written zero-shot templates to start from (`{{ text }}` or any input field); edits are added."""
     label_descriptions: dict[str, str | list[str]] | None = None
-    """Hand-written label descriptions to start from; the search adds patterns over the label names."""
+    """Encoders: hand-written label descriptions to start from; patterns over the label names are added."""
     forms: list[Literal["zero-shot", "few-shot"]] = Field(
         default_factory=lambda: ["zero-shot", "few-shot"], min_length=1
     )
-    """Which prompts to search: zero-shot (template and label descriptions), few-shot (demonstrations), or both."""
+    """Encoders: which prompts to search: zero-shot (template and label descriptions), few-shot (demonstrations)."""
+    instructions: list[str] = Field(default_factory=list)
+    """Generative models: hand-written instructions to start from (with `prompt.instruction`); edits are added."""
+    prompt: dict[str, Any] = Field(default_factory=dict)
+    """Generative models: the `prompt` method's options to start from and keep (input template, mode, scoring, `k`,
+    verbalizers…); the search varies instruction, output format, answer prefix, verbalizers and demonstrations."""
+    proposer: ModelSpec | None = None
+    """Generative models: a model (any backend, served ones included) that proposes instructions from the task, a
+    few training examples and the instructions scored so far; its calls count against the budget."""
+    proposals: int = Field(8, ge=0)
+    """Instructions asked of the proposer, before the search (each shown its own draw of training examples)."""
     edits: int = Field(16, ge=0)
-    """Phrase-level edits of the hand-written templates (delete, swap, add, paraphrase) added to the choices."""
+    """Phrase-level edits of the hand-written templates or instructions (delete, swap, add, paraphrase) added."""
     draws: int = Field(4, ge=1)
     """Random draws of demonstrations tried for each way of choosing them."""
     minibatch: int = Field(32, ge=4)
@@ -131,14 +152,25 @@ class PromptSearch:
         "the winner is an ordinary prompt."
     )
     Options: ClassVar[type[PromptSearchOptions]] = PromptSearchOptions
-    task_kinds: ClassVar[frozenset[str]] = frozenset({"classification"})
-    model_kinds: ClassVar[frozenset[str]] = frozenset({"encoder"})
+    task_kinds: ClassVar[frozenset[str]] = frozenset({"classification", "qa", "summarization", "translation"})
+    model_kinds: ClassVar[frozenset[str]] = frozenset({"encoder", "causal", "seq2seq", "scripted", "endpoint"})
 
     def uses_examples(self, options: PromptSearchOptions) -> bool:
-        """Only when it may search demonstrations (few-shot); a zero-shot search runs at a curve's size 0."""
+        """Whether it may search demonstrations; a search without them runs at a learning curve's size 0 only."""
         return "few-shot" in options.forms
 
     def check(self, options: PromptSearchOptions, train: Split, ctx: Context) -> None:
+        if ctx.models.kind(ctx.model) != "encoder":
+            try:
+                base = Prompt.Options(**options.prompt)
+            except ValidationError as exc:
+                raise MethodError(f"not valid options of the prompt method: {exc}", key="prompt") from None
+            Prompt().check(base, train, ctx)
+            if options.proposer is not None and ctx.models.kind(options.proposer) == "encoder":
+                raise MethodError("the proposer must be a generative model, not an encoder", key="proposer")
+            return
+        if ctx.task.kind != "classification":
+            raise MethodError("on a sentence encoder, prompt-search handles classification only", key="name")
         ZeroShot().check(
             ZeroShot.Options(templates=options.templates, label_descriptions=options.label_descriptions), train, ctx
         )
@@ -153,28 +185,7 @@ class PromptSearch:
     def adapt(self, options: PromptSearchOptions, train: Split, dev: Split | None, ctx: Context) -> SearchWinner:
         if dev is None or not len(dev):
             raise MethodError("prompt-search scores its candidates on dev: the task needs a dev split", key="name")
-        assert ctx.task.labels is not None
-        fields = ctx.task.input_fields
-        sample = train.examples[0] if len(train) else dev.examples[0]
-
-        def renders(source: str) -> bool:
-            try:
-                compile_template(source, "template", fields).render_example(sample)
-            except Exception:
-                return False
-            return True
-
-        space = EncoderSpace(
-            options.templates,
-            options.label_descriptions,
-            ctx.task.labels,
-            [ex.label for ex in train],
-            options.forms,
-            options.edits,
-            options.draws,
-            ctx.seed,
-            renders,
-        )
+        space, spent = self._space(options, train, dev, ctx)
         settings = Settings(
             budget=options.budget,
             minibatch=options.minibatch,
@@ -187,17 +198,28 @@ class PromptSearch:
             seed=ctx.seed,
             price=ctx.model.price,
         )
-        metric_name = ctx.task.primary_metric
+        task = ctx.task
+        metric_name = task.primary_metric
 
         def metric(examples: Sequence[Example], preds: Sequence[Prediction]) -> float:
-            return float(score_split(ctx.task.kind, [metric_name], ctx.task.labels, examples, preds)[metric_name])
+            return float(score_split(task.kind, [metric_name], task.labels, examples, preds)[metric_name])
 
         scorer = _Scorer(train, ctx)
-        encoder = ctx.backend()
-        private = getattr(encoder, "private_cache", contextlib.nullcontext)
+        private = getattr(ctx.backend(), "private_cache", contextlib.nullcontext)
         with private():
             try:
-                search = Search(space, scorer, metric, dev.examples, settings, ctx.workdir, True, ctx.progress)
+                search = Search(
+                    space,
+                    scorer,
+                    metric,
+                    dev.examples,
+                    settings,
+                    ctx.workdir,
+                    task.kind == "classification",
+                    ctx.progress,
+                    spent,
+                    (MethodError,),
+                )
             except ValueError as exc:
                 raise MethodError(str(exc), key="holdout") from None
             try:
@@ -217,10 +239,70 @@ class PromptSearch:
             outcome.spent.usage(),
         )
 
+    def _space(self, options: PromptSearchOptions, train: Split, dev: Split, ctx: Context) -> tuple[Space, Cost]:
+        """The space to search for this model, and what making it cost (the proposer's calls)."""
+        fields, task = ctx.task.input_fields, ctx.task
+        sample = train.examples[0] if len(train) else dev.examples[0]
+
+        def renders(source: str) -> bool:
+            try:
+                compile_template(source, "template", fields).render_example(sample)
+            except Exception:
+                return False
+            return True
+
+        if ctx.models.kind(ctx.model) == "encoder":
+            assert task.labels is not None
+            labels = [ex.label for ex in train]
+            space = EncoderSpace(
+                options.templates,
+                options.label_descriptions,
+                task.labels,
+                labels,
+                options.forms,
+                options.edits,
+                options.draws,
+                ctx.seed,
+                renders,
+            )
+            return space, Cost()
+        proposals, spent = self._proposals(options, train, ctx)
+        space_lm = GenerativeSpace(
+            options.prompt,
+            options.instructions,
+            proposals,
+            task.labels,
+            len(train),
+            options.edits,
+            options.draws,
+            ctx.seed,
+            renders,
+            task.kind,
+        )
+        return space_lm, spent
+
+    def _proposals(self, options: PromptSearchOptions, train: Split, ctx: Context) -> tuple[list[str], Cost]:
+        """The proposer's instructions, asked once: a resumed search reads them back from the trial's folder."""
+        if options.proposer is None or not options.proposals:
+            return [], Cost()
+        saved = ctx.workdir / "proposals.json"
+        if saved.is_file():
+            record = json.loads(saved.read_text())
+            return record["proposals"], Cost.from_dict(record["cost"])
+        proposer = ctx.models.get(options.proposer)
+        texts, usage = propose(
+            proposer, ctx.task.name, ctx.task.kind, ctx.task.labels, list(train), options.proposals, ctx.seed
+        )
+        cost = cost_of(usage, 0, options.proposer.price)
+        saved.write_text(json.dumps({"proposals": texts, "cost": cost.to_dict()}, indent=2))
+        return texts, cost
+
     def load(self, path: Path, ctx: Context) -> Adapted:
         """A winner saved by hand-rolled code rather than the runner (whose adapted.json names the ordinary prompt
         method, which `tailor predict` then loads it with): the files say which prompt it is."""
-        for registered, marker in (("zero-shot", "prompt.json"), ("few-shot", "demonstrations.json")):
-            if (path / marker).is_file():
-                return PROMPTS[registered].load(path, ctx)
+        if (path / "demonstrations.json").is_file():
+            return PROMPTS["few-shot"].load(path, ctx)
+        if (path / "prompt.json").is_file():  # zero-shot's holds a template; prompt's, the prompt method's options
+            spec = json.loads((path / "prompt.json").read_text())
+            return PROMPTS["zero-shot" if "template" in spec else "prompt"].load(path, ctx)
         raise MethodError(f"{path}: no prompt.json or demonstrations.json; not a saved prompt")

@@ -133,6 +133,8 @@ class Search:
         workdir: Path,
         stratify: bool,
         progress: Progress = NULL_PROGRESS,
+        before: Cost | None = None,
+        invalid: tuple[type[Exception], ...] = (),
     ) -> None:
         self.space, self.score_fn, self.metric, self.dev, self.s = space, score, metric, list(dev), settings
         self.workdir, self.progress = workdir, progress
@@ -146,7 +148,9 @@ class Search:
         self.candidates: dict[str, Candidate] = {}
         for key, c in self.ledger.candidates().items():
             self.candidates[key] = Candidate(c["method"], c["options"], c["seed"])
-        self.spend = Spend(settings.budget, self.ledger.spent())
+        self.before = before or Cost()  # spent before the first scoring (a proposer's calls)
+        self.invalid = invalid  # what building a candidate raises for choices that can't go together
+        self.spend = Spend(settings.budget, self.before + self.ledger.spent())
         self.trace: list[dict[str, Any]] = []
         self._bar: Any = None
         self.best = float("-inf")
@@ -158,7 +162,7 @@ class Search:
         """What scoring ``n_examples`` is expected to cost: exact in evaluations, else the mean so far per example."""
         done = self.ledger.scorings()
         seen = sum(r.n for r in done)
-        spent = self.spend.spent
+        spent = self.ledger.spent()
         per = (lambda total: total * n_examples / seen) if seen else (lambda total: 0)
         return Cost(
             batches,
@@ -177,11 +181,11 @@ class Search:
             self.spend.reserve = float(getattr(select, self.s.budget.unit)) * self.s.finalists
         if not self.spend.allows(self._expected(len(idx), n_batches), reserved=part == "search"):
             return None
+        examples = [self.dev[i] for i in idx]
+        preds, usage = self.score_fn(c, examples)  # a candidate whose choices can't go together raises here
         if c.key not in self.candidates:
             self.candidates[c.key] = c
             self.ledger.add_candidate(c.key, c.method, c.options, c.seed)
-        examples = [self.dev[i] for i in idx]
-        preds, usage = self.score_fn(c, examples)
         cost = cost_of(usage, n_batches, self.s.price)
         row = self.ledger.add(
             c.key,
@@ -207,7 +211,7 @@ class Search:
     def _traced(self, row: Scoring) -> None:
         if row.part == "search":
             self.best = max(self.best, self.mean(row.key))
-        spent = self.ledger.spent() if not self.trace else Cost.from_dict(self.trace[-1]["spent"]) + row.cost
+        spent = (Cost.from_dict(self.trace[-1]["spent"]) if self.trace else self.before) + row.cost
         self.trace.append(
             {
                 "step": row.step,
@@ -307,7 +311,12 @@ class Search:
                         study.tell(trial, self.mean(c.key))
                         finished, idle, stale = finished + 1, idle + 1, stale + 1
                         continue
-                    row = self._score(c, "search", batch, finished)
+                    try:
+                        row = self._score(c, "search", batch, finished)
+                    except self.invalid:  # choices that can't go together: the worst value, nothing spent
+                        study.tell(trial, -1.0)
+                        finished, idle, stale = finished + 1, idle + 1, stale + 1
+                        continue
                     if row is None:
                         study.tell(trial, state=optuna.trial.TrialState.FAIL)
                         break

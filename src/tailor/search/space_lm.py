@@ -1,0 +1,145 @@
+"""The search space of a generative model's prompt (the `prompt` method's options): instruction wording (hand-written,
+phrase-level edits of it, and a proposer model's proposals), output format, answer prefix, label words
+(verbalizers), and demonstrations — how many, how chosen, which draw, in what order.
+
+Options the search doesn't touch (the input template, the scoring mode, generation settings…) come from the
+search's ``prompt:`` and stay as given.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .edits import PHRASE_BANK, edited_pool
+from .space import Candidate
+
+K_CHOICES = (0, 1, 2, 4, 8)
+PREFIXES = ("Answer:", "Label:", "The answer is", "A:")
+
+
+def _unique(items: Sequence[Any]) -> list[Any]:
+    return list(dict.fromkeys(items))
+
+
+def _words(label: str, given: str | list[str] | None) -> list[str]:
+    """Choices for one label's verbalizers, each a JSON list: the given words whole, each alone, then the label as
+    written, in lower case and capitalized."""
+    given_list = [given] if isinstance(given, str) else list(given or [])
+    sets = ([given_list] if len(given_list) > 1 else []) + [[w] for w in given_list]
+    spelled = label.replace("_", " ")
+    sets += [[spelled], [spelled.lower()], [spelled.capitalize()]]
+    return _unique([json.dumps(s) for s in sets])
+
+
+class GenerativeSpace:
+    """Prompts for a generative model; see the module docstring.
+
+    Args:
+        base: The `prompt` options the search leaves alone (as a task file gives them).
+        instructions: Hand-written instructions to start from.
+        proposals: Instructions a proposer model wrote (added to the choices as they are).
+        labels: The task's labels (classification), else None.
+        train_size: Training examples demonstrations may come from.
+        edits: Edited instructions to add.
+        draws: Random draws of demonstrations to try for one choice of how many and how.
+        seed: Seeds the edits; a draw is seeded ``seed + draw``.
+        renders: Whether an instruction compiles and renders on the data.
+        kind: The task kind (which phrase bank edits draw on).
+    """
+
+    def __init__(
+        self,
+        base: dict[str, Any],
+        instructions: Sequence[str],
+        proposals: Sequence[str],
+        labels: Sequence[str] | None,
+        train_size: int,
+        edits: int,
+        draws: int,
+        seed: int,
+        renders: Callable[[str], bool],
+        kind: str,
+    ) -> None:
+        self.base = dict(base)
+        given = _unique([*instructions, *([base["instruction"]] if base.get("instruction") else [])]) or [""]
+        bank = PHRASE_BANK["any"] + PHRASE_BANK.get(kind, ())
+        pool = edited_pool([g for g in given if g], edits, seed, bank, renders) if any(given) else []
+        self.given = given
+        self.instructions = _unique([*given, *(t for t, _ in pool), *proposals])
+        self.history = {t: how for t, how in pool} | {p: "proposed" for p in proposals if p not in given}
+        self.labels = list(labels) if labels else None
+        given_words = base.get("verbalizers") or {}
+        self.verbalizers = {lb: _words(lb, given_words.get(lb)) for lb in self.labels or ()}
+        self.formats = _unique(
+            [base.get("output_format", ""), ""]
+            + ([f"Answer with one of: {', '.join(self.labels)}."] if self.labels else ["Answer briefly."])
+        )
+        self.prefixes = _unique([base.get("answer_prefix", "Answer:"), *PREFIXES])
+        self.k_choices = [k for k in K_CHOICES if k <= train_size]
+        self.selects = ["random", "balanced", "nearest", "mmr"] if self.labels else ["random", "nearest", "mmr"]
+        self.draws, self.seed = draws, seed
+
+    def initial(self) -> list[dict[str, Any]]:
+        wanted = int(self.base.get("k", 0))
+        k = max(c for c in self.k_choices if c <= wanted)
+        select = self.base.get("select", "balanced" if self.labels else "random")
+        out = []
+        for text in self.given:
+            params: dict[str, Any] = {
+                "instruction": text,
+                "output_format": self.formats[0],
+                "answer_prefix": self.prefixes[0],
+                **{f"verbalize:{lb}": ws[0] for lb, ws in self.verbalizers.items()},
+                "k": k,
+            }
+            if k:
+                params["select"] = select
+                params["order:similar" if select in ("nearest", "mmr") else "order:fixed"] = "fixed"
+                if select in ("random", "balanced"):
+                    params["draw"] = 0
+            out.append(params)
+        return out
+
+    def suggest(self, trial: Any) -> dict[str, Any]:
+        trial.suggest_categorical("instruction", self.instructions)
+        trial.suggest_categorical("output_format", self.formats)
+        trial.suggest_categorical("answer_prefix", self.prefixes)
+        for lb, words in self.verbalizers.items():
+            trial.suggest_categorical(f"verbalize:{lb}", words)
+        k = trial.suggest_categorical("k", self.k_choices)
+        if k:
+            select = trial.suggest_categorical("select", self.selects)
+            orders = ["fixed", "random"] + (["similar_last"] if select in ("nearest", "mmr") else [])
+            trial.suggest_categorical(f"order:{'similar' if len(orders) == 3 else 'fixed'}", orders)
+            if select in ("random", "balanced"):
+                trial.suggest_categorical("draw", list(range(self.draws)))
+        return dict(trial.params)
+
+    def build(self, params: dict[str, Any]) -> Candidate:
+        options = dict(self.base)
+        options.update(
+            instruction=params["instruction"],
+            output_format=params["output_format"],
+            answer_prefix=params["answer_prefix"],
+            k=params["k"],
+        )
+        if self.verbalizers:
+            options["verbalizers"] = {lb: json.loads(params[f"verbalize:{lb}"]) for lb in self.verbalizers}
+        if params["k"]:
+            options["select"] = params["select"]
+            options["demo_order"] = params.get("order:similar", params.get("order:fixed", "fixed"))
+        options.pop("variants", None)
+        return Candidate("prompt", options, self.seed + int(params.get("draw", 0)))
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "instructions": [{"text": t, "from": self.history.get(t, "given")} for t in self.instructions],
+            "output_formats": self.formats,
+            "answer_prefixes": self.prefixes,
+            "verbalizers": {lb: [json.loads(w) for w in ws] for lb, ws in self.verbalizers.items()},
+            "k": self.k_choices,
+            "selects": self.selects,
+            "draws": self.draws,
+        }
