@@ -150,8 +150,14 @@ def test_strict_server_rejects_unsupported_fields_and_lenient_ones_ignore_them(h
     with FakeServer(MODEL, **PRESETS["openai"]) as strict:
         with pytest.raises(openai.BadRequestError, match="echo"):
             client(strict.url).completions.create(model=MODEL, prompt="x", echo=True, logprobs=1)
-        response = http.post(strict.url + "/v1/chat/completions", json={
-            "model": MODEL, "messages": [{"role": "user", "content": "x"}], "structured_outputs": {"choice": ["a"]}})
+        response = http.post(
+            strict.url + "/v1/chat/completions",
+            json={
+                "model": MODEL,
+                "messages": [{"role": "user", "content": "x"}],
+                "structured_outputs": {"choice": ["a"]},
+            },
+        )
         assert response.status_code == 400 and response.json()["error"]["param"] == "structured_outputs"
     with FakeServer(MODEL, **PRESETS["generate-only"]) as lenient:
         out = client(lenient.url).completions.create(model=MODEL, prompt="x", echo=True, logprobs=1)
@@ -180,8 +186,9 @@ def test_requests_overlap_during_the_latency_and_reset_clears_the_counters():
     with FakeServer(MODEL, latency=0.5) as srv:
         sdk = client(srv.url)
         with ThreadPoolExecutor(8) as pool:
-            texts = list(pool.map(lambda i: sdk.completions.create(model=MODEL, prompt=f"p{i}").choices[0].text,
-                                  range(8)))
+            texts = list(
+                pool.map(lambda i: sdk.completions.create(model=MODEL, prompt=f"p{i}").choices[0].text, range(8))
+            )
         assert texts == [hash_pick(f"p{i}", DEFAULT_WORDS) for i in range(8)]
         assert srv.max_in_flight == 8 and srv.counts == {"/v1/completions": 8} and len(srv.bodies) == 8
         srv.reset()
@@ -205,6 +212,7 @@ def test_url_before_start_is_a_clear_error():
 
 # -- the fault proxy -------------------------------------------------------------------------------------------------
 
+
 def test_proxy_forwards_requests_unchanged(srv: FakeServer, http: httpx2.Client):
     with FaultProxy(srv.url) as proxy:
         via_proxy = client(proxy.url).completions.create(model=MODEL, prompt="hello", echo=True, logprobs=1)
@@ -213,8 +221,10 @@ def test_proxy_forwards_requests_unchanged(srv: FakeServer, http: httpx2.Client)
     assert via_proxy.choices[0].logprobs == direct.choices[0].logprobs and via_proxy.usage == direct.usage
     assert missing.status_code == 404 and missing.json()["error"]["code"] == 404
     assert proxy.counts["forwarded"] == 2 and srv.counts["/v1/completions"] == 3
-    assert [(r.path, r.fault, r.status) for r in proxy.records] == [("/v1/completions", None, 200),
-                                                                    ("/v1/completions", None, 404)]
+    assert [(r.path, r.fault, r.status) for r in proxy.records] == [
+        ("/v1/completions", None, 200),
+        ("/v1/completions", None, 404),
+    ]
 
 
 def test_429_carries_retry_after_and_an_openai_error(srv: FakeServer, http: httpx2.Client):

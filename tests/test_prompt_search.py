@@ -387,3 +387,29 @@ def test_without_the_proposer_the_hand_written_instruction_is_kept_unless_an_edi
     assert row["test"]["accuracy"]["value"] < 0.5
     calls = sum(t["cost"]["calls"] for t in search["trace"])
     assert calls == search["spent"]["calls"], "every call was spent on scoring (there was no proposer)"
+
+
+def test_a_small_budget_takes_fewer_finalists_and_too_small_a_one_is_refused(tmp_path: Path) -> None:
+    # 240 examples: 72 held out, 3 evaluations (minibatches of 16... rounded: 72 / 16 = 4.5 -> 4) per finalist
+    search = _search(tmp_path / "w", ToyScore(), Budget(evaluations=12))
+    assert search.finalists == 1, "half of 12 evaluations pays for one finalist of 4"
+    outcome = search.run()
+    assert len(outcome.finalists) == 1 and outcome.spent.evaluations <= 12
+    with pytest.raises(ValueError, match="raise the budget to at least 8"):
+        _search(tmp_path / "x", ToyScore(), Budget(evaluations=7))
+
+
+def test_prompt_search_is_one_more_prompt_row_in_a_learning_curve(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "data.jsonl", dataset_rows())
+    search = {"name": "prompt-search", "budget": {"evaluations": 12}, "minibatch": 4, "edits": 2, "draws": 2}
+    doc = task_doc(methods=[{"name": "zero-shot"}, search], curve={"sizes": [0, 4], "seeds": 2})
+    (tmp_path / "task.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    run = CliRunner().invoke(app, ["curve", str(tmp_path / "task.yaml"), "--out", str(tmp_path / "run"), "-q"])
+    assert run.exit_code == 0, run.output
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    rows = {r["method"]: r for r in report["leaderboard"]}
+    assert {"prompt-search@4:s0", "prompt-search@4:s1"} <= set(rows)
+    assert all(
+        rows[m]["status"] == "ok" and rows[m]["route"] == "prompt" for m in ("prompt-search@4:s0", "prompt-search@4:s1")
+    )
+    assert report["curve"]["methods"]["prompt-search"]["points"]["4"]["n_seeds"] == 2

@@ -56,6 +56,17 @@ class Usage:
             self.cached_input_tokens + other.cached_input_tokens,
         )
 
+    def __sub__(self, other: Usage) -> Usage:
+        """What is left of this usage without ``other`` (a part of it)."""
+        return Usage(
+            self.calls - other.calls,
+            self.input_tokens - other.input_tokens,
+            self.output_tokens - other.output_tokens,
+            self.flops - other.flops,
+            self.cached_calls - other.cached_calls,
+            self.cached_input_tokens - other.cached_input_tokens,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -123,9 +123,11 @@ class Prompt:
             else:
                 chosen = fixed_demos(list(train), options.k, options.select, ctx.seed)
                 adapted.demos = order_demos(chosen, "random" if options.demo_order == "random" else "fixed", ctx.seed)
+        adapted.model_usage = NO_USAGE  # what adapting asked of the prompted model itself (not of the encoder)
         if verbalizers and adapted.mode in ("score", "first-token") and options.scoring == "calibrated":
             adapted.bias, calibrating = content_free_bias(adapted, ctx.task.input_fields)
             usage += calibrating
+            adapted.model_usage = calibrating
         adapted.adapt_usage = usage
         return adapted
 

@@ -78,7 +78,8 @@ class PromptSearchOptions(MethodOptions):
     holdout: float = Field(0.3, gt=0, lt=1)
     """Share of dev kept out of the search, on which the finalists alone are scored for the final choice."""
     finalists: int = Field(3, ge=1)
-    """Candidates scored on the held-out part of dev at the end; the best there wins."""
+    """Candidates scored on the held-out part of dev at the end; the best there wins. With a budget in evaluations
+    they take at most half of it (fewer finalists when a small budget can't pay for them all)."""
     patience: int | None = Field(60, ge=1)
     """Stop after this many trials without a better candidate (null: only the budget stops the search)."""
     leader_every: int = Field(10, ge=1)
@@ -136,12 +137,16 @@ class _Scorer:
         if len(self.built) > 64:  # keep memory bounded: the oldest built candidate goes
             self.built.pop(next(iter(self.built)))
         self.built[c.key] = adapted
-        return adapted, getattr(adapted, "adapt_usage", Usage())
+        # A budget counts what the searched model is asked: a prompt's demonstrations found by the sentence encoder
+        # are not calls to it (its `model_usage`); an encoder's prompts are the encoder's own work.
+        return adapted, getattr(adapted, "model_usage", getattr(adapted, "adapt_usage", Usage()))
 
     def __call__(self, c: Candidate, examples: Sequence[Example]) -> tuple[list[Prediction], Usage]:
         adapted, building = self.build(c)
+        before = getattr(adapted, "choosing_usage", Usage())
         preds = adapted.predict(examples)
-        return preds, building + total(p.usage for p in preds)
+        choosing = getattr(adapted, "choosing_usage", Usage()) - before  # the sentence encoder's, not the model's
+        return preds, building + total(p.usage for p in preds) - choosing
 
 
 class PromptSearch:
@@ -221,7 +226,7 @@ class PromptSearch:
                     (MethodError,),
                 )
             except ValueError as exc:
-                raise MethodError(str(exc), key="holdout") from None
+                raise MethodError(str(exc), key="budget" if "budget" in str(exc) else "holdout") from None
             try:
                 outcome = search.run()
             finally:

@@ -83,6 +83,7 @@ class PromptAdapted:
             demonstrations.
         bias: Calibration: the content-free log-probabilities of each label.
         adapt_usage: What adapting cost: the calibration queries and embedding the demonstration pool.
+        model_usage: Of that, what was asked of the prompted model itself (the calibration queries).
         truncated: Inputs shortened to fit the context (``truncate: true``) while predicting, so far; the runner
             reports its change over each split.
     """
@@ -98,6 +99,10 @@ class PromptAdapted:
     bias: np.ndarray | None = None
     trainable_params: int = 0
     adapt_usage: Usage = NO_USAGE
+    model_usage: Usage = NO_USAGE
+    choosing_usage: Usage = NO_USAGE
+    """A running total of what choosing demonstrations per input cost the sentence encoder while predicting (part of
+    each prediction's usage, but not a call to the prompted model: a prompt search's budget leaves it out)."""
     truncated: int = 0
     details: dict[str, Any] | None = None
     seed: int = 0
@@ -257,6 +262,7 @@ class PromptAdapted:
         """One prediction per example, each with its prompt's text and its query's usage (demonstration choice
         included)."""
         prompts, choosing = self._build(examples)
+        self.choosing_usage += total(choosing)
         texts = [self.lm.render(p) for p in prompts]
         examples, prompts, texts = self._fit_context(list(examples), prompts, texts)
         if self.kind == "classification" and self.mode in ("score", "first-token"):

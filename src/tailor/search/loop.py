@@ -144,6 +144,17 @@ class Search:
                 f"dev has {len(self.dev)} examples: too few to keep {settings.holdout:.0%} for the final choice and "
                 f"search on minibatches of {settings.minibatch}"
             )
+        self.finalists = settings.finalists
+        if settings.budget.unit == "evaluations":  # the finalists may take at most half the budget
+            each = self._select_batches()
+            fit = int(0.5 * settings.budget.limit // each)
+            if fit < 1:
+                raise ValueError(
+                    f"a budget of {settings.budget.limit:g} evaluations can't pay for scoring even one finalist on "
+                    f"the held-out part of dev ({len(self.select)} examples, {each} evaluations) with half of it; "
+                    f"raise the budget to at least {2 * each}, or lower holdout"
+                )
+            self.finalists = min(settings.finalists, fit)
         self.ledger = Ledger(workdir / "search.sqlite")
         self.candidates: dict[str, Candidate] = {}
         for key, c in self.ledger.candidates().items():
@@ -178,7 +189,7 @@ class Search:
         n_batches = 1 if part == "search" else self._select_batches()
         if part == "search":  # keep back what scoring the finalists on the select part is expected to cost
             select = self._expected(len(self.select), self._select_batches())
-            self.spend.reserve = float(getattr(select, self.s.budget.unit)) * self.s.finalists
+            self.spend.reserve = float(getattr(select, self.s.budget.unit)) * self.finalists
         if not self.spend.allows(self._expected(len(idx), n_batches), reserved=part == "search"):
             return None
         examples = [self.dev[i] for i in idx]
@@ -339,7 +350,7 @@ class Search:
             whole = self.whole(key)
             return (whole is None, -(whole if whole is not None else self.mean(key)), first[key])
 
-        chosen = sorted(self.candidates, key=rank)[: self.s.finalists]
+        chosen = sorted(self.candidates, key=rank)[: self.finalists]
         scored = []
         for key in chosen:
             if self.whole(key, "select") is not None or self._score(self.candidates[key], "select", 0, None):
