@@ -370,7 +370,7 @@ def test_a_proposer_s_instruction_is_searched_and_its_calls_counted(tmp_path: Pa
     search = row["details"]["search"]
     assert search["winner"]["method"] == "prompt" and search["winner"]["options"]["instruction"] == MAGIC
     assert row["test"]["accuracy"]["value"] == 1.0
-    assert len(proposer.requests) == 1, "the proposer is asked once, for all its proposals"
+    assert len(proposer.requests) == 2, "the proposer is asked before the search and once halfway, all at once"
     assert search["spent"]["calls"] >= 3 and search["trace"][0]["spent"]["calls"] > search["trace"][0]["cost"]["calls"]
     meta = json.loads((tmp_path / "r" / row["adapted_dir"] / "adapted.json").read_text())
     assert meta["method"] == "prompt" and meta["options"]["instruction"] == MAGIC
@@ -413,3 +413,28 @@ def test_prompt_search_is_one_more_prompt_row_in_a_learning_curve(tmp_path: Path
         rows[m]["status"] == "ok" and rows[m]["route"] == "prompt" for m in ("prompt-search@4:s0", "prompt-search@4:s1")
     )
     assert report["curve"]["methods"]["prompt-search"]["points"]["4"]["n_seeds"] == 2
+
+
+def test_halfway_the_proposer_sees_the_scores_and_its_new_instruction_wins(tmp_path: Path) -> None:
+    from tailor.config import ModelSpec
+    from tailor.testing.scripted import ScriptedLM
+
+    pool, _ = _scripted_pool()
+    # this proposer writes the instruction that works only once it is shown the scores so far
+    proposer = ScriptedLM(
+        answers=lambda prompt: MAGIC if "tried so far" in prompt else "Read the sentence.", name="proposer"
+    )
+    pool.put(ModelSpec(name="proposer", kind="scripted"), proposer)
+    task = _lm_task(
+        tmp_path, budget={"evaluations": 40}, edits=0, proposer={"kind": "scripted", "name": "proposer"}, proposals=2
+    )
+    row = _run_search(task, tmp_path / "r", pool)
+    search = row["details"]["search"]
+    assert len(proposer.requests) == 2, "asked before the search, and once more halfway"
+    midway = proposer.requests[1]
+    shown = "\n".join(str(p) for p in midway.prompts)
+    assert "tried so far" in shown and "Say what the sentence is about." in shown
+    assert search["winner"]["options"]["instruction"] == MAGIC
+    proposed = [t for t in search["trace"] if t["part"] == "propose"]
+    assert len(proposed) == 1 and proposed[0]["cost"]["calls"] == 2
+    assert any(i["text"] == MAGIC and i["from"].startswith("proposed") for i in search["space"]["instructions"])

@@ -68,7 +68,8 @@ class PromptSearchOptions(MethodOptions):
     """Generative models: a model (any backend, served ones included) that proposes instructions from the task, a
     few training examples and the instructions scored so far; its calls count against the budget."""
     proposals: int = Field(8, ge=0)
-    """Instructions asked of the proposer, before the search (each shown its own draw of training examples)."""
+    """Instructions asked of the proposer before the search (each shown its own draw of training examples), and as
+    many again once half the budget is spent, shown the instructions scored so far with their scores."""
     edits: int = Field(16, ge=0)
     """Phrase-level edits of the hand-written templates or instructions (delete, swap, add, paraphrase) added."""
     draws: int = Field(4, ge=1)
@@ -224,6 +225,7 @@ class PromptSearch:
                     ctx.progress,
                     spent,
                     (MethodError,),
+                    self._midway(options, train, ctx) if isinstance(space, GenerativeSpace) else None,
                 )
             except ValueError as exc:
                 raise MethodError(str(exc), key="budget" if "budget" in str(exc) else "holdout") from None
@@ -285,6 +287,27 @@ class PromptSearch:
             task.kind,
         )
         return space_lm, spent
+
+    def _midway(self, options: PromptSearchOptions, train: Split, ctx: Context) -> Any:
+        """Halfway through the budget, the proposer is shown the instructions scored so far with their scores and
+        asked for more (OPRO's loop, once); None without a proposer."""
+        if options.proposer is None or not options.proposals:
+            return None
+        task = ctx.task
+
+        def ask(history: list[tuple[Candidate, float]]) -> tuple[list[str], Usage]:
+            best: dict[str, float] = {}
+            for c, score in history:
+                text = c.options.get("instruction", "")
+                if text:
+                    best[text] = max(best.get(text, float("-inf")), score)
+            scored = sorted(best.items(), key=lambda kv: -kv[1])
+            proposer = ctx.models.get(options.proposer)
+            return propose(
+                proposer, task.name, task.kind, task.labels, list(train), options.proposals, ctx.seed + 1, scored
+            )
+
+        return ask
 
     def _proposals(self, options: PromptSearchOptions, train: Split, ctx: Context) -> tuple[list[str], Cost]:
         """The proposer's instructions, asked once: a resumed search reads them back from the trial's folder."""

@@ -35,6 +35,8 @@ from .space import Candidate, Space
 Score = Callable[[Candidate, Sequence[Example]], tuple[list[Prediction], Usage]]
 """Predict ``examples`` with a candidate: the predictions and what they (and building the candidate) cost."""
 Metric = Callable[[Sequence[Example], Sequence[Prediction]], float]
+Propose = Callable[[list[tuple[Candidate, float]]], tuple[list[str], Usage]]
+"""New instructions from the candidates scored so far and their scores (a proposer model's), and what asking cost."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,7 @@ class Search:
         progress: Progress = NULL_PROGRESS,
         before: Cost | None = None,
         invalid: tuple[type[Exception], ...] = (),
+        propose: Propose | None = None,
     ) -> None:
         self.space, self.score_fn, self.metric, self.dev, self.s = space, score, metric, list(dev), settings
         self.workdir, self.progress = workdir, progress
@@ -161,6 +164,7 @@ class Search:
             self.candidates[key] = Candidate(c["method"], c["options"], c["seed"])
         self.before = before or Cost()  # spent before the first scoring (a proposer's calls)
         self.invalid = invalid  # what building a candidate raises for choices that can't go together
+        self.propose, self.grown = propose, False
         self.spend = Spend(settings.budget, self.before + self.ledger.spent())
         self.trace: list[dict[str, Any]] = []
         self._bar: Any = None
@@ -171,9 +175,9 @@ class Search:
     # -- scoring ---------------------------------------------------------------------------------------------
     def _expected(self, n_examples: int, batches: int) -> Cost:
         """What scoring ``n_examples`` is expected to cost: exact in evaluations, else the mean so far per example."""
-        done = self.ledger.scorings()
+        done = [r for r in self.ledger.scorings() if r.part != "propose"]
         seen = sum(r.n for r in done)
-        spent = self.ledger.spent()
+        spent = sum((r.cost for r in done), Cost())
         per = (lambda total: total * n_examples / seen) if seen else (lambda total: 0)
         return Cost(
             batches,
@@ -226,7 +230,7 @@ class Search:
         self.trace.append(
             {
                 "step": row.step,
-                "candidate": list(self.candidates).index(row.key),
+                "candidate": list(self.candidates).index(row.key) if row.key in self.candidates else None,
                 "part": row.part,
                 "batch": row.batch,
                 "metric": row.metric,
@@ -280,6 +284,22 @@ class Search:
             if self._score(self.candidates[leader], "search", b, None, lead=finished) is None:
                 return
 
+    def _grow(self) -> None:
+        """Once half the budget is spent: new instructions from the proposer, shown the scores so far (asked once; a
+        resumed search reads them back from the ledger)."""
+        self.grown = True
+        asked = self.ledger.scorings(part="propose")
+        if asked:
+            texts = asked[0].outputs
+        else:
+            history = [(c, self.mean(k)) for k, c in self.candidates.items()]
+            texts, usage = self.propose(history)
+            cost = cost_of(usage, 0, self.s.price)
+            row = self.ledger.add("", "propose", 0, None, 0.0, [], list(texts), cost)
+            self.spend.add(cost)
+            self._traced(row)
+        self.space.grow(texts)
+
     # -- the search ------------------------------------------------------------------------------------------
     def run(self) -> Outcome:
         import optuna
@@ -312,6 +332,8 @@ class Search:
                 if idle >= 200:  # the space is exhausted: every candidate asked for was scored on every batch
                     stopped = "exhausted"
                     break
+                if self.propose is not None and not self.grown and self.spend.used() >= self.s.budget.limit / 2:
+                    self._grow()
                 study.sampler = _sampler(self.s.sampler, self.s.seed, finished, self.s.startup)
                 trial = study.ask()
                 c = self.space.build(self.space.suggest(trial))

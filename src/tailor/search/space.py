@@ -52,6 +52,8 @@ class Space(Protocol):
         """The choices on offer (pools of wordings, numbers of demonstrations), for the record."""
         ...
 
+    # Optional `grow(proposals: Sequence[str]) -> None`: add instructions proposed mid-search (generative spaces).
+
 
 LABEL_PATTERNS = ("{label}", "about {label}", "this is {label}", "it is {label}", "a text about {label}")
 """Label descriptions an encoder's zero-shot may try besides those given: patterns over the label's name."""

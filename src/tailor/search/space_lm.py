@@ -80,6 +80,16 @@ class GenerativeSpace:
         self.k_choices = [k for k in K_CHOICES if k <= train_size]
         self.selects = ["random", "balanced", "nearest", "mmr"] if self.labels else ["random", "nearest", "mmr"]
         self.draws, self.seed = draws, seed
+        self.instruction_param = "instruction"  # a grown pool is a new choice (optuna's choices can't change)
+
+    def grow(self, proposals: Sequence[str]) -> None:
+        """Add instructions proposed during the search; later trials choose among the larger pool."""
+        new = [p for p in proposals if p not in self.instructions]
+        for p in new:
+            self.history[p] = "proposed from the scores so far"
+        if new:
+            self.instructions = [*self.instructions, *new]
+            self.instruction_param = f"instruction@{len(self.instructions)}"
 
     def initial(self) -> list[dict[str, Any]]:
         wanted = int(self.base.get("k", 0))
@@ -103,7 +113,7 @@ class GenerativeSpace:
         return out
 
     def suggest(self, trial: Any) -> dict[str, Any]:
-        trial.suggest_categorical("instruction", self.instructions)
+        trial.suggest_categorical(self.instruction_param, self.instructions)
         trial.suggest_categorical("output_format", self.formats)
         trial.suggest_categorical("answer_prefix", self.prefixes)
         for lb, words in self.verbalizers.items():
@@ -120,7 +130,7 @@ class GenerativeSpace:
     def build(self, params: dict[str, Any]) -> Candidate:
         options = dict(self.base)
         options.update(
-            instruction=params["instruction"],
+            instruction=next(v for k, v in params.items() if k.startswith("instruction")),
             output_format=params["output_format"],
             answer_prefix=params["answer_prefix"],
             k=params["k"],
