@@ -438,3 +438,25 @@ def test_halfway_the_proposer_sees_the_scores_and_its_new_instruction_wins(tmp_p
     proposed = [t for t in search["trace"] if t["part"] == "propose"]
     assert len(proposed) == 1 and proposed[0]["cost"]["calls"] == 2
     assert any(i["text"] == MAGIC and i["from"].startswith("proposed") for i in search["space"]["instructions"])
+
+
+def test_a_budget_in_money_at_the_model_s_price(tmp_path: Path) -> None:
+    from tailor.backends.pool import ModelPool
+    from tailor.config import ModelSpec
+    from tailor.testing.scripted import ScriptedLM
+
+    price = {"input": 1000.0, "output": 0.0}  # per million tokens: a thousandth of a unit per token read
+    spec = ModelSpec(name="fake", kind="scripted", price=price)
+    pool = ModelPool()
+    pool.put(spec, ScriptedLM(scores={"sports": -1.0}, name="fake"))
+    write_jsonl(tmp_path / "data.jsonl", dataset_rows())
+    method = {"name": "prompt-search", "budget": {"money": 2.0}, "minibatch": 4, "edits": 2, "prompt": {"k": 0}}
+    doc = task_doc(model={"kind": "scripted", "name": "fake", "price": price}, methods=[method])
+    (tmp_path / "task.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    row = _run_search(tmp_path / "task.yaml", tmp_path / "r", pool)
+    search = row["details"]["search"]
+    per_token = 1000.0 / 1e6
+    assert search["spent"]["money"] == pytest.approx(search["spent"]["input_tokens"] * per_token)
+    batch = max(t["cost"]["money"] for t in search["trace"])
+    assert 2.0 - 3 * batch <= search["spent"]["money"] <= 2.0 + batch
+    assert search["stopped"] == "budget"
