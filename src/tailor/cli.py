@@ -251,8 +251,8 @@ def methods(
             value = None if info.is_required() else info.get_default(call_default_factory=True)
             if info.is_required():
                 default = "—"
-            elif isinstance(value, BaseModel):  # nested options: their own defaults are listed elsewhere
-                default = "{}"
+            elif isinstance(value, BaseModel):  # nested options: what differs from their own defaults
+                default = str(value.model_dump(exclude_defaults=True) or {})
             else:
                 default = repr(value)
             table.add_row(escape(field), escape(default), escape((info.description or "").replace("\n", " ")))
