@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,7 @@ from ..prompting import compile_template
 from ..search.budget import Budget, Cost, cost_of
 from ..search.loop import Search, Settings
 from ..search.proposer import propose
-from ..search.space import Candidate, EncoderSpace, Space
+from ..search.space import BOOTSTRAP_SAMPLE, Candidate, EncoderSpace, Space
 from ..search.space_lm import GenerativeSpace
 from ..types import Example, Prediction, Split
 from ..usage import Usage, total
@@ -121,7 +122,7 @@ class SearchWinner:
         self.prompt.save(path)
 
 
-class _Scorer:
+class CandidateScorer:
     """Builds candidates (each once) and predicts with them; the usage includes building."""
 
     def __init__(self, train: Split, ctx: Context) -> None:
@@ -132,15 +133,45 @@ class _Scorer:
         if c.key in self.built:
             return self.built[c.key], Usage()
         method = PROMPTS[c.method]
-        adapted = method.adapt(
-            method.Options(**c.options), self.train, None, dataclasses.replace(self.ctx, seed=c.seed)
-        )
+        train, building = self.train, Usage()
+        if c.pool == "bootstrapped":
+            train, building = self.bootstrapped(c)
+        ctx = dataclasses.replace(self.ctx, seed=c.seed)
+        adapted = method.adapt(method.Options(**c.options), train, None, ctx)
         if len(self.built) > 64:  # keep memory bounded: the oldest built candidate goes
             self.built.pop(next(iter(self.built)))
         self.built[c.key] = adapted
         # A budget counts what the searched model is asked: a prompt's demonstrations found by the sentence encoder
         # are not calls to it (its `model_usage`); an encoder's prompts are the encoder's own work.
-        return adapted, getattr(adapted, "model_usage", getattr(adapted, "adapt_usage", Usage()))
+        return adapted, building + getattr(adapted, "model_usage", getattr(adapted, "adapt_usage", Usage()))
+
+    def bootstrapped(self, c: Candidate) -> tuple[Split, Usage]:
+        """The training examples the candidate's prompt without demonstrations answers right (of a seeded sample),
+        and what asking cost. Asked once per wording: ``bootstrap.json`` in the trial's folder keeps the answer, so
+        a resumed search doesn't ask again (its cost was counted with the candidate's first scoring)."""
+        zero = {k: v for k, v in c.options.items() if k not in ("select", "demo_order")} | {"k": 0}
+        key = json.dumps(zero, sort_keys=True)
+        saved = self.ctx.workdir / "bootstrap.json"
+        record = json.loads(saved.read_text()) if saved.is_file() else {}
+        usage = Usage()
+        if key not in record:
+            rng = random.Random(f"bootstrap:{c.seed}")
+            sample = rng.sample(list(self.train), min(BOOTSTRAP_SAMPLE, len(self.train)))
+            prompt = PROMPTS["prompt"]
+            adapted = prompt.adapt(prompt.Options(**zero), self.train, None, self.ctx)
+            preds = adapted.predict(sample)
+            usage = adapted.model_usage + total(p.usage for p in preds)
+            record[key] = [ex.id for ex, p in zip(sample, preds) if p.error is None and p.label == ex.label]
+            saved.write_text(json.dumps(record, indent=1))
+        right = set(record[key])
+        chosen = tuple(ex for ex in self.train if ex.id in right)
+        need = int(c.options.get("k", 0))
+        if len(chosen) < need:
+            raise MethodError(
+                f"bootstrapping found {len(chosen)} training examples the prompt answers right, fewer than k={need}",
+                key="select",
+            )
+        return Split(self.train.name, chosen), usage
 
     def __call__(self, c: Candidate, examples: Sequence[Example]) -> tuple[list[Prediction], Usage]:
         adapted, building = self.build(c)
@@ -210,7 +241,7 @@ class PromptSearch:
         def metric(examples: Sequence[Example], preds: Sequence[Prediction]) -> float:
             return float(score_split(task.kind, [metric_name], task.labels, examples, preds)[metric_name])
 
-        scorer = _Scorer(train, ctx)
+        scorer = CandidateScorer(train, ctx)
         private = getattr(ctx.backend(), "private_cache", contextlib.nullcontext)
         with private():
             try:

@@ -25,7 +25,8 @@ CREATE TABLE IF NOT EXISTS candidate (
     method TEXT NOT NULL,      -- the ordinary prompt method it is (zero-shot, few-shot, prompt)
     options_json TEXT NOT NULL,
     seed INTEGER NOT NULL,
-    first_step INTEGER NOT NULL
+    first_step INTEGER NOT NULL,
+    pool TEXT NOT NULL DEFAULT 'train'  -- where its demonstrations come from (train, bootstrapped)
 );
 CREATE TABLE IF NOT EXISTS scoring (
     step INTEGER PRIMARY KEY,  -- order of scoring, from 0
@@ -70,16 +71,22 @@ class Ledger:
     def close(self) -> None:
         self.db.close()
 
-    def add_candidate(self, key: str, method: str, options: dict[str, Any], seed: int) -> None:
+    def add_candidate(self, key: str, method: str, options: dict[str, Any], seed: int, pool: str = "train") -> None:
         step = self.next_step()
         self.db.execute(
-            "INSERT OR IGNORE INTO candidate VALUES (?, ?, ?, ?, ?)", (key, method, json.dumps(options), seed, step)
+            "INSERT OR IGNORE INTO candidate VALUES (?, ?, ?, ?, ?, ?)",
+            (key, method, json.dumps(options), seed, step, pool),
         )
         self.db.commit()
 
     def candidates(self) -> dict[str, dict[str, Any]]:
-        rows = self.db.execute("SELECT key, method, options_json, seed, first_step FROM candidate ORDER BY first_step")
-        return {k: {"method": m, "options": json.loads(o), "seed": s, "first_step": f} for k, m, o, s, f in rows}
+        rows = self.db.execute(
+            "SELECT key, method, options_json, seed, first_step, pool FROM candidate ORDER BY first_step"
+        )
+        return {
+            k: {"method": m, "options": json.loads(o), "seed": s, "first_step": f, "pool": pl}
+            for k, m, o, s, f, pl in rows
+        }
 
     def next_step(self) -> int:
         (n,) = self.db.execute("SELECT COUNT(*) FROM scoring").fetchone()

@@ -30,7 +30,7 @@ from ..types import Example, Prediction
 from ..usage import Usage
 from .budget import Budget, Cost, Spend, cost_of
 from .ledger import Ledger, Scoring
-from .space import Candidate, Space
+from .space import BOOTSTRAP_SAMPLE, Candidate, Space
 
 Score = Callable[[Candidate, Sequence[Example]], tuple[list[Prediction], Usage]]
 """Predict ``examples`` with a candidate: the predictions and what they (and building the candidate) cost."""
@@ -72,7 +72,12 @@ class Outcome:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "winner": {"method": self.winner.method, "options": self.winner.options, "seed": self.winner.seed},
+            "winner": {
+                "method": self.winner.method,
+                "options": self.winner.options,
+                "seed": self.winner.seed,
+                "pool": self.winner.pool,
+            },
             "select_score": self.select_score,
             "search_score": self.search_score,
             "finalists": self.finalists,
@@ -161,7 +166,7 @@ class Search:
         self.ledger = Ledger(workdir / "search.sqlite")
         self.candidates: dict[str, Candidate] = {}
         for key, c in self.ledger.candidates().items():
-            self.candidates[key] = Candidate(c["method"], c["options"], c["seed"])
+            self.candidates[key] = Candidate(c["method"], c["options"], c["seed"], c["pool"])
         self.before = before or Cost()  # spent before the first scoring (a proposer's calls)
         self.invalid = invalid  # what building a candidate raises for choices that can't go together
         self.propose, self.grown = propose, False
@@ -194,13 +199,15 @@ class Search:
         if part == "search":  # keep back what scoring the finalists on the select part is expected to cost
             select = self._expected(len(self.select), self._select_batches())
             self.spend.reserve = float(getattr(select, self.s.budget.unit)) * self.finalists
-        if not self.spend.allows(self._expected(len(idx), n_batches), reserved=part == "search"):
+        # a new bootstrapped candidate first answers a sample of train without demonstrations: expected too
+        building = BOOTSTRAP_SAMPLE if c.pool == "bootstrapped" and c.key not in self.candidates else 0
+        if not self.spend.allows(self._expected(len(idx) + building, n_batches), reserved=part == "search"):
             return None
         examples = [self.dev[i] for i in idx]
         preds, usage = self.score_fn(c, examples)  # a candidate whose choices can't go together raises here
         if c.key not in self.candidates:
             self.candidates[c.key] = c
-            self.ledger.add_candidate(c.key, c.method, c.options, c.seed)
+            self.ledger.add_candidate(c.key, c.method, c.options, c.seed, c.pool)
         cost = cost_of(usage, n_batches, self.s.price)
         row = self.ledger.add(
             c.key,
@@ -315,12 +322,14 @@ class Search:
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             study.tell(t.number, state=optuna.trial.TrialState.FAIL)  # killed mid-trial: replayed below
         finished = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+        failed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
+        refused = sum(1 for t in failed if t.user_attrs.get("refused"))  # candidates the budget had no room for
         if not study.trials:
             for params in self.space.initial():
                 study.enqueue_trial(params)
         if finished and finished % self.s.leader_every == 0 and self.ledger.of_trial(finished) is None:
             self._lead(finished)  # killed while scoring the leader (or just before): finish as it would have
-        stopped, stale, best_seen, idle = "budget", 0, self.best, 0
+        stopped, stale, best_seen, idle, in_row = "budget", 0, self.best, 0, 0
         unit_total = int(self.s.budget.limit) if self.s.budget.unit != "money" else None
         with self.progress.bar(f"prompt search ({self.s.budget.unit})", unit_total) as bar:
             bar.advance(int(self.spend.used()) if unit_total else 0)
@@ -334,7 +343,7 @@ class Search:
                     break
                 if self.propose is not None and not self.grown and self.spend.used() >= self.s.budget.limit / 2:
                     self._grow()
-                study.sampler = _sampler(self.s.sampler, self.s.seed, finished, self.s.startup)
+                study.sampler = _sampler(self.s.sampler, self.s.seed, finished + refused, self.s.startup)
                 trial = study.ask()
                 c = self.space.build(self.space.suggest(trial))
                 row = self.ledger.of_trial(finished)
@@ -350,9 +359,14 @@ class Search:
                         study.tell(trial, -1.0)
                         finished, idle, stale = finished + 1, idle + 1, stale + 1
                         continue
-                    if row is None:
+                    if row is None:  # no room for this one: another, cheaper candidate may still fit
+                        trial.set_user_attr("refused", True)
                         study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                        break
+                        refused, in_row = refused + 1, in_row + 1
+                        if in_row >= 10:
+                            break
+                        continue
+                    in_row = 0
                 study.tell(trial, self.mean(c.key))
                 finished, idle = finished + 1, 0
                 stale = 0 if self.best > best_seen else stale + 1

@@ -18,6 +18,10 @@ from typing import Any, Protocol
 
 from .edits import PHRASE_BANK, edited_pool
 
+BOOTSTRAP_SAMPLE = 64
+"""Training examples a bootstrapped candidate's prompt (without demonstrations) answers, to find the ones it gets
+right: part of what building the candidate costs."""
+
 
 @dataclass(frozen=True)
 class Candidate:
@@ -26,11 +30,17 @@ class Candidate:
     method: str
     options: dict[str, Any]
     seed: int = 0
+    pool: str = "train"
+    """Where demonstrations come from: all of train, or ``bootstrapped``: the training examples the same prompt
+    without demonstrations answers right."""
 
     @property
     def key(self) -> str:
         """The candidate's identity: two candidates with the same key predict alike."""
-        return json.dumps({"method": self.method, "options": self.options, "seed": self.seed}, sort_keys=True)
+        identity = {"method": self.method, "options": self.options, "seed": self.seed}
+        if self.pool != "train":
+            identity["pool"] = self.pool
+        return json.dumps(identity, sort_keys=True)
 
 
 class Space(Protocol):

@@ -78,7 +78,10 @@ class GenerativeSpace:
         )
         self.prefixes = _unique([base.get("answer_prefix", "Answer:"), *PREFIXES])
         self.k_choices = [k for k in K_CHOICES if k <= train_size]
-        self.selects = ["random", "balanced", "nearest", "mmr"] if self.labels else ["random", "nearest", "mmr"]
+        # bootstrapped: drawn (balanced) from the training examples the prompt without demonstrations answers right
+        self.selects = (
+            ["random", "balanced", "nearest", "mmr", "bootstrapped"] if self.labels else ["random", "nearest", "mmr"]
+        )
         self.draws, self.seed = draws, seed
         self.instruction_param = "instruction"  # a grown pool is a new choice (optuna's choices can't change)
 
@@ -123,7 +126,7 @@ class GenerativeSpace:
             select = trial.suggest_categorical("select", self.selects)
             orders = ["fixed", "random"] + (["similar_last"] if select in ("nearest", "mmr") else [])
             trial.suggest_categorical(f"order:{'similar' if len(orders) == 3 else 'fixed'}", orders)
-            if select in ("random", "balanced"):
+            if select in ("random", "balanced", "bootstrapped"):
                 trial.suggest_categorical("draw", list(range(self.draws)))
         return dict(trial.params)
 
@@ -137,11 +140,14 @@ class GenerativeSpace:
         )
         if self.verbalizers:
             options["verbalizers"] = {lb: json.loads(params[f"verbalize:{lb}"]) for lb in self.verbalizers}
+        pool = "train"
         if params["k"]:
             options["select"] = params["select"]
             options["demo_order"] = params.get("order:similar", params.get("order:fixed", "fixed"))
+            if params["select"] == "bootstrapped":
+                options["select"], pool = "balanced", "bootstrapped"
         options.pop("variants", None)
-        return Candidate("prompt", options, self.seed + int(params.get("draw", 0)))
+        return Candidate("prompt", options, self.seed + int(params.get("draw", 0)), pool)
 
     def describe(self) -> dict[str, Any]:
         return {
