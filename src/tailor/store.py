@@ -161,9 +161,10 @@ class RunStore:
                 "version that wrote it to report or resume it)."
             )
         if not tables:
-            with self.db:
-                self.db.executescript(_SCHEMA)
-                self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            # One transaction: tables and version appear together, or not at all. (executescript commits each
+            # statement on its own otherwise; a kill -9 between the tables and the version left a store that read
+            # as an older schema, found by tests/test_kill_resume.py.)
+            self.db.executescript(f"BEGIN;\n{_SCHEMA}\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;")
 
     @classmethod
     def open_existing(cls, run_dir: str | Path) -> RunStore:
