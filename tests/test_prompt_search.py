@@ -490,3 +490,21 @@ def test_bootstrapped_demonstrations_are_drawn_from_what_the_prompt_gets_right(t
     assert [d.id for d in again.demos] == [d.id for d in adapted.demos]
     with pytest.raises(MethodError, match="fewer than k=40"):
         CandidateScorer(train, ctx).build(Candidate("prompt", {**options, "k": 40}, 0, "bootstrapped"))
+
+
+def test_a_ledger_from_before_bootstrapping_opens_with_every_candidate_drawing_from_train(tmp_path: Path) -> None:
+    from tailor.search.ledger import Ledger
+
+    db = sqlite3.connect(tmp_path / "search.sqlite")
+    db.executescript(
+        "CREATE TABLE candidate (key TEXT PRIMARY KEY, method TEXT NOT NULL, options_json TEXT NOT NULL, "
+        "seed INTEGER NOT NULL, first_step INTEGER NOT NULL);"
+        "INSERT INTO candidate VALUES ('k', 'zero-shot', '{}', 0, 0);"
+    )
+    db.commit()
+    db.close()
+    ledger = Ledger(tmp_path / "search.sqlite")
+    try:
+        assert ledger.candidates()["k"]["pool"] == "train"
+    finally:
+        ledger.close()

@@ -66,6 +66,9 @@ class Ledger:
     def __init__(self, path: Path) -> None:
         self.db = sqlite3.connect(path)
         self.db.executescript(SCHEMA)
+        columns = {r[1] for r in self.db.execute("PRAGMA table_info(candidate)")}
+        if "pool" not in columns:  # a ledger from before bootstrapped demonstrations: every candidate drew from train
+            self.db.execute("ALTER TABLE candidate ADD COLUMN pool TEXT NOT NULL DEFAULT 'train'")
         self.db.commit()
 
     def close(self) -> None:
