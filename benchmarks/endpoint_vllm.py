@@ -350,8 +350,9 @@ def main() -> None:
         "(VLLM_CPU_KVCACHE_SPACE=1); model: tests/servers.py build_served_tiny_lm (width 64, 2 layers, 2 heads)",
         "vllm_bench_command": ".venv-vllm/bin/python -c <vllm_bench_runner> <prompts file> "
         # the route is named as a placeholder: a string like /v1/... reads as a path of this machine
-        + " ".join(bench_args("http://127.0.0.1:<port>", "<tiny Llama folder>", n, "<c>", args.input_len, out_len))
-        .replace("--endpoint /v1/completions", "--endpoint <the completions route, v1/completions>")
+        + " ".join(
+            bench_args("http://127.0.0.1:<port>", "<tiny Llama folder>", n, "<c>", args.input_len, out_len)
+        ).replace("--endpoint /v1/completions", "--endpoint <the completions route, v1/completions>")
         + " --save-result --result-dir <dir> --result-filename <file>",
         "vllm_bench_runner": RUNNER.strip(),
         "tailor_request": "Dispatcher(<url>/v1, settings=DispatchSettings(max_concurrency=<c>), cache=None)"

@@ -22,6 +22,7 @@ from tailor.search.budget import Budget, Cost, Spend
 from tailor.search.edits import PLACEHOLDER, edit, edited_pool, phrases
 from tailor.search.loop import Search, Settings, partition
 from tailor.search.space import Candidate
+from tailor.search.space_lm import GenerativeSpace
 from tailor.store import RunStore
 from tailor.types import Example, Prediction
 from tailor.usage import Usage
@@ -150,7 +151,8 @@ def _scored(workdir: Path) -> list[tuple]:
 
 def test_search_spends_its_budget_and_no_more(tmp_path: Path) -> None:
     score = ToyScore()
-    outcome = _search(tmp_path / "w", score, Budget(evaluations=60)).run()
+    search = _search(tmp_path / "w", score, Budget(evaluations=60))
+    outcome = search.run()
     assert outcome.spent.evaluations <= 60 and outcome.spent.evaluations >= 55
     rows = _scored(tmp_path / "w")
     assert len({(k, p, b) for k, p, b, _ in rows}) == len(rows) == len(score.calls), "nothing scored twice"
@@ -158,8 +160,42 @@ def test_search_spends_its_budget_and_no_more(tmp_path: Path) -> None:
     assert outcome.winner.options["x"] >= 8, "the search finds one of the good candidates"
     assert outcome.select_score >= max(f["select"] for f in outcome.finalists) - 1e-12
     best = [t["best_so_far"] for t in outcome.trace if t["part"] == "search"]
-    assert best == sorted(best), "best-so-far never goes down"
+    assert best[0] is None, "nothing is scored on the whole search part before the first leader"
+    best = [b for b in best if b is not None]
+    assert best and best == sorted(best), "best-so-far never goes down"
+    wholes = [search.whole(k) for k in search.candidates]
+    assert best[-1] == max(w for w in wholes if w is not None), "best so far: the best on the whole search part"
     assert (tmp_path / "w" / "optuna.sqlite").is_file()
+
+
+class FlatScore(ToyScore):
+    """Every candidate right on the same examples: minibatch scores differ by luck alone, whole-part scores tie."""
+
+    def __call__(self, c: Candidate, examples: Sequence[Example]) -> tuple[list[Prediction], Usage]:
+        self.calls.append((c.key, tuple(ex.id for ex in examples)))
+        preds = []
+        for ex in examples:
+            right = int(hashlib.sha256(ex.id.encode()).hexdigest()[:6], 16) % 3 != 0
+            label = ex.label if right else ("b" if ex.label == "a" else "a")
+            preds.append(Prediction(ex.id, label, label, usage=Usage(calls=1)))
+        return preds, Usage(calls=len(examples))
+
+
+def test_patience_counts_trials_without_a_better_score_on_the_whole_search_part(tmp_path: Path) -> None:
+    (tmp_path / "w").mkdir()
+    settings = Settings(budget=Budget(evaluations=2000), minibatch=16, patience=15, startup=5, seed=0)
+    search = Search(ToySpace(), FlatScore(), _metric, _examples(240), settings, tmp_path / "w", True)
+    outcome = search.run()
+    batches = [t["metric"] for t in outcome.trace if t["part"] == "search"]
+    assert max(batches) > min(batches), "the minibatches differ by luck"
+    wholes = {search.whole(k) for k in search.candidates} - {None}
+    assert len(wholes) == 1, "every candidate scored on the whole search part scores alike"
+    best = {t["best_so_far"] for t in outcome.trace if t["part"] == "search"} - {None}
+    assert best == wholes and max(batches) > best.pop(), "best so far is not the luckiest minibatch"
+    # the first leader (after 10 trials) sets the best; no later leader beats it (they all tie), so 15 trials on
+    # the search stops, however lucky a candidate's first minibatch was
+    assert outcome.stopped == "patience" and outcome.trials == 10 + 1 + 15
+    assert outcome.spent.evaluations < 2000
 
 
 def test_a_budget_in_calls_is_exceeded_by_at_most_one_batch(tmp_path: Path) -> None:
@@ -481,15 +517,16 @@ def test_bootstrapped_demonstrations_are_drawn_from_what_the_prompt_gets_right(t
     ctx = Context(task=task, model=ModelSpec(name="fake", kind="scripted"), seed=0, workdir=tmp_path / "w", models=pool)
     options = {"instruction": "Say what it is about.", "k": 3, "select": "balanced", "demo_order": "fixed"}
     c = Candidate("prompt", options, 0, "bootstrapped")
-    adapted, usage = CandidateScorer(train, ctx).build(c)
+    space = GenerativeSpace({}, [], [], task.labels, len(train), 0, 1, 0, lambda t: True, task.kind)
+    adapted, usage = CandidateScorer(train, ctx, space).build(c)
     assert {d.label for d in adapted.demos} == {"sports"} and len(adapted.demos) == 3
     assert usage.calls > 0, "finding what the prompt gets right is a cost of the candidate"
     sent = len(fake.requests)
-    again, usage = CandidateScorer(train, ctx).build(c)  # a resumed search: read back, not asked again
+    again, usage = CandidateScorer(train, ctx, space).build(c)  # a resumed search: read back, not asked again
     assert len(fake.requests) == sent and usage.calls == 0
     assert [d.id for d in again.demos] == [d.id for d in adapted.demos]
     with pytest.raises(MethodError, match="fewer than k=40"):
-        CandidateScorer(train, ctx).build(Candidate("prompt", {**options, "k": 40}, 0, "bootstrapped"))
+        CandidateScorer(train, ctx, space).build(Candidate("prompt", {**options, "k": 40}, 0, "bootstrapped"))
 
 
 def test_a_ledger_from_before_bootstrapping_opens_with_every_candidate_drawing_from_train(tmp_path: Path) -> None:
@@ -508,3 +545,39 @@ def test_a_ledger_from_before_bootstrapping_opens_with_every_candidate_drawing_f
         assert ledger.candidates()["k"]["pool"] == "train"
     finally:
         ledger.close()
+
+
+def test_an_encoder_s_bootstrapped_demonstrations_are_what_its_zero_shot_prompt_gets_right(
+    tmp_path: Path, shared_models, task_data
+) -> None:
+    from tailor.contract import Context, TaskInfo
+    from tailor.methods import METHODS
+    from tailor.methods.prompt_search import CandidateScorer
+    from tailor.search.space import EncoderSpace
+
+    spec, data = task_data
+    train = data.train
+    labels = tuple(sorted(set(train.labels())))
+    task = TaskInfo(spec.name, "classification", labels, ("text",), ("accuracy",))
+    (tmp_path / "w").mkdir()
+    ctx = Context(task=task, model=spec.model, seed=0, workdir=tmp_path / "w", models=shared_models)
+    forms = ["zero-shot", "few-shot"]
+    muddled = {labels[0]: [f"{labels[0]} or {labels[1]}"]}  # a hand-written description that gets some wrong
+    space = EncoderSpace(["{{ text }}"], muddled, labels, [ex.label for ex in train], forms, 0, 1, 0, lambda t: True)
+    assert "bootstrapped" in space.selects
+    assert "bootstrapped" not in EncoderSpace([], None, labels, train.labels(), ["few-shot"], 0, 1, 0, bool).selects
+    c = space.build({"form": "few-shot", "k": 1, "select": "bootstrapped", "draw": 0, "classify": "centroid"})
+    assert c.pool == "bootstrapped" and c.options == {"k": 1, "select": "balanced", "classify": "centroid"}
+    adapted, usage = CandidateScorer(train, ctx, space).build(c)
+    reference = space.bootstrap(c)
+    assert reference.method == "zero-shot" and reference.sample == len(train)
+    zero = METHODS["zero-shot"]
+    prompt = zero.adapt(zero.Options(**reference.options), train, None, ctx)
+    right = {ex.text for ex, p in zip(train, prompt.predict(list(train))) if p.label == ex.label}
+    assert 0 < len(right) < len(train), "the zero-shot prompt gets some of train wrong: the pool is a filter"
+    assert set(adapted.texts) <= right and len(adapted.texts) == len(labels)
+    record = json.loads((tmp_path / "w" / "bootstrap.json").read_text())
+    assert len(record) == 1 and len(next(iter(record.values()))) == len(right)
+    short = min(sum(1 for ex in train if ex.text in right and ex.label == lb) for lb in labels)
+    with pytest.raises(MethodError, match=f"k={short + 1} demonstrations per class"):
+        CandidateScorer(train, ctx, space).build(Candidate("few-shot", {**c.options, "k": short + 1}, 0, c.pool))

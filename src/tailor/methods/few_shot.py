@@ -145,6 +145,7 @@ class FewShot:
         return {"": options}
 
     def adapt(self, options: FewShotOptions, train: Split, dev: Split | None, ctx: Context) -> FewShotAdapted:
+        self.check(options, train, ctx)  # a caller's own pool (a search's bootstrapped one) may be short of a class
         rng = random.Random(ctx.seed)
         examples = list(train)
         classes = sorted({ex.label for ex in examples})

@@ -36,7 +36,7 @@ from ..prompting import compile_template
 from ..search.budget import Budget, Cost, cost_of
 from ..search.loop import Search, Settings
 from ..search.proposer import propose
-from ..search.space import BOOTSTRAP_SAMPLE, Candidate, EncoderSpace, Space
+from ..search.space import Candidate, EncoderSpace, Space
 from ..search.space_lm import GenerativeSpace
 from ..types import Example, Prediction, Split
 from ..usage import Usage, total
@@ -125,8 +125,8 @@ class SearchWinner:
 class CandidateScorer:
     """Builds candidates (each once) and predicts with them; the usage includes building."""
 
-    def __init__(self, train: Split, ctx: Context) -> None:
-        self.train, self.ctx = train, ctx
+    def __init__(self, train: Split, ctx: Context, space: Space) -> None:
+        self.train, self.ctx, self.space = train, ctx, space
         self.built: dict[str, Adapted] = {}
 
     def build(self, c: Candidate) -> tuple[Adapted, Usage]:
@@ -146,26 +146,29 @@ class CandidateScorer:
         return adapted, building + getattr(adapted, "model_usage", getattr(adapted, "adapt_usage", Usage()))
 
     def bootstrapped(self, c: Candidate) -> tuple[Split, Usage]:
-        """The training examples the candidate's prompt without demonstrations answers right (of a seeded sample),
-        and what asking cost. Asked once per wording: ``bootstrap.json`` in the trial's folder keeps the answer, so
-        a resumed search doesn't ask again (its cost was counted with the candidate's first scoring)."""
-        zero = {k: v for k, v in c.options.items() if k not in ("select", "demo_order")} | {"k": 0}
-        key = json.dumps(zero, sort_keys=True)
+        """The training examples the candidate's prompt without demonstrations (the space's ``bootstrap``) answers
+        right, of a seeded sample or all of train, and what asking cost. Asked once per prompt: ``bootstrap.json`` in
+        the trial's folder keeps the answer, so a resumed search doesn't ask again (its cost was counted with the
+        candidate's first scoring)."""
+        how = self.space.bootstrap(c)
+        asked = how.options if how.method == "prompt" else {"method": how.method, **how.options}
+        key = json.dumps(asked, sort_keys=True)
         saved = self.ctx.workdir / "bootstrap.json"
         record = json.loads(saved.read_text()) if saved.is_file() else {}
         usage = Usage()
         if key not in record:
-            rng = random.Random(f"bootstrap:{c.seed}")
-            sample = rng.sample(list(self.train), min(BOOTSTRAP_SAMPLE, len(self.train)))
-            prompt = PROMPTS["prompt"]
-            adapted = prompt.adapt(prompt.Options(**zero), self.train, None, self.ctx)
+            sample = list(self.train)
+            if how.sample < len(sample):
+                sample = random.Random(f"bootstrap:{c.seed}").sample(sample, how.sample)
+            method = PROMPTS[how.method]
+            adapted = method.adapt(method.Options(**how.options), self.train, None, self.ctx)
             preds = adapted.predict(sample)
-            usage = adapted.model_usage + total(p.usage for p in preds)
+            usage = getattr(adapted, "model_usage", adapted.adapt_usage) + total(p.usage for p in preds)
             record[key] = [ex.id for ex, p in zip(sample, preds) if p.error is None and p.label == ex.label]
             saved.write_text(json.dumps(record, indent=1))
         right = set(record[key])
         chosen = tuple(ex for ex in self.train if ex.id in right)
-        need = int(c.options.get("k", 0))
+        need = int(c.options.get("k", 0)) if c.options.get("k") != "all" else 1
         if len(chosen) < need:
             raise MethodError(
                 f"bootstrapping found {len(chosen)} training examples the prompt answers right, fewer than k={need}",
@@ -241,7 +244,7 @@ class PromptSearch:
         def metric(examples: Sequence[Example], preds: Sequence[Prediction]) -> float:
             return float(score_split(task.kind, [metric_name], task.labels, examples, preds)[metric_name])
 
-        scorer = CandidateScorer(train, ctx)
+        scorer = CandidateScorer(train, ctx, space)
         private = getattr(ctx.backend(), "private_cache", contextlib.nullcontext)
         with private():
             try:

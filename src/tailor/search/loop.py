@@ -9,7 +9,10 @@ resumable, reproducible, and chosen honestly.
   minibatches. A candidate asked for again is scored on its next minibatch — more evidence, never the same batch
   twice. Every ``leader_every`` trials the best candidate not yet scored on the whole search part is (the leader).
 * **The budget** (:mod:`.budget`) is checked before every scoring, with the finalists' scoring held in reserve;
-  the search also stops after ``patience`` trials without a better candidate.
+  the search also stops after ``patience`` trials without a better candidate. "Better" and the best so far are
+  judged on the whole search part (a leader's score), never on one minibatch: the best of many noisy minibatch
+  scores only rises by luck, and a patience counted on it stops a search that re-asks its good candidates (TPE)
+  sooner than one that only draws new ones (random search).
 * **Resuming.** The optuna study lives in ``optuna.sqlite`` and every scoring in the ledger (``search.sqlite``),
   both in the trial's folder. The sampler is made afresh for each trial, seeded by the search's seed and the number
   of trials already finished, so a resumed search asks what an uninterrupted one would have asked; a trial killed
@@ -30,7 +33,7 @@ from ..types import Example, Prediction
 from ..usage import Usage
 from .budget import Budget, Cost, Spend, cost_of
 from .ledger import Ledger, Scoring
-from .space import BOOTSTRAP_SAMPLE, Candidate, Space
+from .space import Candidate, Space
 
 Score = Callable[[Candidate, Sequence[Example]], tuple[list[Prediction], Usage]]
 """Predict ``examples`` with a candidate: the predictions and what they (and building the candidate) cost."""
@@ -200,7 +203,9 @@ class Search:
             select = self._expected(len(self.select), self._select_batches())
             self.spend.reserve = float(getattr(select, self.s.budget.unit)) * self.finalists
         # a new bootstrapped candidate first answers a sample of train without demonstrations: expected too
-        building = BOOTSTRAP_SAMPLE if c.pool == "bootstrapped" and c.key not in self.candidates else 0
+        building = 0
+        if c.pool == "bootstrapped" and c.key not in self.candidates:
+            building = self.space.bootstrap(c).sample
         if not self.spend.allows(self._expected(len(idx) + building, n_batches), reserved=part == "search"):
             return None
         examples = [self.dev[i] for i in idx]
@@ -231,8 +236,10 @@ class Search:
         return max(1, round(len(self.select) / self.s.minibatch))
 
     def _traced(self, row: Scoring) -> None:
-        if row.part == "search":
-            self.best = max(self.best, self.mean(row.key))
+        if row.part == "search":  # best so far: on the whole search part, not one lucky minibatch
+            whole = self.whole(row.key)
+            if whole is not None:
+                self.best = max(self.best, whole)
         spent = (Cost.from_dict(self.trace[-1]["spent"]) if self.trace else self.before) + row.cost
         self.trace.append(
             {

@@ -24,6 +24,17 @@ right: part of what building the candidate costs."""
 
 
 @dataclass(frozen=True)
+class Bootstrap:
+    """How a bootstrapped candidate's pool of demonstrations is found: the prompt without demonstrations that answers
+    the training examples (a registered method and its options), and how many of them it answers (a seeded sample;
+    all of train when ``sample`` is as large). Its right answers are the pool."""
+
+    method: str
+    options: dict[str, Any]
+    sample: int
+
+
+@dataclass(frozen=True)
 class Candidate:
     """One prompt the search may score: a registered method, its options (as in a task file) and its seed."""
 
@@ -60,6 +71,10 @@ class Space(Protocol):
 
     def describe(self) -> dict[str, Any]:
         """The choices on offer (pools of wordings, numbers of demonstrations), for the record."""
+        ...
+
+    def bootstrap(self, c: Candidate) -> Bootstrap:
+        """For a candidate whose ``pool`` is ``bootstrapped``: the prompt whose right answers on train make its pool."""
         ...
 
     # Optional `grow(proposals: Sequence[str]) -> None`: add instructions proposed mid-search (generative spaces).
@@ -129,6 +144,14 @@ class EncoderSpace:
         self.k_choices: list[int | str] = [k for k in K_CHOICES if k <= smallest] + (["all"] if smallest else [])
         self.draws = draws
         self.seed = seed
+        self.train_size = len(train_labels)
+        # bootstrapped: demonstrations drawn (balanced) from the training examples the hand-written zero-shot prompt
+        # (the first template with each label's given descriptions) classifies right; needs that prompt searchable
+        self.selects = ["balanced", "random", "nearest"] + (["bootstrapped"] if "zero-shot" in self.forms else [])
+
+    def bootstrap(self, c: Candidate) -> Bootstrap:
+        first = next(p for p in self.initial() if p["form"] == "zero-shot")
+        return Bootstrap("zero-shot", self.build(first).options, self.train_size)
 
     def initial(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -157,7 +180,7 @@ class EncoderSpace:
         else:
             k = trial.suggest_categorical("k", self.k_choices)
             if k != "all":  # every example: nothing to choose among, nothing to draw
-                select = trial.suggest_categorical("select", ["balanced", "random", "nearest"])
+                select = trial.suggest_categorical("select", self.selects)
                 if select != "nearest":  # nearest looks at every candidate for each input: no draw
                     trial.suggest_categorical("draw", list(range(self.draws)))
             trial.suggest_categorical("classify", ["centroid", "knn"])
@@ -172,9 +195,11 @@ class EncoderSpace:
                 "aggregate": params["aggregate"],
             }
             return Candidate("zero-shot", options, self.seed)
-        k = params["k"]
-        options = {"k": k, "select": params.get("select", "balanced"), "classify": params["classify"]}
-        return Candidate("few-shot", options, self.seed + int(params.get("draw", 0)))
+        k, select, pool = params["k"], params.get("select", "balanced"), "train"
+        if select == "bootstrapped":
+            select, pool = "balanced", "bootstrapped"
+        options = {"k": k, "select": select, "classify": params["classify"]}
+        return Candidate("few-shot", options, self.seed + int(params.get("draw", 0)), pool)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -182,5 +207,6 @@ class EncoderSpace:
             "templates": [{"text": t, "from": self.template_history[t]} for t in self.templates],
             "label_descriptions": {lb: [json.loads(d) for d in ds] for lb, ds in self.descriptions.items()},
             "k": self.k_choices,
+            "selects": self.selects,
             "draws": self.draws,
         }

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .edits import PHRASE_BANK, edited_pool
-from .space import Candidate
+from .space import BOOTSTRAP_SAMPLE, Bootstrap, Candidate
 
 K_CHOICES = (0, 1, 2, 4, 8)
 PREFIXES = ("Answer:", "Label:", "The answer is", "A:")
@@ -148,6 +148,10 @@ class GenerativeSpace:
                 options["select"], pool = "balanced", "bootstrapped"
         options.pop("variants", None)
         return Candidate("prompt", options, self.seed + int(params.get("draw", 0)), pool)
+
+    def bootstrap(self, c: Candidate) -> Bootstrap:
+        zero = {k: v for k, v in c.options.items() if k not in ("select", "demo_order")} | {"k": 0}
+        return Bootstrap("prompt", zero, BOOTSTRAP_SAMPLE)
 
     def describe(self) -> dict[str, Any]:
         return {
