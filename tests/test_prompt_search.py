@@ -267,6 +267,56 @@ def test_killed_between_the_ledger_and_optuna_replays_the_scoring(tmp_path: Path
     assert resumed.winner == whole.winner
 
 
+class GrowingSpace(ToySpace):
+    """The toy space with a pool of ``y`` that a proposer's answers extend (a new choice each time, as optuna's
+    choices can't change)."""
+
+    def __init__(self) -> None:
+        self.ys, self.param = ["a", "b"], "y"
+
+    def grow(self, texts: Sequence[str]) -> None:
+        self.ys = [*self.ys, *(t for t in texts if t not in self.ys)]
+        self.param = f"y@{len(self.ys)}"
+
+    def suggest(self, trial) -> dict:
+        x = trial.suggest_categorical("x", list(range(12)))
+        return {"x": x, "y": trial.suggest_categorical(self.param, self.ys)}
+
+
+def _proposer(asked: list[tuple[int, int]]):
+    def propose(history, round_: int):
+        asked.append((round_, len(history)))
+        return [f"p{round_}-{i}" for i in range(2)], Usage(calls=1, input_tokens=50)
+
+    return propose
+
+
+def test_the_proposer_is_asked_at_each_share_of_the_budget_and_a_resumed_search_asks_none_twice(tmp_path: Path) -> None:
+    def search(workdir: Path, score: ToyScore, asked: list) -> Search:
+        workdir.mkdir(exist_ok=True)
+        settings = Settings(budget=Budget(evaluations=80), minibatch=16, patience=None, startup=5, rounds=3)
+        return Search(GrowingSpace(), score, _metric, _examples(240), settings, workdir, True, propose=_proposer(asked))
+
+    asked: list = []
+    whole = search(tmp_path / "whole", ToyScore(), asked).run()
+    assert [r for r, _ in asked] == [0, 1, 2], "asked at a quarter, half and three quarters of the budget"
+    assert asked[0][1] < asked[1][1] < asked[2][1], "each time shown more scored candidates"
+    rows = sqlite3.connect(tmp_path / "whole" / "search.sqlite").execute(
+        "SELECT batch, outputs_json FROM scoring WHERE part = 'propose' ORDER BY step"
+    )
+    assert [(b, json.loads(o)) for b, o in rows] == [(r, [f"p{r}-0", f"p{r}-1"]) for r in range(3)]
+    proposed = {c.options["y"] for c in (Candidate(**c) for c in whole.candidates)} - {"a", "b"}
+    assert proposed, "proposed choices were searched"
+    first, killed_asked = ToyScore(fail_after=40), []
+    with pytest.raises(KeyboardInterrupt):
+        search(tmp_path / "killed", first, killed_asked).run()
+    resumed_asked: list = []
+    resumed = search(tmp_path / "killed", ToyScore(), resumed_asked).run()
+    assert [r for r, _ in killed_asked + resumed_asked] == [0, 1, 2], "no round asked twice, none skipped"
+    assert killed_asked and resumed_asked, "the kill fell between two rounds"
+    assert _scored(tmp_path / "killed") == _scored(tmp_path / "whole") and resumed.winner == whole.winner
+
+
 def test_too_small_a_dev_is_refused(tmp_path: Path) -> None:
     settings = Settings(budget=Budget(evaluations=10), minibatch=16)
     (tmp_path / "w").mkdir()

@@ -70,7 +70,10 @@ class PromptSearchOptions(MethodOptions):
     few training examples and the instructions scored so far; its calls count against the budget."""
     proposals: int = Field(8, ge=0)
     """Instructions asked of the proposer before the search (each shown its own draw of training examples), and as
-    many again once half the budget is spent, shown the instructions scored so far with their scores."""
+    many again in each of its `propose_rounds`, shown the instructions scored so far with their scores."""
+    propose_rounds: int = Field(1, ge=0)
+    """Times the proposer is asked again during the search, at equal shares of the budget (1: at half; 3: at a
+    quarter, half and three quarters; 0: only before it), each time shown the instructions scored so far."""
     edits: int = Field(16, ge=0)
     """Phrase-level edits of the hand-written templates or instructions (delete, swap, add, paraphrase) added."""
     draws: int = Field(4, ge=1)
@@ -237,6 +240,7 @@ class PromptSearch:
             sampler=options.sampler,
             seed=ctx.seed,
             price=ctx.model.price,
+            rounds=options.propose_rounds,
         )
         task = ctx.task
         metric_name = task.primary_metric
@@ -323,13 +327,13 @@ class PromptSearch:
         return space_lm, spent
 
     def _midway(self, options: PromptSearchOptions, train: Split, ctx: Context) -> Any:
-        """Halfway through the budget, the proposer is shown the instructions scored so far with their scores and
-        asked for more (OPRO's loop, once); None without a proposer."""
+        """During the search, the proposer is shown the instructions scored so far with their scores and asked for
+        more (OPRO's loop, ``propose_rounds`` times); None without a proposer."""
         if options.proposer is None or not options.proposals:
             return None
         task = ctx.task
 
-        def ask(history: list[tuple[Candidate, float]]) -> tuple[list[str], Usage]:
+        def ask(history: list[tuple[Candidate, float]], round_: int) -> tuple[list[str], Usage]:
             best: dict[str, float] = {}
             for c, score in history:
                 text = c.options.get("instruction", "")
@@ -337,9 +341,8 @@ class PromptSearch:
                     best[text] = max(best.get(text, float("-inf")), score)
             scored = sorted(best.items(), key=lambda kv: -kv[1])
             proposer = ctx.models.get(options.proposer)
-            return propose(
-                proposer, task.name, task.kind, task.labels, list(train), options.proposals, ctx.seed + 1, scored
-            )
+            seed = ctx.seed + 1 + round_  # each round its own draw of training examples
+            return propose(proposer, task.name, task.kind, task.labels, list(train), options.proposals, seed, scored)
 
         return ask
 

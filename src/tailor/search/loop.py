@@ -38,8 +38,9 @@ from .space import Candidate, Space
 Score = Callable[[Candidate, Sequence[Example]], tuple[list[Prediction], Usage]]
 """Predict ``examples`` with a candidate: the predictions and what they (and building the candidate) cost."""
 Metric = Callable[[Sequence[Example], Sequence[Prediction]], float]
-Propose = Callable[[list[tuple[Candidate, float]]], tuple[list[str], Usage]]
-"""New instructions from the candidates scored so far and their scores (a proposer model's), and what asking cost."""
+Propose = Callable[[list[tuple[Candidate, float]], int], tuple[list[str], Usage]]
+"""New instructions from the candidates scored so far and their scores (a proposer model's, asked for the n-th time
+during the search), and what asking cost."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,8 @@ class Settings:
     sampler: str = "tpe"
     seed: int = 0
     price: Any = None
+    rounds: int = 1
+    """Times a proposer is asked during the search, at equal shares of the budget (1: at half; 3: at each quarter)."""
 
 
 @dataclass
@@ -172,7 +175,7 @@ class Search:
             self.candidates[key] = Candidate(c["method"], c["options"], c["seed"], c["pool"])
         self.before = before or Cost()  # spent before the first scoring (a proposer's calls)
         self.invalid = invalid  # what building a candidate raises for choices that can't go together
-        self.propose, self.grown = propose, False
+        self.propose, self.grown = propose, 0  # proposer rounds done (asked, or read back from the ledger)
         self.spend = Spend(settings.budget, self.before + self.ledger.spent())
         self.trace: list[dict[str, Any]] = []
         self._bar: Any = None
@@ -298,20 +301,26 @@ class Search:
             if self._score(self.candidates[leader], "search", b, None, lead=finished) is None:
                 return
 
+    def _due(self) -> bool:
+        """Whether the proposer's next round is due: at each of ``rounds`` equal shares of the budget."""
+        if self.propose is None or self.grown >= self.s.rounds:
+            return False
+        return self.spend.used() >= self.s.budget.limit * (self.grown + 1) / (self.s.rounds + 1)
+
     def _grow(self) -> None:
-        """Once half the budget is spent: new instructions from the proposer, shown the scores so far (asked once; a
-        resumed search reads them back from the ledger)."""
-        self.grown = True
+        """The proposer's next round: new instructions, shown the candidates scored so far with their scores (OPRO's
+        loop). Each round is asked once; a resumed search reads the rounds it had from the ledger, in order."""
         asked = self.ledger.scorings(part="propose")
-        if asked:
-            texts = asked[0].outputs
+        if len(asked) > self.grown:
+            texts = asked[self.grown].outputs
         else:
             history = [(c, self.mean(k)) for k, c in self.candidates.items()]
-            texts, usage = self.propose(history)
+            texts, usage = self.propose(history, self.grown)
             cost = cost_of(usage, 0, self.s.price)
-            row = self.ledger.add("", "propose", 0, None, 0.0, [], list(texts), cost)
+            row = self.ledger.add("", "propose", self.grown, None, 0.0, [], list(texts), cost)  # batch: the round
             self.spend.add(cost)
             self._traced(row)
+        self.grown += 1
         self.space.grow(texts)
 
     # -- the search ------------------------------------------------------------------------------------------
@@ -348,7 +357,7 @@ class Search:
                 if idle >= 200:  # the space is exhausted: every candidate asked for was scored on every batch
                     stopped = "exhausted"
                     break
-                if self.propose is not None and not self.grown and self.spend.used() >= self.s.budget.limit / 2:
+                while self._due():
                     self._grow()
                 study.sampler = _sampler(self.s.sampler, self.s.seed, finished + refused, self.s.startup)
                 trial = study.ask()
