@@ -113,8 +113,10 @@ def summarize(run_dir: Path, budgets: list[int], seeds: list[int]) -> dict[str, 
         for sampler in ("tpe", "random"):
             for s in seeds:
                 trace = rows[f"search-{sampler}-{max(budgets)}-s{s}"]["details"]["search"]["trace"]
-                curves[f"{sampler}-s{s}"] = [
-                    [t["spent"]["evaluations"], t["best_so_far"]] for t in trace if t["part"] == "search"
+                curves[f"{sampler}-s{s}"] = [  # from the first leader on: the best on the whole search part
+                    [t["spent"]["evaluations"], t["best_so_far"]]
+                    for t in trace
+                    if t["part"] == "search" and t["best_so_far"] is not None
                 ]
         search = rows[lead]["details"]["search"]
         return {

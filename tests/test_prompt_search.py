@@ -20,7 +20,8 @@ from tailor.cli import app
 from tailor.errors import MethodError
 from tailor.search.budget import Budget, Cost, Spend
 from tailor.search.edits import PLACEHOLDER, edit, edited_pool, phrases
-from tailor.search.loop import Search, Settings, partition
+from tailor.search.loop import Search, Settings
+from tailor.search.partition import partition
 from tailor.search.space import Candidate
 from tailor.search.space_lm import GenerativeSpace
 from tailor.store import RunStore
@@ -172,6 +173,8 @@ class FlatScore(ToyScore):
     """Every candidate right on the same examples: minibatch scores differ by luck alone, whole-part scores tie."""
 
     def __call__(self, c: Candidate, examples: Sequence[Example]) -> tuple[list[Prediction], Usage]:
+        if self.fail_after is not None and len(self.calls) >= self.fail_after:
+            raise KeyboardInterrupt
         self.calls.append((c.key, tuple(ex.id for ex in examples)))
         preds = []
         for ex in examples:
@@ -192,10 +195,51 @@ def test_patience_counts_trials_without_a_better_score_on_the_whole_search_part(
     assert len(wholes) == 1, "every candidate scored on the whole search part scores alike"
     best = {t["best_so_far"] for t in outcome.trace if t["part"] == "search"} - {None}
     assert best == wholes and max(batches) > best.pop(), "best so far is not the luckiest minibatch"
-    # the first leader (after 10 trials) sets the best; no later leader beats it (they all tie), so 15 trials on
-    # the search stops, however lucky a candidate's first minibatch was
-    assert outcome.stopped == "patience" and outcome.trials == 10 + 1 + 15
+    # the first leader sets the best; no later leader beats it (they all tie), so the search stops 15 scoring trials
+    # after the first trial that saw it, however lucky a candidate's first minibatch was
+    db = sqlite3.connect(tmp_path / "w" / "search.sqlite")
+    (first_lead,) = db.execute("SELECT MIN(lead) FROM scoring WHERE lead IS NOT NULL").fetchone()
+    (after,) = db.execute("SELECT COUNT(*) FROM scoring WHERE trial >= ?", (first_lead,)).fetchone()
+    assert outcome.stopped == "patience" and after == 1 + 15
     assert outcome.spent.evaluations < 2000
+
+
+class PairSpace(ToySpace):
+    """Two candidates only: TPE soon asks again for what it has scored everywhere."""
+
+    def initial(self) -> list[dict]:
+        return [{"x": 11, "y": "a"}]
+
+    def suggest(self, trial) -> dict:
+        trial.suggest_categorical("x", [11])
+        trial.suggest_categorical("y", ["a", "b"])
+        return dict(trial.params)
+
+
+def test_trials_that_score_nothing_new_are_not_counted_by_patience(tmp_path: Path) -> None:
+    (tmp_path / "w").mkdir()
+    settings = Settings(budget=Budget(evaluations=2000), minibatch=16, patience=30, startup=5, seed=0)
+    outcome = Search(PairSpace(), ToyScore(), _metric, _examples(240), settings, tmp_path / "w", True).run()
+    searched = {(t["candidate"], t["batch"]) for t in outcome.trace if t["part"] == "search"}
+    assert outcome.stopped == "exhausted", "both candidates scored on every minibatch, then 200 idle trials"
+    assert len(searched) == 2 * outcome.parts["minibatches"] and outcome.trials > 200
+
+
+def test_a_search_killed_and_resumed_stops_on_patience_where_an_uninterrupted_one_does(tmp_path: Path) -> None:
+    def search(workdir: Path, score: ToyScore) -> Search:
+        workdir.mkdir(exist_ok=True)
+        settings = Settings(budget=Budget(evaluations=2000), minibatch=16, patience=12, startup=5, seed=0)
+        return Search(ToySpace(), score, _metric, _examples(240), settings, workdir, True)
+
+    whole = search(tmp_path / "whole", FlatScore()).run()
+    assert whole.stopped == "patience"
+    first = FlatScore()
+    first.fail_after = 30  # after the first leader, mid-count
+    with pytest.raises(KeyboardInterrupt):
+        search(tmp_path / "killed", first).run()
+    resumed = search(tmp_path / "killed", FlatScore()).run()
+    assert (resumed.stopped, resumed.trials) == (whole.stopped, whole.trials)
+    assert _scored(tmp_path / "killed") == _scored(tmp_path / "whole")
 
 
 def test_a_budget_in_calls_is_exceeded_by_at_most_one_batch(tmp_path: Path) -> None:

@@ -86,7 +86,8 @@ class PromptSearchOptions(MethodOptions):
     """Candidates scored on the held-out part of dev at the end; the best there wins. With a budget in evaluations
     they take at most half of it (fewer finalists when a small budget can't pay for them all)."""
     patience: int | None = Field(60, ge=1)
-    """Stop after this many trials without a better candidate (null: only the budget stops the search)."""
+    """Stop after this many trials that scored a candidate without a better score on the whole search part (a
+    leader's); trials that spend nothing don't count (null: only the budget stops the search)."""
     leader_every: int = Field(10, ge=1)
     """Every this many trials, the best candidate so far is scored on the whole search part of dev."""
     startup: int = Field(10, ge=0)

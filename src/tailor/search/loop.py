@@ -9,10 +9,12 @@ resumable, reproducible, and chosen honestly.
   minibatches. A candidate asked for again is scored on its next minibatch — more evidence, never the same batch
   twice. Every ``leader_every`` trials the best candidate not yet scored on the whole search part is (the leader).
 * **The budget** (:mod:`.budget`) is checked before every scoring, with the finalists' scoring held in reserve;
-  the search also stops after ``patience`` trials without a better candidate. "Better" and the best so far are
-  judged on the whole search part (a leader's score), never on one minibatch: the best of many noisy minibatch
-  scores only rises by luck, and a patience counted on it stops a search that re-asks its good candidates (TPE)
-  sooner than one that only draws new ones (random search).
+  the search also stops after ``patience`` trials that scored a candidate without a better one (a trial asking for
+  a candidate already scored everywhere, or for choices that can't go together, spends nothing and isn't counted).
+  "Better" and the best so far are judged on the whole search part (a leader's score), never on one minibatch: the
+  best of many noisy minibatch scores only rises by luck, and a patience counted on it stops a search that re-asks
+  its good candidates (TPE) sooner than one that only draws new ones (random search). The counters are kept with
+  each optuna trial, so a resumed search stops where an uninterrupted one would.
 * **Resuming.** The optuna study lives in ``optuna.sqlite`` and every scoring in the ledger (``search.sqlite``),
   both in the trial's folder. The sampler is made afresh for each trial, seeded by the search's seed and the number
   of trials already finished, so a resumed search asks what an uninterrupted one would have asked; a trial killed
@@ -21,7 +23,6 @@ resumable, reproducible, and chosen honestly.
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from ..types import Example, Prediction
 from ..usage import Usage
 from .budget import Budget, Cost, Spend, cost_of
 from .ledger import Ledger, Scoring
+from .partition import partition, seeded_rank
 from .space import Candidate, Space
 
 Score = Callable[[Candidate, Sequence[Example]], tuple[list[Prediction], Usage]]
@@ -96,38 +98,17 @@ class Outcome:
         }
 
 
-def _rank(seed: int, text: str) -> str:
-    return hashlib.sha256(f"{seed}:{text}".encode()).hexdigest()
-
-
-def partition(
-    examples: Sequence[Example], holdout: float, minibatch: int, seed: int, stratify: bool
-) -> tuple[list[list[int]], list[int]]:
-    """Dev cut into the search part's minibatches and the select part (indices into ``examples``): a seeded hash of
-    each id orders the examples (within each label when ``stratify``), and the first ``holdout`` share of each
-    group goes to select."""
-    groups: dict[Any, list[int]] = {}
-    for i, ex in enumerate(examples):
-        groups.setdefault(ex.label if stratify else None, []).append(i)
-    search, select = [], []
-    for g in sorted(groups, key=str):
-        members = sorted(groups[g], key=lambda i: _rank(seed, examples[i].id))
-        n_select = round(holdout * len(members)) if len(members) > 1 else 0
-        select += members[:n_select]
-        search += members[n_select:]
-    search.sort(key=lambda i: _rank(seed + 1, examples[i].id))  # minibatches mix the labels
-    select.sort()
-    batches = [search[s : s + minibatch] for s in range(0, len(search), minibatch)]
-    if len(batches) > 1 and len(batches[-1]) < minibatch // 2:  # a short tail joins the batch before it
-        tail = batches.pop()
-        batches[-1] += tail
-    return batches, select
+def _tell(study: Any, trial: Any, value: float, stale: int, idle: int, best_seen: float) -> None:
+    """Tell optuna a trial's value, keeping the search's counters with it (read back on resume)."""
+    best = best_seen if best_seen > float("-inf") else None
+    trial.set_user_attr("counters", {"stale": stale, "idle": idle, "best_seen": best})
+    study.tell(trial, value)
 
 
 def _sampler(kind: str, seed: int, finished: int, startup: int) -> Any:
     import optuna
 
-    trial_seed = int(_rank(seed, f"trial:{finished}")[:8], 16)
+    trial_seed = int(seeded_rank(seed, f"trial:{finished}")[:8], 16)
     if kind == "random":
         return optuna.samplers.RandomSampler(seed=trial_seed)
     return optuna.samplers.TPESampler(seed=trial_seed, n_startup_trials=startup, constant_liar=False)
@@ -345,7 +326,7 @@ class Search:
                 study.enqueue_trial(params)
         if finished and finished % self.s.leader_every == 0 and self.ledger.of_trial(finished) is None:
             self._lead(finished)  # killed while scoring the leader (or just before): finish as it would have
-        stopped, stale, best_seen, idle, in_row = "budget", 0, self.best, 0, 0
+        stopped, (stale, idle, best_seen, in_row) = "budget", self._counters(study)
         unit_total = int(self.s.budget.limit) if self.s.budget.unit != "money" else None
         with self.progress.bar(f"prompt search ({self.s.budget.unit})", unit_total) as bar:
             bar.advance(int(self.spend.used()) if unit_total else 0)
@@ -366,14 +347,14 @@ class Search:
                 if row is None or row.key != c.key:
                     batch = self._next_batch(c.key, finished)
                     if batch is None:  # scored on every minibatch already: nothing new to learn, nothing spent
-                        study.tell(trial, self.mean(c.key))
-                        finished, idle, stale = finished + 1, idle + 1, stale + 1
+                        finished, idle = finished + 1, idle + 1
+                        _tell(study, trial, self.mean(c.key), stale, idle, best_seen)
                         continue
                     try:
                         row = self._score(c, "search", batch, finished)
                     except self.invalid:  # choices that can't go together: the worst value, nothing spent
-                        study.tell(trial, -1.0)
-                        finished, idle, stale = finished + 1, idle + 1, stale + 1
+                        finished, idle = finished + 1, idle + 1
+                        _tell(study, trial, -1.0, stale, idle, best_seen)
                         continue
                     if row is None:  # no room for this one: another, cheaper candidate may still fit
                         trial.set_user_attr("refused", True)
@@ -383,16 +364,30 @@ class Search:
                             break
                         continue
                     in_row = 0
-                study.tell(trial, self.mean(c.key))
                 finished, idle = finished + 1, 0
-                stale = 0 if self.best > best_seen else stale + 1
+                stale = 0 if self.best > best_seen else stale + 1  # patience counts the trials that scored
                 best_seen = max(best_seen, self.best)
+                _tell(study, trial, self.mean(c.key), stale, idle, best_seen)
                 if finished % self.s.leader_every == 0:
                     self._lead(finished)
             self.spend.reserve = 0.0  # what was kept back is the finalists' to spend
             finalists = self._finalists()
             self._bar = None
         return self._outcome(finalists, finished, stopped)
+
+    def _counters(self, study: Any) -> tuple[int, int, float, int]:
+        """Patience's count, idle trials in a row and the best seen, as the last finished trial left them, and the
+        candidates refused since: a resumed search stops where an uninterrupted one would have."""
+        import optuna
+
+        trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        last = max(trials, key=lambda t: t.number) if trials else None
+        kept = last.user_attrs.get("counters", {}) if last else {}
+        best = kept.get("best_seen")
+        failed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
+        in_row = sum(1 for t in failed if t.user_attrs.get("refused") and (last is None or t.number > last.number))
+        best_seen = self.best if last is None else float("-inf") if best is None else float(best)
+        return int(kept.get("stale", 0)), int(kept.get("idle", 0)), best_seen, in_row
 
     def _finalists(self) -> list[str]:
         """The finalists (the best on the whole search part, then by mean), each scored on the select part."""
