@@ -508,6 +508,25 @@ def test_a_proposer_s_instruction_is_searched_and_its_calls_counted(tmp_path: Pa
     assert json.loads((tmp_path / "r" / "work" / "prompt-search" / "proposals.json").read_text())["proposals"] == [
         MAGIC
     ]
+    from tailor.report import build_report
+
+    shown = build_report(tmp_path / "r")["prompt_search"][0]["prompt"]
+    store = RunStore.open_existing(tmp_path / "r")
+    try:
+        first = store.predictions("prompt-search", "dev")[0]
+    finally:
+        store.close()
+    assert shown["example"] == {"id": first["example_id"], "prompt": first["prompt"]} and MAGIC in first["prompt"]
+    assert f"Instruction: {MAGIC}" in shown["text"] and shown["text"].endswith(first["prompt"])
+
+
+def test_chat_prompts_have_no_answer_prefix_to_search() -> None:
+    def space(chat: bool) -> GenerativeSpace:
+        labels = ["x", "y"]
+        return GenerativeSpace({"answer_prefix": "A:"}, ["Say."], [], labels, 10, 0, 1, 0, bool, "classification", chat)
+
+    assert space(True).prefixes == ["A:"]
+    assert space(False).prefixes[0] == "A:" and len(space(False).prefixes) > 1
 
 
 def test_without_the_proposer_the_hand_written_instruction_is_kept_unless_an_edit_wins(tmp_path: Path) -> None:

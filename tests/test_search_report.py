@@ -294,3 +294,27 @@ def test_a_run_without_a_search_has_no_section(tmp_path: Path) -> None:
     assert "Prompt search" not in paths["md"].read_text()
     page = paths["html"].read_text()
     assert "section-search" not in page and "plot-search" not in page
+
+
+def test_a_generative_winner_is_shown_by_its_parts_and_as_sent_for_a_dev_example() -> None:
+    from tailor.search_report import winning_prompt
+
+    options = {
+        "instruction": "Is the review positive or negative?",
+        "output_format": "",
+        "answer_prefix": "Answer:",
+        "verbalizers": {"negative": ["bad"], "positive": ["good"]},
+        "k": 4,
+        "select": "balanced",
+        "demo_order": "random",
+    }
+    sent = ("d7", "Is the review positive or negative?\n\nfine film\nAnswer: good\n\nreview 7\nAnswer:")
+    prompt = winning_prompt({"method": "prompt", "options": options, "seed": 3}, {}, None, LABELS, sent)
+    lines = prompt["text"].splitlines()
+    assert "Instruction: Is the review positive or negative?" in lines and "Output format: (none)" in lines
+    assert "Verbalizers: negative: bad; positive: good" in lines
+    assert "Demonstrations: 4, chosen balanced, random order, draw seed 3" in lines
+    assert prompt["text"].endswith("As sent to the model for dev example d7:\n\n" + sent[1])
+    assert prompt["example"] == {"id": "d7", "prompt": sent[1]} and "prompt prompt" not in prompt["summary"]
+    bare = winning_prompt({"method": "prompt", "options": {**options, "k": 0}, "seed": 0}, {}, None, LABELS)
+    assert "Demonstrations: none" in bare["text"] and "As sent" not in bare["text"] and bare["example"] is None

@@ -9,7 +9,7 @@ from typing import Any
 
 STOPPED = {
     "budget": "the budget ran out",
-    "patience": "no better candidate for its patience's number of trials",
+    "patience": "no better score on the whole search part for its patience's number of scoring trials",
     "exhausted": "every candidate on offer was scored",
 }
 

@@ -118,12 +118,23 @@ def _full_report(run_dir: Path) -> dict[str, Any]:
             )
             if config.get("curve")
             else None,
-            "prompt_search": search_section(rows, primary, run_dir, labels),
+            "prompt_search": search_section(rows, primary, run_dir, labels, _sent(store, rows)),
             "versions": run["versions"],
             "config": config,
         }
     finally:
         store.close()
+
+
+def _sent(store: RunStore, rows: list[dict[str, Any]]) -> dict[str, tuple[str, str]]:
+    """For each trial that searched its prompt: its first dev example's id and the exact prompt sent for it."""
+    out = {}
+    for r in rows:
+        if isinstance((r.get("details") or {}).get("search"), dict):
+            first = next((p for p in store.predictions(r["method"], "dev") if p.get("prompt")), None)
+            if first:
+                out[r["method"]] = (first["example_id"], first["prompt"])
+    return out
 
 
 def _resume_hint(status: str, run: dict[str, Any], run_dir: Path) -> str | None:

@@ -25,12 +25,14 @@ def search_section(
     primary: str,
     run_dir: Path | None = None,
     labels: Sequence[str] | None = None,
+    sent: dict[str, tuple[str, str]] | None = None,
 ) -> list[dict[str, Any]] | None:
     """One entry per trial that searched its prompt (report rows or the store's results alike), in their order;
     None when no trial did. ``run_dir`` lets a few-shot winner's demonstrations be read from its adapted folder and a
-    zero-shot winner's descriptions as saved; ``labels`` fills descriptions a winner left at their default."""
+    zero-shot winner's descriptions as saved; ``labels`` fills descriptions a winner left at their default; ``sent``
+    holds, by trial, a dev example's id and the exact prompt the winner sent the model for it (generative models)."""
     out = [
-        searched(r, primary, run_dir, labels)
+        searched(r, primary, run_dir, labels, (sent or {}).get(r["method"]))
         for r in rows
         if isinstance((r.get("details") or {}).get("search"), dict) and r.get("status", "ok") == "ok"
     ]
@@ -49,7 +51,11 @@ def _minus(a: float | None, b: float | None) -> float | None:
 
 
 def searched(
-    row: dict[str, Any], primary: str, run_dir: Path | None = None, labels: Sequence[str] | None = None
+    row: dict[str, Any],
+    primary: str,
+    run_dir: Path | None = None,
+    labels: Sequence[str] | None = None,
+    sent: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     """The search section of one trial (see :func:`search_section`)."""
     s = row["details"]["search"]
@@ -61,7 +67,7 @@ def searched(
     candidates = s.get("candidates")
     n_candidates = len(candidates) if isinstance(candidates, list) else candidates
     adapted = _adapted_folder(row.get("adapted_dir"), run_dir)
-    prompt = winning_prompt(winner, s.get("space") or {}, adapted, labels)
+    prompt = winning_prompt(winner, s.get("space") or {}, adapted, labels, sent)
     if prompt.get("shown") and len(prompt["shown"]) < (prompt.get("demonstrations") or 0) and row.get("adapted_dir"):
         prompt["text"] += f"\n  … all {prompt['demonstrations']} in {row['adapted_dir']}/demonstrations.json"
     return {
@@ -171,23 +177,45 @@ def winning_prompt(
     space: dict[str, Any],
     adapted: Path | None = None,
     labels: Sequence[str] | None = None,
+    sent: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     """The winning prompt as a person reads it: its parts (``form`` and those of its kind) and ``text``, the whole
     prompt written out. A zero-shot prompt: its template (and where the search got it), every label's descriptions
     and how they combine. A few-shot prompt: how many demonstrations, how chosen and which draw, how an input is
-    classified, and the demonstrations themselves (the first :data:`DEMOS_SHOWN`) when the adapted folder has them."""
+    classified, and the demonstrations themselves (the first :data:`DEMOS_SHOWN`) when the adapted folder has them. A
+    generative model's prompt: its parts, then the prompt exactly as sent for one dev example (``sent``)."""
     method, options, seed = winner.get("method"), winner.get("options") or {}, winner.get("seed")
     if method == "zero-shot":
         return _zero_shot_prompt(options, space, adapted, labels)
     if method == "few-shot":
         return _few_shot_prompt(options, seed, adapted)
+    if method == "prompt":
+        return _generative_prompt(options, seed, sent)
     text = f"{method} (seed {seed})\n" + json.dumps(options, indent=2, sort_keys=True, ensure_ascii=False)
+    summary = f"a {method} prompt (seed {seed})"
+    return {"form": method, "summary": summary, "options": options, "seed": seed, "text": text}
+
+
+def _generative_prompt(options: dict[str, Any], seed: int | None, sent: tuple[str, str] | None) -> dict[str, Any]:
+    k = options.get("k") or 0
+    demos = "none" if not k else f"{k}, chosen {options.get('select', 'random')}, {options.get('demo_order', 'fixed')}"
+    words = options.get("verbalizers") or {}
+    lines = [
+        f"Instruction: {options.get('instruction') or '(none)'}",
+        f"Output format: {options.get('output_format') or '(none)'}",
+        f"Answer prefix: {options.get('answer_prefix') or '(none)'}",
+        *(["Verbalizers: " + "; ".join(f"{lb}: {' | '.join(_as_list(w))}" for lb, w in words.items())][: bool(words)]),
+        f"Demonstrations: {demos}" + (f" order, draw seed {seed}" if k else ""),
+    ]
+    if sent:
+        lines += ["", f"As sent to the model for dev example {sent[0]}:", "", sent[1]]
     return {
-        "form": method,
-        "summary": f"a {method} prompt (seed {seed})",
+        "form": "prompt",
+        "summary": "a generative model's prompt (its parts, and as sent, below)",
         "options": options,
         "seed": seed,
-        "text": text,
+        "example": {"id": sent[0], "prompt": sent[1]} if sent else None,
+        "text": "\n".join(lines),
     }
 
 

@@ -324,6 +324,8 @@ class PromptSearch:
             ctx.seed,
             renders,
             task.kind,
+            options.prompt.get("chat", "auto") == "chat"
+            or (options.prompt.get("chat", "auto") == "auto" and ctx.capabilities().chat),
         )
         return space_lm, spent
 

@@ -47,6 +47,7 @@ class GenerativeSpace:
         seed: Seeds the edits; a draw is seeded ``seed + draw``.
         renders: Whether an instruction compiles and renders on the data.
         kind: The task kind (which phrase bank edits draw on).
+        chat: Whether the prompts go to the model as chat messages (no answer prefix to search then).
     """
 
     def __init__(
@@ -61,6 +62,7 @@ class GenerativeSpace:
         seed: int,
         renders: Callable[[str], bool],
         kind: str,
+        chat: bool = False,
     ) -> None:
         self.base = dict(base)
         given = _unique([*instructions, *([base["instruction"]] if base.get("instruction") else [])]) or [""]
@@ -76,7 +78,8 @@ class GenerativeSpace:
             [base.get("output_format", ""), ""]
             + ([f"Answer with one of: {', '.join(self.labels)}."] if self.labels else ["Answer briefly."])
         )
-        self.prefixes = _unique([base.get("answer_prefix", "Answer:"), *PREFIXES])
+        # chat messages end with the assistant's turn, not an answer cue: then there is no prefix to search
+        self.prefixes = _unique([base.get("answer_prefix", "Answer:"), *([] if chat else PREFIXES)])
         self.k_choices = [k for k in K_CHOICES if k <= train_size]
         # bootstrapped: drawn (balanced) from the training examples the prompt without demonstrations answers right
         self.selects = (
