@@ -127,11 +127,13 @@ class ToyScore:
         self.calls.append((c.key, tuple(ex.id for ex in examples)))
         preds = []
         for ex in examples:
-            h = int(hashlib.sha256(f"{c.key}{ex.id}".encode()).hexdigest()[:6], 16) % 13
-            right = h <= c.options["x"]
-            label = ex.label if right else ("b" if ex.label == "a" else "a")
+            label = ex.label if self.right(c, ex) else ("b" if ex.label == "a" else "a")
             preds.append(Prediction(ex.id, label, label, usage=Usage(calls=1, input_tokens=10)))
         return preds, Usage(calls=len(examples), input_tokens=10 * len(examples))
+
+    def right(self, c: Candidate, ex: Example) -> bool:
+        """The better the candidate (larger ``x``), the more examples it gets right."""
+        return int(hashlib.sha256(f"{c.key}{ex.id}".encode()).hexdigest()[:6], 16) % 13 <= c.options["x"]
 
 
 def _metric(examples, preds) -> float:
@@ -172,16 +174,8 @@ def test_search_spends_its_budget_and_no_more(tmp_path: Path) -> None:
 class FlatScore(ToyScore):
     """Every candidate right on the same examples: minibatch scores differ by luck alone, whole-part scores tie."""
 
-    def __call__(self, c: Candidate, examples: Sequence[Example]) -> tuple[list[Prediction], Usage]:
-        if self.fail_after is not None and len(self.calls) >= self.fail_after:
-            raise KeyboardInterrupt
-        self.calls.append((c.key, tuple(ex.id for ex in examples)))
-        preds = []
-        for ex in examples:
-            right = int(hashlib.sha256(ex.id.encode()).hexdigest()[:6], 16) % 3 != 0
-            label = ex.label if right else ("b" if ex.label == "a" else "a")
-            preds.append(Prediction(ex.id, label, label, usage=Usage(calls=1)))
-        return preds, Usage(calls=len(examples))
+    def right(self, c: Candidate, ex: Example) -> bool:
+        return int(hashlib.sha256(ex.id.encode()).hexdigest()[:6], 16) % 3 != 0
 
 
 def test_patience_counts_trials_without_a_better_score_on_the_whole_search_part(tmp_path: Path) -> None:
