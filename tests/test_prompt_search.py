@@ -232,7 +232,7 @@ def test_a_search_killed_and_resumed_stops_on_patience_where_an_uninterrupted_on
     with pytest.raises(KeyboardInterrupt):
         search(tmp_path / "killed", first).run()
     resumed = search(tmp_path / "killed", FlatScore()).run()
-    assert (resumed.stopped, resumed.trials) == (whole.stopped, whole.trials)
+    assert (resumed.stopped, resumed.trials, resumed.trace) == (whole.stopped, whole.trials, whole.trace)
     assert _scored(tmp_path / "killed") == _scored(tmp_path / "whole")
 
 
@@ -263,6 +263,7 @@ def test_a_killed_search_resumes_scoring_nothing_twice(tmp_path: Path, sampler: 
     assert len(first.calls) + len(second.calls) == len(_scored(tmp_path / "killed"))
     assert _scored(tmp_path / "killed") == _scored(tmp_path / "whole"), "as if never killed"
     assert resumed.winner == whole.winner
+    assert resumed.trace == whole.trace, "the trace (best so far included) read back as it was written"
 
 
 class _KillAfterWrite:

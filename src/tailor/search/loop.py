@@ -221,7 +221,7 @@ class Search:
 
     def _traced(self, row: Scoring) -> None:
         if row.part == "search":  # best so far: on the whole search part, not one lucky minibatch
-            whole = self.whole(row.key)
+            whole = self.whole(row.key, upto=row.step)
             if whole is not None:
                 self.best = max(self.best, whole)
         spent = (Cost.from_dict(self.trace[-1]["spent"]) if self.trace else self.before) + row.cost
@@ -244,9 +244,10 @@ class Search:
         n = sum(r.n for r in rows)
         return sum(r.metric * r.n for r in rows) / n if n else float("-inf")
 
-    def whole(self, key: str, part: str = "search") -> float | None:
-        """A candidate's metric on the whole search part (or select part), when it was scored on all of it."""
-        rows = self.ledger.scorings(key, part)
+    def whole(self, key: str, part: str = "search", upto: int | None = None) -> float | None:
+        """A candidate's metric on the whole search part (or select part), when it was scored on all of it (by the
+        ledger's step ``upto``, when given: a resumed search's trace reads as it was written)."""
+        rows = [r for r in self.ledger.scorings(key, part) if upto is None or r.step <= upto]
         idx = [
             i
             for r in sorted(rows, key=lambda r: r.batch)
