@@ -15,7 +15,8 @@ Nothing is chosen on test: each search chooses on dev (its held-out part), the h
 Reported per task: the dev-preferred hand-written row's test score, the TPE search's at the largest budget and the
 first seed, the paired-bootstrap 95% interval of their difference on test, the evaluations the search used, and per
 budget the mean test score over seeds of TPE and of random search, with best-so-far dev curves. The run folders are
-kept (``--runs``), so a stopped benchmark continues where it stopped (`tailor run --resume`).
+kept (``--runs``), so a stopped benchmark continues where it stopped (`tailor run --resume`). Tasks may run as
+separate invocations at once (one per core, same ``--out``): each adds its own entry, with its own command.
 """
 
 from __future__ import annotations
@@ -149,15 +150,18 @@ def main() -> None:
     budgets = [int(b) for b in args.budgets.split(",")]
     seeds = list(range(args.seeds))
     out = REPO / args.out
-    result: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
     for task in args.tasks.split(","):
         runs = REPO / args.runs
         path = task_file(task, budgets, seeds, runs / "tasks")
         run(path, runs / task)
-        result[task] = summarize(runs / task, budgets, seeds)
-        result["command"] = (
-            f"python benchmarks/prompt_search.py --tasks {args.tasks} --budgets {args.budgets} --seeds {args.seeds}"
+        summary = summarize(runs / task, budgets, seeds)
+        # read just before writing: tasks run as separate invocations at once (one per core) each add their own
+        result: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
+        summary["command"] = (
+            f"python benchmarks/prompt_search.py --tasks {task} --budgets {args.budgets} --seeds {args.seeds}"
         )
+        result[task] = summary
+        result.pop("command", None)  # each task keeps its own
         result["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(terse=True)}
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2) + "\n")

@@ -20,9 +20,9 @@ from tailor.cli import app
 from tailor.errors import MethodError
 from tailor.search.budget import Budget, Cost, Spend
 from tailor.search.edits import PLACEHOLDER, edit, edited_pool, phrases
-from tailor.search.loop import Search, Settings
+from tailor.search.loop import Search, Settings, sampler_for
 from tailor.search.partition import partition
-from tailor.search.space import Candidate
+from tailor.search.space import Candidate, EncoderSpace
 from tailor.search.space_lm import GenerativeSpace
 from tailor.store import RunStore
 from tailor.types import Example, Prediction
@@ -249,6 +249,34 @@ def test_same_seed_same_search_other_seed_other_search(tmp_path: Path) -> None:
     _search(tmp_path / "c", ToyScore(), Budget(evaluations=40), seed=1).run()
     assert a.winner == b.winner and _scored(tmp_path / "a") == _scored(tmp_path / "b")
     assert _scored(tmp_path / "a") != _scored(tmp_path / "c")
+
+
+def test_tpe_draws_every_explore_every_th_trial_at_random() -> None:
+    import optuna
+
+    tpe, rnd = optuna.samplers.TPESampler, optuna.samplers.RandomSampler
+    assert [type(sampler_for("tpe", 0, n, 5, 3)) for n in range(6)] == [tpe, tpe, rnd, tpe, tpe, rnd]
+    assert {type(sampler_for("tpe", 0, n, 5, 0)) for n in range(6)} == {tpe}
+    assert {type(sampler_for("random", 0, n, 5, 2)) for n in range(6)} == {rnd}
+
+
+def test_how_many_demonstrations_is_asked_as_an_ordered_rank() -> None:
+    import optuna
+
+    space = EncoderSpace(["{{ text }}"], None, ["a", "b"], ["a", "b"] * 300, ["few-shot"], 0, 2, 0, lambda t: True)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for params in space.initial():
+        study.enqueue_trial(params)
+    seen = []
+    for _ in range(80):
+        trial = study.ask()
+        params = space.suggest(trial)
+        assert "k_rank" not in params
+        assert isinstance(trial.distributions["k_rank"], optuna.distributions.IntDistribution)
+        seen.append(space.build(params).options["k"])
+        study.tell(trial, 0.0)
+    assert seen[0] == 8  # the hand-written starting point, enqueued by rank
+    assert set(seen) == set(space.k_choices) and space.k_choices[-2:] == [256, "all"]
 
 
 @pytest.mark.parametrize("sampler", ["tpe", "random"])

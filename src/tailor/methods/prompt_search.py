@@ -94,6 +94,9 @@ class PromptSearchOptions(MethodOptions):
     """TPE's random trials before it models what works."""
     sampler: Literal["tpe", "random"] = "tpe"
     """optuna's seeded TPE, or seeded random search over the same choices (the baseline to beat)."""
+    explore_every: int = Field(2, ge=0)
+    """TPE: every this many trials one is drawn at random instead (interleaved random search, as SMAC does), so a
+    model fitted on noisy minibatch scores can't lock the search into one region; 0: none."""
 
 
 @dataclass
@@ -239,6 +242,7 @@ class PromptSearch:
             leader_every=options.leader_every,
             startup=options.startup,
             sampler=options.sampler,
+            explore_every=options.explore_every,
             seed=ctx.seed,
             price=ctx.model.price,
             rounds=options.propose_rounds,

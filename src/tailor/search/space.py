@@ -80,6 +80,24 @@ class Space(Protocol):
     # Optional `grow(proposals: Sequence[str]) -> None`: add instructions proposed mid-search (generative spaces).
 
 
+def ask_ordered(trial: Any, name: str, choices: Sequence[Any]) -> Any:
+    """Ask ``trial`` for one of ``choices`` that are ordered (how many demonstrations), as its rank — an integer
+    ``{name}_rank`` that TPE models as ordered, so a good choice lends weight to its neighbours; asked as a category,
+    each would be learned alone. Random search draws it uniformly either way."""
+    return choices[trial.suggest_int(f"{name}_rank", 0, len(choices) - 1)]
+
+
+def as_choices(params: dict[str, Any], ordered: dict[str, Any]) -> dict[str, Any]:
+    """A trial's params with each ordered choice's rank (``k_rank``) replaced by the choice (``k``)."""
+    out = {k: v for k, v in params.items() if not (k.endswith("_rank") and k[: -len("_rank")] in ordered)}
+    return out | ordered
+
+
+def rank_of(name: str, choices: Sequence[Any], value: Any) -> dict[str, int]:
+    """The param that makes :func:`ask_ordered` give ``value`` (for enqueuing a starting point)."""
+    return {f"{name}_rank": list(choices).index(value)}
+
+
 LABEL_PATTERNS = ("{label}", "about {label}", "this is {label}", "it is {label}", "a text about {label}")
 """Label descriptions an encoder's zero-shot may try besides those given: patterns over the label's name."""
 
@@ -167,24 +185,26 @@ class EncoderSpace:
                 )
         if "few-shot" in self.forms:
             k = 8 if 8 in self.k_choices else self.k_choices[0]
-            out.append({"form": "few-shot", "k": k, "select": "balanced", "draw": 0, "classify": "centroid"})
+            start = {"form": "few-shot", **rank_of("k", self.k_choices, k), "select": "balanced", "draw": 0}
+            out.append(start | {"classify": "centroid"})
         return out
 
     def suggest(self, trial: Any) -> dict[str, Any]:
         form = trial.suggest_categorical("form", self.forms)
+        k = None
         if form == "zero-shot":
             trial.suggest_categorical("template", self.templates)
             for lb in self.labels:
                 trial.suggest_categorical(f"describe:{lb}", self.descriptions[lb])
             trial.suggest_categorical("aggregate", ["mean", "max"])
         else:
-            k = trial.suggest_categorical("k", self.k_choices)
+            k = ask_ordered(trial, "k", self.k_choices)
             if k != "all":  # every example: nothing to choose among, nothing to draw
                 select = trial.suggest_categorical("select", self.selects)
                 if select != "nearest":  # nearest looks at every candidate for each input: no draw
                     trial.suggest_categorical("draw", list(range(self.draws)))
             trial.suggest_categorical("classify", ["centroid", "knn"])
-        return dict(trial.params)
+        return as_choices(trial.params, {} if k is None else {"k": k})
 
     def build(self, params: dict[str, Any]) -> Candidate:
         if params["form"] == "zero-shot":

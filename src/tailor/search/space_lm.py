@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .edits import PHRASE_BANK, edited_pool
-from .space import BOOTSTRAP_SAMPLE, Bootstrap, Candidate
+from .space import BOOTSTRAP_SAMPLE, Bootstrap, Candidate, as_choices, ask_ordered, rank_of
 
 K_CHOICES = (0, 1, 2, 4, 8)
 PREFIXES = ("Answer:", "Label:", "The answer is", "A:")
@@ -108,7 +108,7 @@ class GenerativeSpace:
                 "output_format": self.formats[0],
                 "answer_prefix": self.prefixes[0],
                 **{f"verbalize:{lb}": ws[0] for lb, ws in self.verbalizers.items()},
-                "k": k,
+                **rank_of("k", self.k_choices, k),
             }
             if k:
                 params["select"] = select
@@ -124,14 +124,14 @@ class GenerativeSpace:
         trial.suggest_categorical("answer_prefix", self.prefixes)
         for lb, words in self.verbalizers.items():
             trial.suggest_categorical(f"verbalize:{lb}", words)
-        k = trial.suggest_categorical("k", self.k_choices)
+        k = ask_ordered(trial, "k", self.k_choices)
         if k:
             select = trial.suggest_categorical("select", self.selects)
             orders = ["fixed", "random"] + (["similar_last"] if select in ("nearest", "mmr") else [])
             trial.suggest_categorical(f"order:{'similar' if len(orders) == 3 else 'fixed'}", orders)
             if select in ("random", "balanced", "bootstrapped"):
                 trial.suggest_categorical("draw", list(range(self.draws)))
-        return dict(trial.params)
+        return as_choices(trial.params, {"k": k})
 
     def build(self, params: dict[str, Any]) -> Candidate:
         options = dict(self.base)
