@@ -62,8 +62,7 @@ class Settings:
     leader_every: int = 10
     startup: int = 10
     sampler: str = "tpe"
-    explore_every: int = 2
-    """TPE only: every this many trials one is drawn at random (0: none)."""
+    explore_every: int = 2  # TPE only: every this many trials one is drawn at random (0: none)
     seed: int = 0
     price: Any = None
     rounds: int = 1
@@ -350,9 +349,8 @@ class Search:
                     break
                 while self._due():
                     self._grow()
-                study.sampler = sampler_for(
-                    self.s.sampler, self.s.seed, finished + refused, self.s.startup, self.s.explore_every
-                )
+                s = self.s
+                study.sampler = sampler_for(s.sampler, s.seed, finished + refused, s.startup, s.explore_every)
                 trial = study.ask()
                 c = self.space.build(self.space.suggest(trial))
                 row = self.ledger.of_trial(finished)
