@@ -7,7 +7,7 @@ resumable, reproducible, and chosen honestly.
 * **Each optuna trial** asks the space for a candidate and scores it on one more minibatch it hasn't seen (the
   minibatches rotate with the trial's number); the value told to optuna is the candidate's mean over its scored
   minibatches. A candidate asked for again is scored on its next minibatch — more evidence, never the same batch
-  twice. Every ``leader_every`` trials the best candidate not yet scored on the whole search part is (the leader).
+  twice. Every ``leader_every`` trials the candidate judged best (:mod:`.evidence`) is scored on all of it too.
 * **The budget** (:mod:`.budget`) is checked before every scoring, with the finalists' scoring held in reserve;
   the search also stops after ``patience`` trials that scored a candidate without a better one (a trial asking for
   a candidate already scored everywhere, or for choices that can't go together, spends nothing and isn't counted).
@@ -38,6 +38,7 @@ from ..progress import NULL_PROGRESS, Progress
 from ..types import Example, Prediction
 from ..usage import Usage
 from .budget import Budget, Cost, Spend, cost_of
+from .evidence import estimates
 from .ledger import Ledger, Scoring
 from .partition import partition, seeded_rank
 from .space import Candidate, Space
@@ -86,12 +87,7 @@ class Outcome:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "winner": {
-                "method": self.winner.method,
-                "options": self.winner.options,
-                "seed": self.winner.seed,
-                "pool": self.winner.pool,
-            },
+            "winner": {k: getattr(self.winner, k) for k in ("method", "options", "seed", "pool")},
             "select_score": self.select_score,
             "search_score": self.search_score,
             "finalists": self.finalists,
@@ -280,13 +276,18 @@ class Search:
                 return b
         return None
 
+    def leader(self, finished: int) -> str:
+        """The candidate to score on the rest of the search part after ``finished`` trials (if not done already): the
+        one under way when the search was killed, else the best by estimate (:mod:`.evidence`), earliest on ties."""
+        if (leader := self.ledger.leader(finished)) is not None:
+            return leader
+        first = {k: c["first_step"] for k, c in self.ledger.candidates().items()}
+        est = estimates({k: [r.metric for r in self.ledger.scorings(k, "search")] for k in self.candidates})
+        return min(self.candidates, key=lambda k: (-est[k], first[k]))
+
     def _lead(self, finished: int) -> None:
-        """Score the leader (the best candidate by mean, earliest on ties) on the rest of the search part; after a
-        kill, the leader whose scoring was under way."""
-        leader = self.ledger.leader(finished)
-        if leader is None:
-            first = {k: c["first_step"] for k, c in self.ledger.candidates().items()}
-            leader = min(self.candidates, key=lambda k: (-self.mean(k), first[k]))
+        """Score the leader (:meth:`leader`) on the rest of the search part."""
+        leader = self.leader(finished)
         while (b := self._next_batch(leader, 0)) is not None:
             if self._score(self.candidates[leader], "search", b, None, lead=finished) is None:
                 return
