@@ -73,3 +73,22 @@ def test_the_leader_is_the_best_evidenced_candidate_not_the_luckiest_minibatch(t
     ledger.add("other3", "search", 5, None, 0.5, ["a"] * 16, [""] * 16, Cost(1), lead=20)
     search = Search(None, None, None, _examples(240), settings, tmp_path, True)
     assert search.leader(20) == "other3" and search.leader(30) == "steady"
+
+
+def test_each_kind_shrinks_toward_its_own_mean() -> None:
+    """Zero-shot prompts near 0.70, few-shot ones near 0.83: around one centre for all, a lucky few-shot minibatch
+    stands far above it and keeps its lead; around the few-shot centre, the candidate steady on four leads."""
+    zero = [(0.62, 0.05), (0.70, -0.04), (0.78, 0.06), (0.66, 0.05), (0.74, -0.06)]
+    few = [(0.78, 0.05), (0.86, -0.04), (0.82, 0.06), (0.88, 0.05), (0.80, -0.05)]
+    scores = {"lucky": [0.96], "steady": [0.92, 0.90, 0.93, 0.89]}
+    scores |= {f"zero{i}": [m + d, m - d] for i, (m, d) in enumerate(zero)}
+    scores |= {f"few{i}": [m + d, m - d] for i, (m, d) in enumerate(few)}
+    kinds = {k: "zero-shot" if k.startswith("zero") else "few-shot" for k in scores}
+    alone = estimates(scores)
+    assert alone["lucky"] > alone["steady"]
+    by_kind = estimates(scores, kinds)
+    assert by_kind["steady"] > by_kind["lucky"]
+    few_mean = sum(sum(scores[k]) / len(scores[k]) for k in scores if kinds[k] == "few-shot") / 7
+    assert by_kind["lucky"] < alone["lucky"] and by_kind["lucky"] > few_mean, "pulled toward the few-shot centre"
+    one = estimates(scores | {"lone": [0.5]}, kinds | {"lone": "prompt"})  # a kind of one: toward the mean of all
+    assert one["lone"] > 0.5

@@ -281,9 +281,9 @@ class Search:
         one under way when the search was killed, else the best by estimate (:mod:`.evidence`), earliest on ties."""
         if (leader := self.ledger.leader(finished)) is not None:
             return leader
-        first = {k: c["first_step"] for k, c in self.ledger.candidates().items()}
-        est = estimates({k: [r.metric for r in self.ledger.scorings(k, "search")] for k in self.candidates})
-        return min(self.candidates, key=lambda k: (-est[k], first[k]))
+        scores = {k: [r.metric for r in self.ledger.scorings(k, "search")] for k in self.candidates}
+        est = estimates(scores, {k: c.method for k, c in self.candidates.items()})
+        return max(self.candidates, key=est.__getitem__)  # in order first scored: ties go to the earliest
 
     def _lead(self, finished: int) -> None:
         """Score the leader (:meth:`leader`) on the rest of the search part."""
