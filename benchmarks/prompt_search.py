@@ -1,7 +1,7 @@
 """prompt-search against the hand-written prompts, and against random search over the same choices.
 
     .venv/bin/python benchmarks/prompt_search.py [--tasks sst2,ag_news,trec] [--budgets 50,150,300] [--seeds 3]
-        [--out benchmarks/results/prompt_search.json] [--runs runs/prompt_search]
+        [--out benchmarks/results/prompt_search.json] [--runs runs/prompt_search] [--workers 1]
 
 For each task, one `tailor run` of a task file made from ``benchmarks/TASK.yaml`` (same data, splits, limits and
 seed) holding:
@@ -68,8 +68,8 @@ def task_file(task: str, budgets: list[int], seeds: list[int], where: Path) -> P
     return path
 
 
-def run(task: Path, out: Path) -> None:
-    args = [sys.executable, "-m", "tailor", "run", str(task)]
+def run(task: Path, out: Path, workers: int = 1) -> None:
+    args = [sys.executable, "-m", "tailor", "run", str(task), "--workers", str(workers)]
     args += ["--resume", str(out)] if (out / "run.sqlite").exists() else ["--out", str(out)]
     done = subprocess.run(args, env=ENV)
     if done.returncode not in (0, 3):  # 3: some trial failed; it is reported below
@@ -146,6 +146,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--out", default="benchmarks/results/prompt_search.json")
     parser.add_argument("--runs", default="runs/prompt_search")
+    parser.add_argument("--workers", type=int, default=1, help="searches side by side (tailor run --workers)")
     args = parser.parse_args()
     budgets = [int(b) for b in args.budgets.split(",")]
     seeds = list(range(args.seeds))
@@ -153,13 +154,13 @@ def main() -> None:
     for task in args.tasks.split(","):
         runs = REPO / args.runs
         path = task_file(task, budgets, seeds, runs / "tasks")
-        run(path, runs / task)
+        run(path, runs / task, args.workers)
         summary = summarize(runs / task, budgets, seeds)
         # read just before writing: tasks run as separate invocations at once (one per core) each add their own
         result: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
         summary["command"] = (
             f"python benchmarks/prompt_search.py --tasks {task} --budgets {args.budgets} --seeds {args.seeds}"
-        )
+        ) + (f" --workers {args.workers}" if args.workers > 1 else "")
         result[task] = summary
         result.pop("command", None)  # each task keeps its own
         result["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(terse=True)}
