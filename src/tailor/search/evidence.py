@@ -28,15 +28,14 @@ def estimates(scores: Mapping[str, Sequence[float]], kinds: Mapping[str, str] | 
     """
     scored = {k: list(v) for k, v in scores.items() if v}
     means = {k: sum(v) / len(v) for k, v in scored.items()}
-    repeated = [v for v in scored.values() if len(v) > 1]
+    dof = sum(len(v) - 1 for v in scored.values())  # only candidates scored on several minibatches measure the noise
     out = {k: float("-inf") for k in scores}
-    if not repeated or len(means) < 2:
+    if not dof or len(means) < 2:
         return out | means
-    dof = sum(len(v) - 1 for v in repeated)
-    noise = sum((x - sum(v) / len(v)) ** 2 for v in repeated for x in v) / dof  # one minibatch around its candidate
+    noise = sum((x - means[k]) ** 2 for k, v in scored.items() for x in v) / dof  # one minibatch around its candidate
     groups: dict[str, list[str]] = {}
     for k in scored:
-        groups.setdefault((kinds or {}).get(k, ""), []).append(k)
+        groups.setdefault(kinds.get(k, "") if kinds else "", []).append(k)
     prior = {kind: _prior(members, means, scored, noise) for kind, members in groups.items() if len(members) > 1}
     for kind, members in groups.items():
         centre, true_spread = prior.get(kind) or _prior(list(scored), means, scored, noise)
