@@ -401,14 +401,11 @@ class Search:
         return int(kept.get("stale", 0)), int(kept.get("idle", 0)), best_seen, in_row
 
     def _finalists(self) -> list[str]:
-        """The finalists (the best on the whole search part, then by mean), each scored on the select part."""
-        first = {k: c["first_step"] for k, c in self.ledger.candidates().items()}
-
-        def rank(key: str) -> tuple:
-            whole = self.whole(key)
-            return (whole is None, -(whole if whole is not None else self.mean(key)), first[key])
-
-        chosen = sorted(self.candidates, key=rank)[: self.finalists]
+        """The finalists, each scored on the select part: the best by estimate (:meth:`estimates`), as the leaders are
+        — a candidate scored on the whole search part by about its score there, a promising one scored on a few
+        minibatches by its shrunk mean, which can outrank a leader that proved poor."""
+        est = self.estimates()
+        chosen = sorted(self.candidates, key=lambda k: -est[k])[: self.finalists]  # stable: ties go to the earliest
         scored = []
         for key in chosen:
             if self.whole(key, "select") is not None or self._score(self.candidates[key], "select", 0, None):
