@@ -20,7 +20,6 @@ from tailor.cli import app
 from tailor.errors import MethodError
 from tailor.search.budget import Budget, Cost, Spend
 from tailor.search.edits import PLACEHOLDER, edit, edited_pool, phrases
-from tailor.search.evidence import estimates
 from tailor.search.loop import Search, Settings, sampler_for
 from tailor.search.partition import partition
 from tailor.search.space import Candidate, EncoderSpace
@@ -170,31 +169,6 @@ def test_search_spends_its_budget_and_no_more(tmp_path: Path) -> None:
     wholes = [search.whole(k) for k in search.candidates]
     assert best[-1] == max(w for w in wholes if w is not None), "best so far: the best on the whole search part"
     assert (tmp_path / "w" / "optuna.sqlite").is_file()
-
-
-def test_optuna_is_told_each_candidate_s_estimate_not_its_raw_mean(tmp_path: Path) -> None:
-    """TPE models the evidence the leader is chosen by: the value told after a scoring is the candidate's estimate
-    (search/evidence.py) from the ledger as it stood then, which differs from the raw minibatch mean."""
-    import optuna
-
-    search = _search(tmp_path / "w", ToyScore(), Budget(evaluations=120))
-    search.run()
-    study = optuna.load_study(study_name="prompt-search", storage=f"sqlite:///{tmp_path / 'w' / 'optuna.sqlite'}")
-    told = [
-        t.value for t in sorted(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)), key=lambda t: t.number)
-    ]
-    rows = search.ledger.scorings(part="search")
-    checked = shrunk = 0
-    for row in (r for r in rows if r.trial is not None):
-        then = {}
-        for r in rows:
-            if r.step <= row.step:
-                then.setdefault(r.key, []).append(r.metric)
-        est = estimates(then, {k: "zero-shot" for k in then})
-        assert told[row.trial] == pytest.approx(est[row.key]), f"trial {row.trial}"
-        raw = sum(then[row.key]) / len(then[row.key])
-        checked, shrunk = checked + 1, shrunk + (abs(est[row.key] - raw) > 1e-9)
-    assert checked >= 50 and shrunk >= checked // 2, "most values told are estimates that differ from the raw mean"
 
 
 class FlatScore(ToyScore):

@@ -11,8 +11,7 @@ from tailor.search.budget import Budget, Cost
 from tailor.search.evidence import estimates
 from tailor.search.ledger import Ledger
 from tailor.search.loop import Search, Settings
-from tailor.types import Example, Prediction
-from tailor.usage import Usage
+from tailor.types import Example
 
 # minibatch scores that differ by about 0.05 around their candidate's mean, means that differ by less
 SPREAD = [(0.78, 0.05), (0.82, -0.04), (0.75, 0.06), (0.85, 0.05), (0.80, -0.06), (0.77, 0.04), (0.83, -0.05)]
@@ -93,35 +92,3 @@ def test_each_kind_shrinks_toward_its_own_mean() -> None:
     assert by_kind["lucky"] < alone["lucky"] and by_kind["lucky"] > few_mean, "pulled toward the few-shot centre"
     one = estimates(scores | {"lone": [0.5]}, kinds | {"lone": "prompt"})  # a kind of one: toward the mean of all
     assert one["lone"] > 0.5
-
-
-def test_a_promising_candidate_outranks_a_leader_that_proved_poor_for_the_final_choice(tmp_path: Path) -> None:
-    """The finalists are the best by estimate, as the leaders are: a candidate scored on every minibatch at 0.60 no
-    longer takes a finalist's place ahead of one scored 0.86 on three."""
-    settings = Settings(budget=Budget(evaluations=200), minibatch=16, finalists=1, patience=None)
-    dev = _examples(240)
-    batches = Search(None, None, None, dev, settings, tmp_path, True).batches
-    ledger = Ledger(tmp_path / "search.sqlite")
-
-    def add(key: str, metrics: list[float]) -> None:
-        ledger.add_candidate(key, "zero-shot", {"name": key}, 0)
-        for b, metric in enumerate(metrics):
-            ledger.add(key, "search", b, None, metric, ["a"] * len(batches[b]), [""] * len(batches[b]), Cost(1))
-
-    add("poor", [0.60] * len(batches))
-    add("promising", [0.86, 0.84, 0.88])
-    for i, (m, d) in enumerate(SPREAD):
-        add(f"other{i}", [m + d, m - d])
-    ledger.close()
-    scored = []
-
-    def score(c, examples):
-        scored.append(c.options["name"])
-        return [Prediction(ex.id, ex.label, ex.label) for ex in examples], Usage(calls=len(examples))
-
-    def metric(examples, preds) -> float:
-        return sum(p.label == ex.label for ex, p in zip(examples, preds)) / len(examples)
-
-    search = Search(None, score, metric, dev, settings, tmp_path, True)
-    assert search.whole("poor") is not None and search.whole("promising") is None
-    assert search._finalists() == ["promising"] and scored == ["promising"]

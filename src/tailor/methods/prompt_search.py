@@ -83,14 +83,13 @@ class PromptSearchOptions(MethodOptions):
     holdout: float = Field(0.3, gt=0, lt=1)
     """Share of dev kept out of the search, on which the finalists alone are scored for the final choice."""
     finalists: int = Field(3, ge=1)
-    """Candidates scored on the held-out part of dev at the end (the best by estimate, as leaders are); the best there
-    wins. With a budget in evaluations they take at most half of it (fewer when a small budget can't pay for all)."""
+    """Candidates scored on the held-out part of dev at the end; the best there wins. With a budget in evaluations
+    they take at most half of it (fewer finalists when a small budget can't pay for them all)."""
     patience: int | None = Field(60, ge=1)
     """Stop after this many trials that scored a candidate without a better score on the whole search part (a
     leader's); trials that spend nothing don't count (null: only the budget stops the search)."""
     leader_every: int = Field(10, ge=1)
-    """Every this many trials, the best candidate so far (by an empirical-Bayes estimate of its minibatch scores) is
-    scored on the whole search part of dev."""
+    """Every this many trials, the best candidate so far is scored on the whole search part of dev."""
     startup: int = Field(10, ge=0)
     """TPE's random trials before it models what works."""
     sampler: Literal["tpe", "random"] = "tpe"

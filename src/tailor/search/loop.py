@@ -5,9 +5,9 @@ resumable, reproducible, and chosen honestly.
   ``search`` part, in minibatches, which every candidate is scored on, and the ``select`` part, which only the
   finalists are scored on, once each, to make the final choice — a part of dev the search never looked at.
 * **Each optuna trial** asks the space for a candidate and scores it on one more minibatch it hasn't seen (the
-  minibatches rotate with the trial's number); optuna is told its estimate (:mod:`.evidence`). A candidate asked for
-  again is scored on its next minibatch — more evidence, never the same batch twice. Every ``leader_every`` trials
-  the candidate judged best by those estimates is scored on all of it too.
+  minibatches rotate with the trial's number); the value told to optuna is the candidate's mean over its scored
+  minibatches. A candidate asked for again is scored on its next minibatch — more evidence, never the same batch
+  twice. Every ``leader_every`` trials the candidate judged best (:mod:`.evidence`) is scored on all of it too.
 * **The budget** (:mod:`.budget`) is checked before every scoring, with the finalists' scoring held in reserve;
   the search also stops after ``patience`` trials that scored a candidate without a better one (a trial asking for
   a candidate already scored everywhere, or for choices that can't go together, spends nothing and isn't counted).
@@ -17,10 +17,9 @@ resumable, reproducible, and chosen honestly.
   each optuna trial, so a resumed search stops where an uninterrupted one would.
 * **TPE, kept honest.** Minibatch scores are noisy, and TPE fitted on them can settle on a region that a lucky
   batch favoured (on SST-2, 128-256 demonstrations per class, never trying them all), doing worse than random search
-  over the same choices. So TPE is told estimates, not raw means (a lucky single minibatch doesn't make its region
-  look good), every ``explore_every``-th trial is drawn at random (the interleaving SMAC uses to stay within a
-  constant factor of random search), and ordered choices are asked as ranks (:func:`.space.ask_ordered`), so TPE
-  learns that what works at 128 says something about 256.
+  over the same choices. So every ``explore_every``-th trial is drawn at random (the interleaving SMAC uses to stay
+  within a constant factor of random search), and ordered choices are asked as ranks (:func:`.space.ask_ordered`),
+  so TPE learns that what works at 128 says something about 256.
 * **Resuming.** The optuna study lives in ``optuna.sqlite`` and every scoring in the ledger (``search.sqlite``),
   both in the trial's folder. The sampler is made afresh for each trial, seeded by the search's seed and the number
   of trials already finished, so a resumed search asks what an uninterrupted one would have asked; a trial killed
@@ -176,8 +175,13 @@ class Search:
         seen = sum(r.n for r in done)
         spent = sum((r.cost for r in done), Cost())
         per = (lambda total: total * n_examples / seen) if seen else (lambda total: 0)
-        counts = (int(per(n)) for n in (spent.calls, spent.input_tokens, spent.output_tokens))
-        return Cost(batches, *counts, per(spent.money))
+        return Cost(
+            batches,
+            int(per(spent.calls)),
+            int(per(spent.input_tokens)),
+            int(per(spent.output_tokens)),
+            per(spent.money),
+        )
 
     def _score(self, c: Candidate, part: str, batch: int, trial: int | None, lead: int | None = None) -> Scoring | None:
         """Score ``c`` on a batch (None: the budget doesn't allow it). Writes the ledger and the trace."""
@@ -277,13 +281,9 @@ class Search:
         one under way when the search was killed, else the best by estimate (:mod:`.evidence`), earliest on ties."""
         if (leader := self.ledger.leader(finished)) is not None:
             return leader
-        est = self.estimates()
-        return max(self.candidates, key=est.__getitem__)  # in order first scored: ties go to the earliest
-
-    def estimates(self) -> dict[str, float]:
-        """Every candidate's estimated mean over the whole search part, from the minibatches it was scored on."""
         scores = {k: [r.metric for r in self.ledger.scorings(k, "search")] for k in self.candidates}
-        return estimates(scores, {k: c.method for k, c in self.candidates.items()})
+        est = estimates(scores, {k: c.method for k, c in self.candidates.items()})
+        return max(self.candidates, key=est.__getitem__)  # in order first scored: ties go to the earliest
 
     def _lead(self, finished: int) -> None:
         """Score the leader (:meth:`leader`) on the rest of the search part."""
@@ -359,7 +359,7 @@ class Search:
                     batch = self._next_batch(c.key, finished)
                     if batch is None:  # scored on every minibatch already: nothing new to learn, nothing spent
                         finished, idle = finished + 1, idle + 1
-                        _tell(study, trial, self.estimates()[c.key], stale, idle, best_seen)
+                        _tell(study, trial, self.mean(c.key), stale, idle, best_seen)
                         continue
                     try:
                         row = self._score(c, "search", batch, finished)
@@ -378,7 +378,7 @@ class Search:
                 finished, idle = finished + 1, 0
                 stale = 0 if self.best > best_seen else stale + 1  # patience counts the trials that scored
                 best_seen = max(best_seen, self.best)
-                _tell(study, trial, self.estimates()[c.key], stale, idle, best_seen)
+                _tell(study, trial, self.mean(c.key), stale, idle, best_seen)
                 if finished % self.s.leader_every == 0:
                     self._lead(finished)
             self.spend.reserve = 0.0  # what was kept back is the finalists' to spend
@@ -401,11 +401,14 @@ class Search:
         return int(kept.get("stale", 0)), int(kept.get("idle", 0)), best_seen, in_row
 
     def _finalists(self) -> list[str]:
-        """The finalists, each scored on the select part: the best by estimate (:meth:`estimates`), as the leaders are
-        — a candidate scored on the whole search part by about its score there, a promising one scored on a few
-        minibatches by its shrunk mean, which can outrank a leader that proved poor."""
-        est = self.estimates()
-        chosen = sorted(self.candidates, key=lambda k: -est[k])[: self.finalists]  # stable: ties go to the earliest
+        """The finalists (the best on the whole search part, then by mean), each scored on the select part."""
+        first = {k: c["first_step"] for k, c in self.ledger.candidates().items()}
+
+        def rank(key: str) -> tuple:
+            whole = self.whole(key)
+            return (whole is None, -(whole if whole is not None else self.mean(key)), first[key])
+
+        chosen = sorted(self.candidates, key=rank)[: self.finalists]
         scored = []
         for key in chosen:
             if self.whole(key, "select") is not None or self._score(self.candidates[key], "select", 0, None):
