@@ -20,10 +20,11 @@ from tailor.cli import app
 from tailor.errors import MethodError
 from tailor.search.budget import Budget, Cost, Spend
 from tailor.search.edits import PLACEHOLDER, edit, edited_pool, phrases
-from tailor.search.loop import Search, Settings, sampler_for
+from tailor.search.loop import Search, Settings
 from tailor.search.partition import partition
 from tailor.search.space import Candidate, EncoderSpace
 from tailor.search.space_lm import GenerativeSpace
+from tailor.search.trials import sampler_for
 from tailor.store import RunStore
 from tailor.types import Example, Prediction
 from tailor.usage import Usage

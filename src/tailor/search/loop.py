@@ -40,8 +40,9 @@ from ..usage import Usage
 from .budget import Budget, Cost, Spend, cost_of
 from .evidence import estimates
 from .ledger import Ledger, Scoring
-from .partition import partition, seeded_rank
+from .partition import partition
 from .space import Candidate, Space
+from .trials import counters, sampler_for, tell
 
 Score = Callable[[Candidate, Sequence[Example]], tuple[list[Prediction], Usage]]
 """Predict ``examples`` with a candidate: the predictions and what they (and building the candidate) cost."""
@@ -98,24 +99,6 @@ class Outcome:
             "parts": self.parts,
             "trace": self.trace,
         }
-
-
-def _tell(study: Any, trial: Any, value: float, stale: int, idle: int, best_seen: float) -> None:
-    """Tell optuna a trial's value, keeping the search's counters with it (read back on resume)."""
-    best = best_seen if best_seen > float("-inf") else None
-    trial.set_user_attr("counters", {"stale": stale, "idle": idle, "best_seen": best})
-    study.tell(trial, value)
-
-
-def sampler_for(kind: str, seed: int, finished: int, startup: int, explore_every: int = 0) -> Any:
-    """The sampler for the trial after ``finished`` ones: seeded by the search's seed and that count (so a resumed
-    search asks what an uninterrupted one would), and random on every ``explore_every``-th trial."""
-    import optuna
-
-    trial_seed = int(seeded_rank(seed, f"trial:{finished}")[:8], 16)
-    if kind == "random" or (explore_every and finished % explore_every == explore_every - 1):
-        return optuna.samplers.RandomSampler(seed=trial_seed)
-    return optuna.samplers.TPESampler(seed=trial_seed, n_startup_trials=startup, constant_liar=False)
 
 
 class Search:
@@ -336,7 +319,7 @@ class Search:
                 study.enqueue_trial(params)
         if finished and finished % self.s.leader_every == 0 and self.ledger.of_trial(finished) is None:
             self._lead(finished)  # killed while scoring the leader (or just before): finish as it would have
-        stopped, (stale, idle, best_seen, in_row) = "budget", self._counters(study)
+        stopped, (stale, idle, best_seen, in_row) = "budget", counters(study, self.best)
         unit_total = int(self.s.budget.limit) if self.s.budget.unit != "money" else None
         with self.progress.bar(f"prompt search ({self.s.budget.unit})", unit_total) as bar:
             bar.advance(int(self.spend.used()) if unit_total else 0)
@@ -359,13 +342,13 @@ class Search:
                     batch = self._next_batch(c.key, finished)
                     if batch is None:  # scored on every minibatch already: nothing new to learn, nothing spent
                         finished, idle = finished + 1, idle + 1
-                        _tell(study, trial, self.mean(c.key), stale, idle, best_seen)
+                        tell(study, trial, self.mean(c.key), stale, idle, best_seen)
                         continue
                     try:
                         row = self._score(c, "search", batch, finished)
                     except self.invalid:  # choices that can't go together: the worst value, nothing spent
                         finished, idle = finished + 1, idle + 1
-                        _tell(study, trial, -1.0, stale, idle, best_seen)
+                        tell(study, trial, -1.0, stale, idle, best_seen)
                         continue
                     if row is None:  # no room for this one: another, cheaper candidate may still fit
                         trial.set_user_attr("refused", True)
@@ -378,27 +361,13 @@ class Search:
                 finished, idle = finished + 1, 0
                 stale = 0 if self.best > best_seen else stale + 1  # patience counts the trials that scored
                 best_seen = max(best_seen, self.best)
-                _tell(study, trial, self.mean(c.key), stale, idle, best_seen)
+                tell(study, trial, self.mean(c.key), stale, idle, best_seen)
                 if finished % self.s.leader_every == 0:
                     self._lead(finished)
             self.spend.reserve = 0.0  # what was kept back is the finalists' to spend
             finalists = self._finalists()
             self._bar = None
         return self._outcome(finalists, finished, stopped)
-
-    def _counters(self, study: Any) -> tuple[int, int, float, int]:
-        """Patience's count, idle trials in a row and the best seen, as the last finished trial left them, and the
-        candidates refused since: a resumed search stops where an uninterrupted one would have."""
-        import optuna
-
-        trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        last = max(trials, key=lambda t: t.number) if trials else None
-        kept = last.user_attrs.get("counters", {}) if last else {}
-        best = kept.get("best_seen")
-        failed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
-        in_row = sum(1 for t in failed if t.user_attrs.get("refused") and (last is None or t.number > last.number))
-        best_seen = self.best if last is None else float("-inf") if best is None else float(best)
-        return int(kept.get("stale", 0)), int(kept.get("idle", 0)), best_seen, in_row
 
     def _finalists(self) -> list[str]:
         """The finalists (the best on the whole search part, then by mean), each scored on the select part."""
