@@ -82,6 +82,14 @@ def _test(store: Any, method: str) -> tuple[list[str], list[Any], list[Any]]:
     return [p["example_id"] for p in preds], [p["target"] for p in preds], [p["label"] for p in preds]
 
 
+def paired_by_seed(tpe: list[float], rand: list[float]) -> dict[str, float | None]:
+    """TPE minus random search, seed by seed: the mean difference and its standard error (None with one seed) — how
+    far apart the two samplers are, measured against how much a seed alone moves them."""
+    d = np.asarray(tpe) - np.asarray(rand)
+    se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else None
+    return {"diff_mean": round(float(d.mean()), 10), "diff_se": None if se is None else round(se, 10)}
+
+
 def summarize(run_dir: Path, budgets: list[int], seeds: list[int]) -> dict[str, Any]:
     from tailor.metrics import METRICS, paired_bootstrap
     from tailor.store import RunStore
@@ -110,6 +118,7 @@ def summarize(run_dir: Path, budgets: list[int], seeds: list[int]) -> dict[str, 
                 "random_test_mean": round(float(np.mean(means["random"])), 10),
                 "search_test": means["tpe"],
                 "random_test": means["random"],
+                **paired_by_seed(means["tpe"], means["random"]),
             }
         for sampler in ("tpe", "random"):
             for s in seeds:
