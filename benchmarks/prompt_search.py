@@ -16,7 +16,10 @@ Reported per task: the dev-preferred hand-written row's test score, the TPE sear
 first seed, the paired-bootstrap 95% interval of their difference on test, the evaluations the search used, and per
 budget the mean test score over seeds of TPE and of random search, with best-so-far dev curves. The run folders are
 kept (``--runs``), so a stopped benchmark continues where it stopped (`tailor run --resume`). Tasks may run as
-separate invocations at once (one per core, same ``--out``): each adds its own entry, with its own command.
+separate invocations at once (one per core, same ``--out``): each adds its own entry, with its own command. Per
+budget, ``diff_mean`` and ``diff_se`` are TPE minus random search paired by seed; with three seeds they are mostly
+noise, so ``--budgets 150 --seeds 10 --out benchmarks/results/prompt_search_150x10.json --runs
+runs/prompt_search_150x10`` gives the comparison more seeds (seeds 0-2 are the same runs as the main table's).
 """
 
 from __future__ import annotations
