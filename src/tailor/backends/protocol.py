@@ -76,7 +76,7 @@ CAPABILITY_NAMES = {
 }
 
 
-def require(caps: Capabilities, capability: str, *, model: str, key: str, why: str) -> None:
+def require(caps: Capabilities, capability: str, *, model: str, key: str, why: str, fix: str = "") -> None:
     """Raise a :class:`MethodError` naming ``key`` when ``caps`` lacks ``capability``.
 
     Args:
@@ -85,12 +85,13 @@ def require(caps: Capabilities, capability: str, *, model: str, key: str, why: s
         model: The model's name, for the message.
         key: The option that needs it (e.g. ``mode``), for the message's key.
         why: What the option is for, e.g. "mode: score".
+        fix: What the user can do instead, appended to the message (starting with "; ").
     """
     if not getattr(caps, capability):
         found = f"; {caps.source}" if caps.source else ""
         raise MethodError(
             f"{why} needs {CAPABILITY_NAMES[capability]}, which the backend of {model} does not offer "
-            f"(missing capability: {capability}){found}",
+            f"(missing capability: {capability}){found}{fix}",
             key=key,
         )
 

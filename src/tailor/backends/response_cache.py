@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sqlite3
 import threading
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TailorError
+from .files import cache_home
 
 CACHE_SCHEMA = 1
 """Part of every key: bump it when what a key means changes, and every old entry misses."""
@@ -35,13 +35,9 @@ _CHUNK = 500
 
 
 def default_cache_path() -> Path:
-    """``$TAILOR_CACHE_DIR/responses.sqlite``, else ``$XDG_CACHE_HOME/tailor/responses.sqlite``, else
-    ``~/.cache/tailor/responses.sqlite``: the user's cache directory, shared by every run of every task."""
-    if os.environ.get("TAILOR_CACHE_DIR"):
-        return Path(os.environ["TAILOR_CACHE_DIR"]).expanduser() / "responses.sqlite"
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "tailor" / "responses.sqlite"
-    return Path.home() / ".cache" / "tailor" / "responses.sqlite"
+    """``responses.sqlite`` in the user's tailor cache (:func:`~tailor.backends.files.cache_home`), shared by every
+    run of every task."""
+    return cache_home() / "responses.sqlite"
 
 
 def canonical_json(value: Any) -> str:

@@ -56,7 +56,8 @@ def _require_capabilities(options: PromptOptions, caps: Capabilities, ctx: Conte
     if options.truncate:
         require(caps, "local_tokenizer", model=model, key=f"{at}truncate", why="truncate: true")
     if options.chat == "chat":
-        require(caps, "chat", model=model, key=f"{at}chat", why="chat: chat")
+        fix = "; use `chat: completion` (one prompt string) or `chat: auto`, or a model that has a chat template"
+        require(caps, "chat", model=model, key=f"{at}chat", why="chat: chat", fix=fix)
 
 
 class Prompt:
