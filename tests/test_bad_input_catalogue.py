@@ -226,6 +226,21 @@ CASES: list[Case] = [
         says=("methods[0].model", "head needs a model of kind encoder", "prompt"),
     ),
     Case(
+        "a method's curve size the task's curve lacks",
+        {"curve": {"sizes": [0, 4, 8], "seeds": 2}, **_m({"name": "head", "curve": {"sizes": [8, 512]}})},
+        says=("methods[0].curve.sizes: 512 is not one of curve.sizes (0, 4, 8)",),
+    ),
+    Case(
+        "a method's curve with more seeds than the task's",
+        {"curve": {"sizes": [0, 4], "seeds": 2}, **_m({"name": "head", "curve": {"seeds": 3}})},
+        says=("methods[0].curve.seeds: 3 seeds, but the task's curve has 2 (0, 1)",),
+    ),
+    Case(
+        "a method's curve in a task without a curve",
+        _m({"name": "head", "curve": {"sizes": [8]}}),
+        says=("methods[0].curve:", "add a top-level `curve:`"),
+    ),
+    Case(
         "scoring on a model that can't score",
         _m({"name": "prompt", "model": SCRIPTED, "mode": "score"}),
         files={"script.json": NO_SCORE},

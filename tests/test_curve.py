@@ -108,6 +108,73 @@ def test_methods_that_cannot_take_the_sizes_are_refused() -> None:
     assert "methods[0].train_per_class" in str(info.value) and "the curve sets" in str(info.value)
 
 
+NARROW = {"sizes": [0, 2, 4, 8], "seeds": 3}
+
+
+def test_a_method_curve_runs_that_method_at_its_own_sizes_and_seeds_only() -> None:
+    methods = [
+        {"name": "zero-shot", "curve": {"seeds": 2}},
+        {"name": "few-shot", "k": "all"},
+        {"name": "head", "curve": {"sizes": [2, 8], "seeds": [0, 2]}},
+        {"name": "contrastive", "curve": {"sizes": [4, 8], "seeds": 2}},  # a count: the first 2 of the curve's
+    ]
+    by_method: dict[str, set] = {}
+    for t in _plan(task_doc(methods=methods, curve=NARROW)):
+        by_method.setdefault(t.family, set()).add((t.size, t.seed))
+    assert by_method["zero-shot"] == {(0, 0), (0, 1)}
+    assert by_method["few-shot"] == {(s, seed) for s in (2, 4, 8) for seed in (0, 1, 2)}
+    assert by_method["head"] == {(2, 0), (2, 2), (8, 0), (8, 2)}
+    assert by_method["contrastive"] == {(4, 0), (4, 1), (8, 0), (8, 1)}
+    # seeds count from the task's seed, as the curve's own do
+    shifted = _plan(task_doc(methods=[{"name": "head", "curve": {"seeds": 2}}], curve=NARROW, seed=5))
+    assert {t.seed for t in shifted} == {5, 6}
+
+
+@pytest.mark.parametrize(
+    ("doc", "key", "says"),
+    [
+        (
+            {"curve": NARROW, "m": {"sizes": [2, 16]}},
+            "methods[0].curve.sizes",
+            "16 is not one of curve.sizes (0, 2, 4, 8)",
+        ),
+        ({"curve": NARROW, "m": {"sizes": [16, 32]}}, "methods[0].curve.sizes", "16, 32 are not among curve.sizes"),
+        (
+            {"curve": NARROW, "m": {"seeds": 4}},
+            "methods[0].curve.seeds",
+            "4 seeds, but the task's curve has 3 (0, 1, 2)",
+        ),
+        ({"curve": NARROW, "m": {"seeds": [0, 7]}}, "methods[0].curve.seeds", "7 is not one of the task curve's seeds"),
+        ({"curve": NARROW, "m": {"seeds": 1}}, "methods[0].curve.seeds", "at least 2 seeds"),
+        ({"curve": NARROW, "m": {"sizes": [8, 2]}}, "methods[0].curve.sizes", "8 then 2"),
+        ({"curve": NARROW, "m": {"size": [8]}}, "methods[0].curve.size", "unknown key"),
+        ({"m": {"sizes": [8]}}, "methods[0].curve", "add a top-level `curve:`"),
+    ],
+)
+def test_bad_method_curves_are_refused_naming_the_key(doc: dict, key: str, says: str) -> None:
+    task = task_doc(
+        methods=[{"name": "head", "curve": doc["m"]}], **({"curve": doc["curve"]} if "curve" in doc else {})
+    )
+    with pytest.raises(TaskFileError) as info:
+        parse_task(task, "task.yaml")
+    assert f"{key}:" in str(info.value) and says in str(info.value)
+
+
+def test_method_curve_sizes_the_method_cannot_take_are_refused() -> None:
+    with pytest.raises(TaskFileError) as info:
+        _plan(task_doc(methods=[{"name": "head", "curve": {"sizes": [0, 4]}}], curve=NARROW))
+    assert "methods[0].curve.sizes" in str(info.value) and "head needs training examples" in str(info.value)
+    with pytest.raises(TaskFileError) as info:
+        _plan(task_doc(methods=[{"name": "zero-shot", "curve": {"sizes": [4]}}], curve=NARROW))
+    assert "methods[0].curve.sizes" in str(info.value) and "takes only size 0" in str(info.value)
+    # `tailor curve --sizes/--seeds` replaces the task's curve after the file was read: the planner checks again
+    spec = parse_task(task_doc(methods=[{"name": "head", "curve": {"sizes": [8], "seeds": 3}}], curve=NARROW), "t")
+    for curve, key in ((CurveSpec(sizes=[0, 2, 4], seeds=3), "sizes"), (CurveSpec(sizes=[0, 8], seeds=2), "seeds")):
+        with pytest.raises(TaskFileError) as info:
+            plan_trials(spec.model_copy(update={"curve": curve}), "task.yaml", ModelPool())
+        assert f"methods[0].curve.{key}" in str(info.value)
+
+
 def test_sizes_beyond_the_training_data_name_the_largest_available() -> None:
     spec = parse_task(task_doc(curve={"sizes": [0, 8, 30, 64, "all"]}), "task.yaml")
     with pytest.raises(TaskFileError) as info:
@@ -181,6 +248,62 @@ def test_a_curve_run_reports_its_curve(one_worker: Path) -> None:
     assert set(summary) == {"zero-shot/v1", "zero-shot/v2", "few-shot", "head"}
     md = (one_worker / "report.md").read_text()
     assert "n*" in md or "overtakes" in md or "stays ahead" in md
+
+
+@pytest.fixture(scope="module")
+def narrow_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A curve whose head runs only at 4 and 8 per class and the first 2 of the curve's 3 seeds (its own `curve:`)."""
+    where = tmp_path_factory.mktemp("narrow")
+    write_jsonl(where / "data.jsonl", dataset_rows())
+    methods = [
+        {"name": "zero-shot"},
+        {"name": "few-shot", "k": "all"},
+        {"name": "head", "curve": {"sizes": [4, 8], "seeds": 2}},
+    ]
+    task = where / "task.yaml"
+    task.write_text(yaml.safe_dump(task_doc(methods=methods, curve=NARROW, costs={"cpu_hour": 0.1}), sort_keys=False))
+    done = _tailor(["curve", str(task), "--out", str(where / "run"), "--quiet"], where)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 seeds (fewer for head: 2)" in done.stdout
+    return where / "run"
+
+
+def test_a_curve_with_a_method_curve_reports_each_method_at_its_own_points(narrow_run: Path) -> None:
+    from tailor.curve_report import summarize_curve
+
+    numbers = _numbers(narrow_run)
+    assert len(numbers) == 3 + 3 * 3 + 2 * 2 and all(t["status"] == "ok" for t in numbers.values())
+    assert {n for n in numbers if n.startswith("head")} == {"head@4:s0", "head@4:s1", "head@8:s0", "head@8:s1"}
+    # the same draw for every method at a size and seed, whatever points each method runs
+    assert numbers["head@8:s1"]["train_size"] == numbers["few-shot@8:s1"]["train_size"] == 24
+    report = json.loads((narrow_run / "report.json").read_text())
+    curve = report["curve"]
+    assert curve["seeds"] == [0, 1, 2]
+    head, few = curve["methods"]["head"]["points"], curve["methods"]["few-shot"]["points"]
+    assert set(head) == {"4", "8"} and head["8"]["n_seeds"] == 2 and head["8"]["seeds"] == [0, 1]
+    assert set(few) == {"2", "4", "8"} and few["8"]["n_seeds"] == 3
+    # statistics that pair seeds across the routes use the seeds both ran, and say so
+    finetune = curve["routes"]["finetune"]
+    assert list(finetune) == ["4", "8"] and finetune["8"]["compared_seeds"] == [0, 1]
+    assert curve["crossover"]["seeds"] == 2 and curve["crossover"]["seed_list"] == [0, 1]
+    assert curve["data_advantage"]["seeds"] == 2
+    assert any("the crossover pairs seeds across the routes" in n and "head@8 (2)" in n for n in curve["notes"])
+    prompt = curve["routes"]["prompt"]
+    for entry in curve["break_even"]:
+        f, p = finetune[entry["size"]]["by_seed"], prompt[entry["size"]]["by_seed"]
+        paired = sum(f[s] - p[s] for s in ("0", "1")) / 2
+        assert entry["quality_seeds"] == 2 and entry["quality_difference"] == pytest.approx(paired)
+    assert curve["break_even"], "break-even at the sizes both routes reach"
+    summary = summarize_curve(report)
+    assert summary["methods"]["head"] == {
+        size: {"mean": head[size]["mean"], "std": head[size]["std"], "n_seeds": 2} for size in ("4", "8")
+    }
+    assert summary["methods"]["few-shot"]["2"]["n_seeds"] == 3 and summary["crossover"]["seeds"] == 2
+    html = (narrow_run / "report.html").read_text()
+    assert "over 3 seeds (fewer for head: 2)" in html and 'id="plot-curve"' in html
+    md = (narrow_run / "report.md").read_text()
+    head_row = next(line for line in md.splitlines() if line.startswith("| head |"))
+    assert head_row.count("(2)") == 2 and "| – |" in head_row  # no cell at 2, where head did not run
 
 
 def test_curve_command_line_mistakes_are_clear(curve_task: Path, tmp_path: Path) -> None:

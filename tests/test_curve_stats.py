@@ -327,3 +327,27 @@ def test_method_stats_known_numbers() -> None:
     assert m["8"]["band_low"] == m["8"]["band_high"] == pytest.approx(0.6) and m["8"]["dev_mean"] is None
     assert m["all"]["values"] == [0.5, 0.6, 0.7] and m["all"]["dev_mean"] == pytest.approx(0.5)
     assert method_stats(points, bootstrap=2000, confidence=0.9, seed=5) == s  # reproducible
+
+
+def test_route_candidates_that_ran_different_seeds_are_compared_on_the_seeds_all_ran() -> None:
+    """A method run at fewer seeds (its own `curve:`) is judged on the same draws as the others: over seeds 0-2
+    ``wide`` has the better dev mean only thanks to seed 2, which ``narrow`` never ran; over seeds 0-1 it is worse."""
+    points = [Point("wide", "finetune", "8", 8.0, s, 0.7, dev) for s, dev in enumerate([0.6, 0.6, 0.95])]
+    points += [Point("narrow", "finetune", "8", 8.0, s, 0.72, 0.65) for s in (0, 1)]
+    chosen = route_curves(points)["finetune"]["8"]
+    assert chosen["method"] == "narrow" and chosen["compared_seeds"] == [0, 1]
+    assert chosen["candidates"] == pytest.approx({"wide": 0.6, "narrow": 0.65})
+    assert chosen["by_seed"] == {0: 0.72, 1: 0.72}  # the chosen method's own seeds, all of them
+    # no seed in common: each on its own seeds, as before
+    apart = [Point("a", "finetune", "8", 8.0, 0, 0.7, 0.6), Point("b", "finetune", "8", 8.0, 1, 0.7, 0.5)]
+    assert route_curves(apart)["finetune"]["8"]["method"] == "a"
+    assert route_curves(apart)["finetune"]["8"]["compared_seeds"] == [0, 1]
+
+
+def test_crossover_and_data_advantage_name_the_seeds_they_paired() -> None:
+    prompt = _route({x: [0.7, 0.71, 0.72] for x in SIZES})
+    finetune = _route({x: [0.6 + 0.02 * i, 0.61 + 0.02 * i] for i, x in enumerate(SIZES)})  # seeds 0 and 1 only
+    c = crossover(prompt, finetune)
+    assert c["seeds"] == 2 and c["seed_list"] == [0, 1]
+    d = data_advantage(prompt, finetune)
+    assert d["seeds"] == 2 and d["seed_list"] == [0, 1]

@@ -209,6 +209,15 @@ def test_learning_curves_draw_one_series_and_band_per_method_and_the_crossover()
     assert learning_curves_svg({}, "accuracy") == "" and learning_curves_svg({"methods": {}}, "accuracy") == ""
 
 
+def test_a_method_at_one_size_above_0_is_a_point_not_a_line_across() -> None:
+    """A method whose own `curve:` has one size is drawn at that size; only a size-0 method spans the axis."""
+    curve = _curve()
+    curve["methods"]["lora"] = {"route": "finetune", "points": _points({"4": 0.75})}
+    ids = _ids(learning_curves_svg(curve, "accuracy"))
+    assert [i for i in ids if i.startswith("curve-across-")] == ["curve-across-0"]  # zero-shot alone
+    assert "curve-band-3" in ids and "curve-series-3" in ids
+
+
 def test_pareto_draws_each_method_and_the_front() -> None:
     points = [
         {"method": "zero-shot", "route": "prompt", "quality": 0.6, "ci_low": 0.5, "ci_high": 0.7, "cost_per_1k": 2e-4},

@@ -141,7 +141,8 @@ def curve(
 
     For each seed the training samples are nested (the size-8 draw is inside the size-16 draw) and the same for
     every method; dev and test are the same for every trial. Methods that use no examples (zero-shot) run at size
-    0 only, the others at every size above 0. A killed curve continues with --resume, keeping finished trials.
+    0 only, the others at every size above 0; a method entry's own `curve: {sizes: [...], seeds: N}` runs it at
+    some of them only (see `tailor keys`). A killed curve continues with --resume, keeping finished trials.
     """
     from .cli_run import execute
 

@@ -227,10 +227,12 @@ def print_curve(rep: dict[str, Any], screen, title: str) -> None:
     """A learning curve as a table: one row per method, one column per size, mean ± std over seeds."""
     from rich.table import Table
 
+    from .render_curve import seeds_text
+
     curve = rep["curve"]
     unit = curve["unit"]
     table = Table(
-        title=f"{title}, mean ± std over {len(curve['seeds'])} seeds, by training size ({unit}) ({rep['status']})",
+        title=f"{title}, mean ± std over {seeds_text(curve)}, by training size ({unit}) ({rep['status']})",
         title_justify="left",
     )
     table.add_column("method")

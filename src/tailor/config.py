@@ -12,8 +12,10 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from .cost_spec import CostsSpec  # noqa: F401  (part of the task file's schema)
+from .curve_spec import DEFAULT_CURVE_SIZES, CurveSize, CurveSpec, MethodCurveSpec  # noqa: F401  (the schema's too)
 from .errors import TaskFileError
 from .model_spec import EndpointSpec, ModelSpec, Price  # noqa: F401  (part of the task file's schema)
 from .types import TaskKind
@@ -115,6 +117,10 @@ class MethodSpec(BaseModel):
     model: ModelSpec | None = None
     """This method's model (the same keys as the task's `model`); default: the task's `model`. Each distinct model
     is loaded once per run and shared by the methods that name it."""
+    curve: MethodCurveSpec | None = None
+    """In a learning curve, this method's own `sizes` and `seeds`, chosen from the task's `curve:` (e.g. `{sizes:
+    [8, 32, 128], seeds: 3}`: the first 3 of the curve's seeds), for a method too costly to run at every point;
+    default: all of the curve's. Its points see the same draws as every other method's at that size and seed."""
 
     def options(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
@@ -129,53 +135,6 @@ class StatsSpec(BaseModel):
     """Bootstrap resamples for confidence intervals and paired tests."""
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
     """Confidence level of the intervals."""
-
-
-CurveSize = int | Literal["all"]
-
-DEFAULT_CURVE_SIZES: list[CurveSize] = [0, 4, 8, 16, 32, 64, 128, "all"]
-
-
-class CurveSpec(BaseModel):
-    """A learning curve: every method at several training sizes and seeds, one trial each, in one run store."""
-
-    model_config = _STRICT
-
-    sizes: list[CurveSize] = Field(default_factory=lambda: list(DEFAULT_CURVE_SIZES), min_length=1)
-    """Training sizes, increasing: examples per class for classification, examples in all otherwise; `all` (last)
-    is the whole training split. 0 is where methods that use no examples (zero-shot) run; the others run at every
-    size above 0."""
-    seeds: int | list[int] = 5
-    """Seeds per size: a count (the task's `seed` and the next ones) or the seeds themselves; at least 2, since
-    intervals over seeds need several. The same seed draws the same examples for every method, nested across
-    sizes (the size-8 draw is inside the size-16 draw)."""
-
-    @field_validator("sizes")
-    @classmethod
-    def _increasing(cls, sizes: list[CurveSize]) -> list[CurveSize]:
-        if "all" in sizes[:-1]:
-            raise ValueError("`all` can only be the last size")
-        numbers = [s for s in sizes if s != "all"]
-        if any(n < 0 for n in numbers):
-            raise ValueError(f"sizes are never negative: {sizes}")
-        bad = [f"{a} then {b}" for a, b in zip(numbers, numbers[1:]) if b <= a]
-        if bad:
-            raise ValueError(f"sizes must increase; they don't at {', '.join(bad)}")
-        return sizes
-
-    @field_validator("seeds")
-    @classmethod
-    def _several(cls, seeds: int | list[int]) -> int | list[int]:
-        n = seeds if isinstance(seeds, int) else len(set(seeds))
-        if n < 2:
-            raise ValueError(f"a curve needs at least 2 seeds (intervals over seeds need several), got {seeds}")
-        if isinstance(seeds, list) and len(set(seeds)) != len(seeds):
-            raise ValueError(f"seeds repeat: {seeds}")
-        return seeds
-
-    def seed_list(self, base: int) -> list[int]:
-        """The seeds themselves: ``base`` and the next ones for a count."""
-        return list(range(base, base + self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
 
 
 DEFAULT_METRICS: dict[str, list[str]] = {
@@ -266,6 +225,20 @@ class TaskSpec(BaseModel):
     def _check(self) -> TaskSpec:
         if self.kind != "classification" and self.labels:
             raise ValueError(f"`labels` only applies to classification, not {self.kind}")
+        for i, entry in enumerate(self.methods):
+            if entry.curve is None:
+                continue
+            problem = (
+                ("", "a method's `curve:` picks sizes and seeds from the task's; add a top-level `curve:`")
+                if self.curve is None
+                else entry.curve.mismatch(self.curve, self.seed)
+            )
+            if problem:  # raised with its own location, so the message names `methods[i].curve.<key>`
+                key, msg = problem
+                loc = ("methods", i, "curve", key) if key else ("methods", i, "curve")
+                error = PydanticCustomError("value_error", "{msg}", {"msg": msg})
+                details = InitErrorDetails(type=error, loc=loc, input=entry.curve.model_dump())
+                raise ValidationError.from_exception_data("TaskSpec", [details])
         return self
 
 

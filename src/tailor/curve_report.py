@@ -90,9 +90,41 @@ def curve_section(
     else:
         missing = "prompt" if not prompt else "fine-tune"
         section["notes"].append(f"no finished {missing}-route trials: no crossover, data advantage or break-even")
+    section["notes"] += seed_notes(section)
     section["break_even"] = route_break_even(rows, routes, config, primary) if prompt and finetune else []
     section["verdict"] = verdict(section, section["break_even"][-1:])
     return section
+
+
+def seed_notes(section: dict[str, Any]) -> list[str]:
+    """Where a figure rests on fewer seeds than the curve has, because some method ran fewer (its own `curve:`, or
+    failed trials): the routes' choices on dev, compared over the seeds all candidates ran, and the figures that
+    pair seeds across the routes (crossover, data advantage), over the seeds both routes ran."""
+    total = len(section["seeds"])
+    out = []
+    for route, points in section["routes"].items():
+        fewer = [size for size, p in points.items() if len(p["compared_seeds"]) < total]
+        if fewer:
+            name = "fine-tune" if route == "finetune" else route
+            out.append(
+                f"the {name} route's methods were compared on dev over the seeds all of them ran, fewer than the "
+                f"curve's {total}, at {', '.join(fewer)}"
+            )
+    short = [
+        f"{p['method']}@{size} ({len(p['by_seed'])})"
+        for points in section["routes"].values()
+        for size, p in points.items()
+        if len(p["by_seed"]) < total
+    ]
+    for key, what in (("crossover", "the crossover"), ("data_advantage", "the data advantage")):
+        figure = section.get(key)
+        if figure and figure.get("seed_list") is not None and len(figure["seed_list"]) < total:
+            seeds, where = figure["seed_list"], ", ".join(short) or "some sizes"
+            out.append(
+                f"{what} pairs seeds across the routes, so it uses the {len(seeds)} both ran "
+                f"({', '.join(map(str, seeds))}) of the curve's {total}; fewer ran at {where}"
+            )
+    return out
 
 
 def verdict(section: dict[str, Any], break_even: list[dict[str, Any]]) -> list[str]:
@@ -172,7 +204,8 @@ def route_break_even(
     rows: list[dict[str, Any]], routes: dict[str, Any], config: dict[str, Any], primary: str
 ) -> list[dict[str, Any]]:
     """At each size both routes reach: the break-even volume between the route's representatives there (mean costs
-    over seeds), in money when prices allow, else FLOPs, else seconds; with the quality difference."""
+    over seeds), in money when prices allow, else FLOPs, else seconds; with the quality difference, fine-tune minus
+    prompt over the seeds both ran (``quality_seeds``)."""
     prices = model_prices(config)
     by_point: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in rows:
@@ -200,6 +233,10 @@ def route_break_even(
         pr = Costs(pc["adapt"][unit], pc["per_1k"][unit] / 1000)
         be = break_even(ft, pr)
         currency = (config.get("costs") or {}).get("currency") or "USD"
+        # paired by seed, over the seeds both representatives ran (the same draws): a plain difference of means
+        # would compare different draws when one ran fewer seeds
+        both = sorted(set(f["by_seed"]) & set(p["by_seed"]))
+        diff = sum(f["by_seed"][s] - p["by_seed"][s] for s in both) / len(both) if both else f["mean"] - p["mean"]
         out.append(
             {
                 "size": size,
@@ -210,7 +247,8 @@ def route_break_even(
                 "cheaper_below": be.cheaper_below,
                 "cheaper_above": be.cheaper_above,
                 "sentence": be.sentence(currency if unit == "money" else unit),
-                "quality_difference": f["mean"] - p["mean"],
+                "quality_difference": diff,
+                "quality_seeds": len(both),
                 "adapt": {"prompt": pr.adapt, "finetune": ft.adapt},
                 "per_query": {"prompt": pr.per_query, "finetune": ft.per_query},
             }
@@ -246,18 +284,14 @@ def summarize_curve(report: dict[str, Any]) -> dict[str, Any]:
             route: {size: {"method": p["method"], "mean": p["mean"]} for size, p in points.items()}
             for route, points in curve["routes"].items()
         },
-        "crossover": _pick(curve.get("crossover"), ("n", "ci_low", "ci_high", "status", "confidence", "method")),
+        "crossover": _pick(
+            curve.get("crossover"), ("n", "ci_low", "ci_high", "status", "confidence", "method", "seeds", "seed_list")
+        ),
         "variance_aware_break_even": _pick(curve.get("variance_aware"), ("n",)),
-        "data_advantage": _pick(curve.get("data_advantage"), ("examples", "error", "range", "why")),
+        "data_advantage": _pick(curve.get("data_advantage"), ("examples", "error", "range", "why", "seeds")),
         "break_even_queries": {
             "prices": costs.get("prices"),
-            "by_size": [
-                {
-                    k: e[k]
-                    for k in ("size", "prompt", "finetune", "unit", "queries", "cheaper_above", "quality_difference")
-                }
-                for e in curve.get("break_even") or []
-            ],
+            "by_size": [{k: e[k] for k in BREAK_EVEN_KEYS if k in e} for e in curve.get("break_even") or []],
         },
         "verdict": curve["verdict"],
         "versions": report["versions"],
@@ -265,7 +299,17 @@ def summarize_curve(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-BREAK_EVEN_KEYS = ("size", "prompt", "finetune", "unit", "queries", "cheaper_above", "quality_difference")
+BREAK_EVEN_KEYS = (
+    "size",
+    "prompt",
+    "finetune",
+    "unit",
+    "queries",
+    "cheaper_above",
+    "quality_difference",
+    "quality_seeds",
+)
+"""What the benchmark summary keeps of each size's break-even (``quality_seeds`` is absent from older reports)."""
 
 
 def _pick(d: dict[str, Any] | None, keys: tuple[str, ...]) -> dict[str, Any] | None:

@@ -130,7 +130,9 @@ def route_curves(points: list[Point]) -> dict[str, dict[str, dict[str, Any]]]:
     few-shot@16 or zero-shot@0). The representative is the candidate with the best dev mean over seeds; test is
     only read for the chosen one, so the route curve is not biased upward by picking on test. When a candidate has
     no dev score all candidates are compared on test mean instead, and ``chosen_on`` says "test" (that curve is
-    optimistic). Ties go to the method that appears first. A route has an entry at a size only when it has a
+    optimistic). Candidates are compared over the seeds all of them ran (``compared_seeds``; every seed any ran when
+    they share none), so that a method run at fewer seeds is not judged on other draws. Ties go to the method that
+    appears first. A route has an entry at a size only when it has a
     candidate there; size "0" only for routes with size-0 methods. ``size`` is the size the chosen method ran at
     ("0" for a zero-shot stand-in); ``by_seed`` maps seed -> test score; ``candidates`` the scores compared."""
     labels = _labels(points)
@@ -148,7 +150,11 @@ def route_curves(points: list[Point]) -> dict[str, dict[str, dict[str, Any]]]:
             candidates += [(m, z) for m, z in stand_ins if all(m != c for c, _ in candidates)]
             if not candidates:
                 continue
-            trials = [list(grouped[m][size].values()) for m, size in candidates]
+            # Candidates that ran different seeds (a method's own `curve:`) are compared on the seeds all of them
+            # ran: a seed's draw moves every method alike, so means over different draws would favour the luckier.
+            ran = [set(grouped[m][size]) for m, size in candidates]
+            keep = set.intersection(*ran) or set.union(*ran)
+            trials = [[grouped[m][size][s] for s in sorted(keep & r)] for (m, size), r in zip(candidates, ran)]
             devs = [_mean_or_none([p.dev for p in t]) for t in trials]
             on = "dev" if all(d is not None for d in devs) else "test"
             scores = devs if on == "dev" else [float(np.mean([p.test for p in t])) for t in trials]
@@ -163,6 +169,7 @@ def route_curves(points: list[Point]) -> dict[str, dict[str, dict[str, Any]]]:
                 "by_seed": by_seed,
                 "mean": float(np.mean(list(by_seed.values()))),
                 "candidates": {m: scores[i] for i, (m, _) in enumerate(candidates)},
+                "compared_seeds": sorted(keep),
             }
         if curve:
             out[route] = curve
@@ -303,6 +310,7 @@ def crossover(prompt: dict[str, Any], finetune: dict[str, Any], confidence: floa
         "status": status,
         "ci_note": "; ".join(notes) or None,
         "seeds": n_seeds,
+        "seed_list": [int(s) for s in seeds],
         "confidence": confidence,
         "method": "paired t over seeds, inverted",
         "difference": {
@@ -398,7 +406,7 @@ def data_advantage(prompt: dict[str, Any], finetune: dict[str, Any]) -> dict[str
     seeds = sorted(common, key=lambda s: (len(s), s))
     keep = seeds or None
     out = _advantage(_monotone(prompt, keep), _monotone(finetune, keep))
-    out["seeds"] = len(seeds)
+    out["seeds"], out["seed_list"] = len(seeds), [int(s) for s in seeds]
     if out["examples"] is None:
         return out
     out["error"] = None

@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from .backends.pool import ModelPool
-from .config import ModelSpec, TaskSpec, dotted_key
+from .config import MethodCurveSpec, ModelSpec, TaskSpec, dotted_key
 from .contract import Context, TaskInfo
 from .data import TaskData
 from .errors import MethodError, TailorError, TaskFileError
@@ -110,7 +110,7 @@ def plan_trials(spec: TaskSpec, origin: str, pool: ModelPool) -> list[Trial]:
             family, n = f"{entry.label or entry.name}-{n}", n + 1
         taken.add(family)
         seed = options.seed if options.seed is not None else spec.seed
-        points = curve_points(spec, method, options, origin, at) if spec.curve else [(None, seed)]
+        points = curve_points(spec, method, options, origin, at, entry.curve) if spec.curve else [(None, seed)]
         for variant, opts in method.variants(options).items():
             name = f"{family}/{variant}" if variant else family
             for size, s in points:
@@ -125,22 +125,41 @@ def uses_examples(method: Any, options: Any) -> bool:
     return True if check is None else bool(check(options))
 
 
-def curve_points(spec: TaskSpec, method: Any, options: Any, origin: str, at: str) -> list[tuple[int | str, int]]:
+def curve_points(
+    spec: TaskSpec, method: Any, options: Any, origin: str, at: str, own: MethodCurveSpec | None = None
+) -> list[tuple[int | str, int]]:
     """The (size, seed) points of one method entry in the task's curve: size 0 alone for a method that uses no
-    examples, every size above 0 for the others; each at every seed."""
+    examples, every size above 0 for the others; each at every seed. ``own`` is the entry's `curve:`, which narrows
+    them to its sizes and seeds (checked again here: `tailor curve --sizes/--seeds` replaces the task's curve after
+    the task file was validated)."""
     curve = spec.curve
     assert curve is not None
     for key in ("train_per_class", "train_size", "seed"):
         if getattr(options, key) is not None:
             what = "seeds" if key == "seed" else "training size"
             raise TaskFileError(origin, f"{at}.{key}", f"the curve sets each trial's {what}; remove `{key}` here")
+    own = own or MethodCurveSpec()
+    problem = own.mismatch(curve, spec.seed)
+    if problem:
+        raise TaskFileError(origin, f"{at}.curve.{problem[0]}", problem[1])
+    sizes = own.size_list(curve)
     if uses_examples(method, options):
-        sizes = [s for s in curve.sizes if s != 0]
+        if own.sizes and 0 in own.sizes:
+            raise TaskFileError(
+                origin,
+                f"{at}.curve.sizes",
+                f"{method.name} needs training examples; size 0 is for methods that use none",
+            )
+        sizes = [s for s in sizes if s != 0]
         if not sizes:
             raise TaskFileError(
                 origin, f"{at}.name", f"{method.name} needs training examples, but curve.sizes has no size above 0"
             )
     else:
+        if own.sizes and own.sizes != [0]:
+            raise TaskFileError(
+                origin, f"{at}.curve.sizes", f"{method.name} uses no training examples, so it takes only size 0"
+            )
         if 0 not in curve.sizes:
             raise TaskFileError(
                 origin,
@@ -149,7 +168,7 @@ def curve_points(spec: TaskSpec, method: Any, options: Any, origin: str, at: str
                 "remove this method from the curve",
             )
         sizes = [0]
-    return [(size, seed) for size in sizes for seed in curve.seed_list(spec.seed)]
+    return [(size, seed) for size in sizes for seed in own.seed_list(curve, spec.seed)]
 
 
 def _check_sampling(options: Any, spec: TaskSpec, origin: str, at: str) -> None:

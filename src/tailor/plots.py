@@ -59,10 +59,14 @@ def learning_curves_svg(curve: dict[str, Any], metric: str) -> str:
             xs = [p["x"] for p in pts]
             st = styles[name]
             label = _label(name, m.get("route", ""))
-            if len(pts) == 1:  # a method that needs no examples: usable at every size, drawn across the axis
+            if len(pts) == 1 and pts[0]["x"] == 0:  # needs no examples: usable at every size, drawn across the axis
                 p = pts[0]
-                ax.axhline(p["mean"], color=st["color"], linestyle=":", linewidth=1, alpha=0.7)
+                ax.axhline(p["mean"], color=st["color"], linestyle=":", linewidth=1, alpha=0.7).set_gid(f"across-{i}")
                 ax.axhspan(p["band_low"], p["band_high"], color=st["color"], alpha=0.08, linewidth=0)
+            elif len(pts) == 1:  # one size of its own `curve:`: its band is a bar at that size, not a strip across
+                p = pts[0]
+                bar = ax.vlines(p["x"], p["band_low"], p["band_high"], color=st["color"], alpha=0.5, linewidth=4)
+                bar.set_gid(f"band-{i}")
             else:
                 band = ax.fill_between(
                     xs, [p["band_low"] for p in pts], [p["band_high"] for p in pts], color=st["color"], alpha=0.13

@@ -14,11 +14,21 @@ def fmt_queries(q: float | None) -> str:
     return "never" if q is None else f"{q:,.0f}"
 
 
+def seeds_text(curve: dict[str, Any]) -> str:
+    """How many seeds the curve's means are over: ``5 seeds``, or ``5 seeds (fewer for lora: 3)`` when a method ran
+    fewer (its own `curve:`, or failed trials)."""
+    total = len(curve.get("seeds") or [])
+    most = {name: max((p["n_seeds"] for p in m["points"].values()), default=0) for name, m in curve["methods"].items()}
+    fewer = [f"{name}: {n}" for name, n in most.items() if n < total]
+    return f"{total} seeds" + (f" (fewer for {', '.join(fewer)})" if fewer else "")
+
+
 def curve_text(curve: dict[str, Any]) -> dict[str, str | None]:
     """A curve's figures in words: the crossover n* with its interval, the variance-aware break-even and the data
     advantage with its error (None where the curve has none)."""
     unit = "examples per class" if curve.get("unit") == "per class" else "examples"
     out: dict[str, str | None] = {"unit": unit, "crossover": None, "variance_aware": None, "data_advantage": None}
+    out["seeds"] = seeds_text(curve)
     c = curve.get("crossover")
     if c and c.get("n") is None:
         out["crossover"] = f"none: prompting stays ahead at every size ({c.get('status', '')}, {c['seeds']} seeds)"
