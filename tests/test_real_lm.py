@@ -35,6 +35,7 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[1]
 SST2 = ROOT.parent / "shared" / "datasets" / "sst2"
 TICKETS = ROOT / "examples" / "quickstart" / "tickets.jsonl"
+AFTER = ["instruction", "context", "demonstrations", "input", "output_format"]
 
 
 def _rows(path: Path) -> list[dict]:
@@ -56,7 +57,7 @@ def _data() -> dict:
             "labels": ["negative", "positive"],
             "instruction": "Is the sentiment of this movie review positive or negative?",
             "output_format": "Answer with one word: positive or negative.",
-            "floor": 0.65,  # the model reaches ~0.75 on SST-2 (chance 0.5)
+            "floor": 0.65,  # calibrated, the model reaches 0.77 on these 100 (chance 0.5)
         }
     rows = _rows(TICKETS)
     labels = sorted({r["label"] for r in rows})
@@ -73,8 +74,9 @@ def _data() -> dict:
 
 @pytest.fixture(scope="module")
 def real_run(smollm2_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    """One run on the real model: zero-shot chat by option scoring, the same prompt answered by generation, and LoRA
-    for six steps of 8 examples with that prompt."""
+    """One run on the real model: zero-shot chat by option scoring (raw and calibrated), the prompt answered by
+    generation (its answer format after the input), and LoRA for six steps of 8 examples with the scoring prompt,
+    exported merged too."""
     data = _data()
     where = tmp_path_factory.mktemp("real-lm")
     for split in ("train", "dev", "test"):
@@ -90,13 +92,16 @@ def real_run(smollm2_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         "model": {"name": SMOLLM2_135M_INSTRUCT, "batch_size": 32},
         "methods": [
             {"name": "prompt", "label": "zero-shot", **prompt},
-            {"name": "prompt", "label": "generated", "mode": "generate", "max_new_tokens": 4, **prompt},
+            {"name": "prompt", "label": "zero-shot-calibrated", "scoring": "calibrated", **prompt},
+            # the answer format last in the user turn: a 135M model follows it there, not from the system turn
+            {"name": "prompt", "label": "generated", "mode": "generate", "max_new_tokens": 4, "order": AFTER, **prompt},
             {
                 "name": "lora",
                 "max_steps": 6,
                 "batch_size": 8,
                 "learning_rate": 5e-4,
                 "eval_examples": 32,
+                "export_merged": True,
                 "prompt": prompt,
             },
         ],
@@ -108,9 +113,12 @@ def real_run(smollm2_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def test_zero_shot_chat_prompting_is_well_above_chance(real_run: tuple[Path, dict]) -> None:
+    """With calibrated option scoring: a 135M model's raw label log-likelihoods lean towards one label whatever the
+    review (on SST-2 it says "positive" to ~90% of them), which calibration against content-free inputs removes."""
     run, data = real_run
     report = json.loads((run / "report.json").read_text())
-    accuracy = next(r for r in report["leaderboard"] if r["method"] == "zero-shot")["test"]["accuracy"]["value"]
+    row = next(r for r in report["leaderboard"] if r["method"] == "zero-shot-calibrated")
+    accuracy = row["test"]["accuracy"]["value"]
     assert accuracy >= data["floor"], f"zero-shot chat prompting reached {accuracy:.3f} on 100 test examples"
 
 
@@ -181,3 +189,27 @@ def test_the_gguf_cache_survives_a_kill_and_reloads_bit_identically(smollm2_fold
     again, said = resolve()
     assert again == folder and "dequantizing" not in said, "the second load converted again"
     shutil.rmtree(cache)
+
+
+def test_lora_on_a_gguf_base_exports_an_ordinary_folder(real_run: tuple[Path, dict]) -> None:
+    """The merged export of a LoRA trained on the GGUF model is a plain transformers folder (no quantization entry, its
+    own tokenizer and chat template: what vLLM serves) that predicts as the trial did."""
+    from tailor.backends.lm import LanguageModel
+    from tailor.config import ModelSpec
+
+    run, data = real_run
+    merged = run / "adapted" / "lora" / "merged"
+    config = json.loads((merged / "config.json").read_text())
+    assert "quantization_config" not in config and config["architectures"] == ["LlamaForCausalLM"]
+    assert (merged / "model.safetensors").is_file() and (merged / "chat_template.jinja").is_file()
+    store = RunStore.open_existing(run)
+    try:
+        stored = store.predictions("lora", "test")[:8]
+    finally:
+        store.close()
+    lm = LanguageModel.from_spec(ModelSpec(name=str(merged)))
+    words = list(data["labels"])  # under a chat template the answer follows the assistant turn's line break
+    scored = lm.score([p["prompt"] for p in stored], words)
+    for p, s in zip(stored, scored):
+        mine = dict(zip(data["labels"], s.logprobs))
+        assert max(abs(mine[label] - p["scores"][label]) for label in data["labels"]) < 1e-3, (mine, p["scores"])
