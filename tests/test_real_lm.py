@@ -210,6 +210,6 @@ def test_lora_on_a_gguf_base_exports_an_ordinary_folder(real_run: tuple[Path, di
     lm = LanguageModel.from_spec(ModelSpec(name=str(merged)))
     words = list(data["labels"])  # under a chat template the answer follows the assistant turn's line break
     scored = lm.score([p["prompt"] for p in stored], words)
-    for p, s in zip(stored, scored):
-        mine = dict(zip(data["labels"], s.logprobs))
+    for p, row in zip(stored, scored.logprobs):
+        mine = dict(zip(data["labels"], row))
         assert max(abs(mine[label] - p["scores"][label]) for label in data["labels"]) < 1e-3, (mine, p["scores"])
