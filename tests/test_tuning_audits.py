@@ -286,7 +286,9 @@ def test_packing_audit_catches_a_leak_on_an_unsharpened_random_model(
 # ---------------------------------------------------------------------------------------------- the merge
 
 
-def test_merge_audit_catches_a_merge_that_changes_the_model(llama_path: Path) -> None:
+def _lora_predictor(llama_path: Path) -> tuple[Any, Any, list[Example], list[Any]]:
+    """A predictor over a tiny Llama with a LoRA adapter that really changes its scores (unmerged), the PEFT model,
+    some examples, and the adapter's predictions on them."""
     from peft import LoraConfig, get_peft_model
 
     lm = LanguageModel.from_spec(ModelSpec(name=str(llama_path)))
@@ -305,28 +307,43 @@ def test_merge_audit_catches_a_merge_that_changes_the_model(llama_path: Path) ->
     adapted = pred.predict(exs)
     gap = max(abs(a.scores[k] - b.scores[k]) for a, b in zip(adapted, before) for k in a.scores)
     assert gap > 0.1, "the adapter must change the scores, or no merge bug could show"
+    return pred, peft, exs, adapted
 
-    report = audit_merge(pred, peft, exs)
+
+def test_merge_audit_passes_a_real_merge_and_keeps_the_adapter(llama_path: Path) -> None:
+    pred, peft, exs, adapted = _lora_predictor(llama_path)
+    lora_weights = {n: p.detach().clone() for n, p in peft.named_parameters() if "lora_" in n}
+    audits.merge_in_place(peft)
+    assert audits.is_merged(peft)
+    report = audit_merge(pred, exs, adapted)
     assert report["identical_outputs"] is True and report["max_score_gap"] <= 1e-3
+    # the adapter's own weights are untouched (it still saves as itself), and a merged copy is a plain model
+    assert all(torch.equal(p, lora_weights[n]) for n, p in peft.named_parameters() if "lora_" in n)
+    merged = merged_copy(peft)
+    assert not any("lora_" in n for n, _ in merged.named_parameters())
+    twin = copy.copy(pred)
+    twin.lm = copy.copy(pred.lm)
+    twin.lm.model = merged
+    for a, b in zip(twin.predict(exs), adapted):
+        assert a.scores == pytest.approx(b.scores, abs=1e-3)
 
-    def noisy_merge(model: Any) -> Any:
-        merged = merged_copy(model)
-        weight = merged.model.layers[1].mlp.down_proj.weight
-        with torch.no_grad():
-            weight.add_(0.01 * torch.randn(weight.shape, generator=torch.Generator().manual_seed(0)))
-        return merged
 
+def test_merge_audit_catches_a_merge_that_changes_the_model(llama_path: Path) -> None:
+    pred, peft, exs, adapted = _lora_predictor(llama_path)
+    audits.merge_in_place(peft)
+    weight = unwrap(peft).model.layers[1].mlp.down_proj.base_layer.weight
+    with torch.no_grad():  # a merge that also disturbs a weight
+        weight.add_(0.01 * torch.randn(weight.shape, generator=torch.Generator().manual_seed(0)))
     with pytest.raises(AuditError) as info:
-        audit_merge(pred, peft, exs, merge=noisy_merge)
+        audit_merge(pred, exs, adapted)
     assert "merge audit" in str(info.value)
 
-    # a "merge" that drops the adapter: the base model comes back
-    with pytest.raises(AuditError, match="merge audit"):
-        audit_merge(pred, peft, exs, merge=lambda model: copy.deepcopy(model).unload())
 
-    # the audit worked on copies: the adapter still predicts what it did
-    for a, b in zip(pred.predict(exs), adapted):
-        assert a.scores == pytest.approx(b.scores, abs=1e-5)
+def test_merge_audit_catches_a_merge_that_drops_the_adapter(llama_path: Path) -> None:
+    pred, peft, exs, adapted = _lora_predictor(llama_path)
+    pred.lm.model = peft.unload()  # the base model comes back, without the adapter
+    with pytest.raises(AuditError, match="merge audit"):
+        audit_merge(pred, exs, adapted)
 
 
 # ---------------------------------------------------------------------------------------------- inside adapt

@@ -120,6 +120,8 @@ class Adapted(Protocol):
     # - `details: dict`, what the method reports about itself (fine-tuning: data, audits, training).
     # - `truncated: int`, a running count of inputs cut to fit the model while predicting (or the same count on its
     #   `encoder`); the runner stores its change over dev and test as `details["truncated"]`.
+    # - `dev_predictions: dict[str, Prediction]`, predictions on dev examples (by id) already made with the final
+    #   weights while adapting (fine-tuning's best evaluation); the runner takes them instead of predicting again.
 
     def predict(self, examples: Sequence[Example]) -> list[Prediction]:
         """One prediction per example, in order, each with the :class:`~tailor.usage.Usage` of its query."""

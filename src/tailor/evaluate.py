@@ -31,6 +31,14 @@ def predict_all(adapted: Adapted, examples: Sequence[Example], progress: Progres
     return out
 
 
+def predict_dev(adapted: Adapted, examples: Sequence[Example], progress: Progress, what: str) -> list[Prediction]:
+    """:func:`predict_all` on the dev split, taking the predictions the adapted model already made on it with its
+    final weights (its ``dev_predictions``, by id: fine-tuning's best evaluation) rather than asking again."""
+    known = getattr(adapted, "dev_predictions", None) or {}
+    fresh = iter(predict_all(adapted, [ex for ex in examples if ex.id not in known], progress, what))
+    return [known[ex.id] if ex.id in known else next(fresh) for ex in examples]
+
+
 def score_split(
     kind: str,
     metric_names: Sequence[str],

@@ -26,7 +26,7 @@ from .config import TaskSpec
 from .contract import Adapted, Context
 from .data import TaskData, load_task_data
 from .errors import MethodError, TailorError
-from .evaluate import predict_all, score_split, usage_summary
+from .evaluate import predict_all, predict_dev, score_split, usage_summary
 from .folders import Resume, check_same_data, make_run_dir, resume_plan, run_lock, safe_name
 from .methods import METHODS
 from .plan import Trial, plan_trials, prepare_trials, task_info
@@ -237,7 +237,7 @@ def _evaluate(spec, trial, adapted: Adapted, data: TaskData, ctx: Context, progr
     truncated: dict[str, int] = {}
     if data.dev is not None:
         before = _truncated_so_far(adapted)
-        dev_preds = predict_all(adapted, data.dev.examples, progress, f"{trial.name}: dev")
+        dev_preds = predict_dev(adapted, data.dev.examples, progress, f"{trial.name}: dev")
         _count_truncated(truncated, "dev", before, adapted)
         result.dev = score_split(kind, names, labels, data.dev.examples, dev_preds)
         predictions["dev"] = list(zip(data.dev.examples, dev_preds))

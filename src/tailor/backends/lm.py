@@ -58,7 +58,7 @@ class LanguageModel:
         prefix_fallbacks: Examples scored so far without the cache because the prefix's tokens were not a
             prefix of theirs (or the model can't take the packed layout); for the run record.
         keeps_logits: The model's forward takes ``logits_to_keep`` (only the needed positions' logits are made).
-        cache_argument: The forward's name for a KV cache passed in.
+        cache_argument: The forward's name for a KV cache passed in (the inner model's, see ``inner_model``).
     """
 
     def __init__(
@@ -80,7 +80,9 @@ class LanguageModel:
         self.prefix_cached = 0
         self.prefix_fallbacks = 0
         self._max_length = max_length
-        forward = inspect.signature(model.forward).parameters
+        # A PEFT wrapper's forward takes **kwargs and hands them on to the transformers model inside, so that
+        # model's signature says what the wrapper takes (read off the wrapper, both came out wrong).
+        forward = inspect.signature(self.inner_model.forward).parameters
         self.keeps_logits = "logits_to_keep" in forward
         # what the forward calls a KV cache passed in: `cache` from transformers 5.24, `past_key_values` before
         self.cache_argument = "cache" if "cache" in forward else "past_key_values"
@@ -114,6 +116,12 @@ class LanguageModel:
     @property
     def device(self) -> Any:
         return self.model.device
+
+    @property
+    def inner_model(self) -> Any:
+        """The transformers model itself: ``model``, or the one inside a PEFT wrapper (a soft prompt's, which puts
+        the same virtual tokens, or their keys and values, in front of every input)."""
+        return self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
 
     @property
     def has_chat_template(self) -> bool:

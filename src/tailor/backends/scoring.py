@@ -143,22 +143,21 @@ def _shareable(
 
 def _packable(lm: LanguageModel) -> bool:
     """Whether the model takes our own 4D mask and a plain growing cache (sdpa/eager, no sliding windows)."""
-    if hasattr(lm.model, "peft_config"):  # a PEFT soft prompt adds its own virtual tokens and cache
-        return False
-    config = lm.model.config
+    config = lm.inner_model.config
     if getattr(config, "_attn_implementation", None) not in ("sdpa", "eager"):
         return False
     layer_types = getattr(config.get_text_config(decoder=True), "layer_types", None) or ["full_attention"]
     return all(t == "full_attention" for t in layer_types)
 
 
-def _forward(lm: LanguageModel, keep: int, **inputs: Any) -> tuple[Any, Any]:
-    """The model's output and the logits of its last ``keep`` positions (float32); the others are skipped
-    when the model can."""
+def _forward(lm: LanguageModel, keep: int, model: Any = None, **inputs: Any) -> tuple[Any, Any]:
+    """The output of ``model`` (default ``lm.model``) and the logits of its last ``keep`` positions (float32); the
+    others are skipped when the model can."""
+    model = model if model is not None else lm.model
     if lm.keeps_logits:
-        out = lm.model(**inputs, logits_to_keep=keep)
+        out = model(**inputs, logits_to_keep=keep)
         return out, out.logits.float()
-    out = lm.model(**inputs)
+    out = model(**inputs)
     return out, out.logits[:, -keep:].float()
 
 
@@ -193,10 +192,13 @@ def _score_packed(
     import torch
 
     dev, n_shared = lm.device, len(shared)
+    # Through the model's own forward: a soft prompt's wrapper puts its virtual tokens (or their keys and values) in
+    # front, the same for every example, so they are cached with the prefix and the rows below come after them.
     prefix, last = _forward(lm, 1, input_ids=torch.tensor([shared], device=dev), use_cache=True)
     # transformers 5.24 renamed the cache (`past_key_values` → `cache`, in the output too) and warns on the old name
     cached = getattr(prefix, "cache", None) or prefix.past_key_values
     keys = [(layer.keys, layer.values) for layer in cached.layers]
+    start = keys[0][0].shape[-2]  # the position after the cached ones: n_shared, plus any virtual tokens
     after_prefix = last[0, -1].log_softmax(-1)
 
     # An option's last token is only ever a target, so it is left out of the row: single-token options
@@ -215,12 +217,12 @@ def _score_packed(
             ctx, conts = groups[b]
             rest = len(ctx) - n_shared
             ids[r, : len(rows[b])] = torch.tensor(rows[b], dtype=torch.long)
-            pos[r, :rest] = torch.arange(n_shared, n_shared + rest)
+            pos[r, :rest] = torch.arange(start, start + rest)
             seg[r, :rest] = 0
             at = rest
             for j, cont in enumerate(conts):
                 body = max(len(cont) - 1, 0)
-                pos[r, at : at + body] = torch.arange(n_shared + rest, n_shared + rest + body)
+                pos[r, at : at + body] = torch.arange(start + rest, start + rest + body)
                 seg[r, at : at + body] = j + 1
                 if cont:
                     where += [(b, j)] * len(cont)
@@ -255,10 +257,11 @@ def _packed_forward(lm: LanguageModel, keys: list[Any], ids: Any, pos: Any, seg:
     causal = torch.ones(width, width, dtype=torch.bool).tril()
     visible = causal & ((seg[:, None, :] == 0) | (seg[:, None, :] == seg[:, :, None])) & (seg[:, None, :] >= 0)
     visible = torch.cat([torch.ones(n_rows, width, n_shared, dtype=torch.bool), visible], dim=-1)
-    dtype = lm.model.dtype
+    inner = lm.inner_model  # the rows go on top of the cache, past any soft prompt's wrapper (already in the cache)
+    dtype = inner.dtype
     mask = torch.zeros(visible.shape, dtype=dtype).masked_fill(~visible, torch.finfo(dtype).min)
 
-    cache = DynamicCache(config=lm.model.config)
+    cache = DynamicCache(config=inner.config)
     for layer, (k, v) in zip(cache.layers, keys):
         # A view, not a copy: the forward's concatenation makes the per-row tensors, and the
         # prefix's own tensors stay untouched for the next batch.
@@ -269,6 +272,7 @@ def _packed_forward(lm: LanguageModel, keys: list[Any], ids: Any, pos: Any, seg:
     _, logits = _forward(
         lm,
         width - offset,
+        inner,
         input_ids=ids.to(lm.device),
         position_ids=pos.to(lm.device),
         attention_mask=mask[:, None].to(lm.device),

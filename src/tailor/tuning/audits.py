@@ -8,7 +8,8 @@ Each guards against a bug that trains without complaint and quietly yields a wor
   same rendering, same tokenization);
 - packing: the loss of packed rows equals the loss of the same examples run one by one (else examples attend
   to each other across the row);
-- the merge: a LoRA/IA3 adapter merged into the base weights predicts what the adapter does.
+- the merge: a LoRA/IA3 adapter merged into the base weights (as it predicts after training) predicts what the
+  adapter did.
 """
 
 from __future__ import annotations
@@ -155,27 +156,35 @@ def audit_packing(
     }
 
 
+def is_merged(model: Any) -> bool:
+    """Whether any of a PEFT model's adapter layers is merged into the base weights it wraps."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    return any(isinstance(m, BaseTunerLayer) and m.merged for m in model.modules())
+
+
+def merge_in_place(model: Any) -> None:
+    """Fold a PEFT model's LoRA/IA3 adapter into the base weights it wraps, for prediction.
+
+    An unmerged adapter costs extra matmuls in every adapted layer on every query; merged, a query costs what the
+    base model's does. The adapter's own weights stay as they were, so it still saves as the adapter it is.
+    """
+    model.merge_adapter()
+
+
 def merged_copy(model: Any) -> Any:
     """A copy of a PEFT model with its adapter merged into the base weights (a plain transformers model)."""
-    return copy.deepcopy(model).merge_and_unload()
+    twin = copy.deepcopy(model)
+    # merged in place for prediction already: the base weights hold the adapter, only its layers are to go
+    return twin.unload() if is_merged(model) else twin.merge_and_unload()
 
 
 def audit_merge(
-    predictor: Any,
-    model: Any,
-    examples: Sequence[Example],
-    merge: Callable[[Any], Any] = merged_copy,
-    tolerance: float = 1e-3,
+    predictor: Any, examples: Sequence[Example], adapter_preds: Sequence[Any], tolerance: float = 1e-3
 ) -> dict[str, Any]:
-    """Predictions of the adapter and of the merged model on ``examples``: same labels or texts, close scores."""
-    from ..backends.lm import LanguageModel
-
-    lm = predictor.lm
-    merged = merge(model)
-    merged.eval()
-    twin = copy.copy(predictor)
-    twin.lm = LanguageModel(merged, lm.tokenizer, lm.kind, batch_size=lm.batch_size, max_length=lm.context_length)
-    ours, theirs = predictor.predict(examples), twin.predict(examples)
+    """The predictor's predictions on ``examples`` now that its adapter is merged (:func:`merge_in_place`) vs
+    ``adapter_preds``, made on them before the merge: same labels or texts, close scores."""
+    ours, theirs = list(adapter_preds), predictor.predict(examples)
     differ = [a.id for a, b in zip(ours, theirs) if a.output != b.output or a.label != b.label]
     gap = 0.0
     for a, b in zip(ours, theirs):

@@ -4,8 +4,9 @@ to bottom:
 
     load a fresh copy of the base model → seed → add the method's trainable parameters → render and tokenize
     train with the prompt route's own prompt → audit → train (:func:`.trainer.train_with_dev`: dev metric, early
-    stopping, checkpoints) → audit the merge → an Adapted that predicts through the prompt route's scorer and
-    generator, and says what adapting cost (``adapt_usage``).
+    stopping, checkpoints) → merge a LoRA/IA3 adapter into the base weights and audit the merge → an Adapted that
+    predicts through the prompt route's scorer and generator (as fast as the prompted base model), keeps the dev
+    predictions of its final weights, and says what adapting cost (``adapt_usage``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from . import audits
 from .packing import packed_batch, padded_batch
 from .sft import Encoded, TooLong, encode_examples
 from .steps import packed_loss, padded_loss, seq2seq_loss, unwrap
-from .trainer import train_with_dev
+from .trainer import Trained, train_with_dev
 
 TUNE_FILE = "tune.json"
 
@@ -94,6 +95,10 @@ class TunedAdapted:
     """The task, seed and base model, for the adapted.json of an exported merged model."""
     adapt_usage: Usage = NO_USAGE
     """Training (tokens trained, their FLOPs) plus the dev predictions made while training."""
+    dev_predictions: dict[str, Prediction] = field(default_factory=dict)
+    """Dev predictions (by example id) already made with the final weights, at the training's best evaluation: the
+    runner takes them rather than scoring those examples again. A merged adapter's are the adapter's own (the
+    merge audit checks that merging changes no prediction)."""
 
     def predict(self, examples: Sequence[Example]) -> list[Prediction]:
         return self.predictor.predict(examples)
@@ -207,7 +212,7 @@ def tune(
         add_parameters: Makes the trainable parameters: given the base model, returns the model to train (a PEFT
             model, or the base model itself with all its weights trainable). Called after seeding.
         per_sequence: The trainable parameters belong to each sequence (soft prompts): no packing.
-        mergeable: The adapter can be merged into the base weights (then merge parity is audited).
+        mergeable: The adapter can be merged into the base weights: it is, for prediction, and the merge audited.
         export_merged: Also save the merged model.
         describe: Method settings for the fingerprint a resumed checkpoint must match.
     """
@@ -265,8 +270,10 @@ def tune(
         data=[[r.id, r.prompt_ids, r.answer_ids] for r in encoded.rows],
     )
     report["training"] = done.result.to_dict()
-    if mergeable and done.dev:
-        report["audits"]["merge"] = audits.audit_merge(predictor, trained, done.dev[:32])
+    if mergeable:
+        kept = {r.id for r in encoded.rows}  # not the ones skipped as too long: the predictor refuses those too
+        trained_on = [ex for ex in train_split if ex.id in kept][:32]
+        report["audits"]["merge"] = _merge_for_prediction(predictor, trained, done, trained_on)
     return TunedAdapted(
         predictor,
         trained,
@@ -277,7 +284,22 @@ def tune(
         export_merged,
         {"task": ctx.task.to_dict(), "seed": ctx.seed, "model": ctx.model.model_dump(mode="json")},
         done.usage,
+        {p.id: p for p in done.dev_predictions},
     )
+
+
+def _merge_for_prediction(
+    predictor: PromptAdapted, trained: Any, done: Trained, train_sample: list[Example]
+) -> dict[str, Any]:
+    """Merge the trained adapter into the base weights (so predicting costs what the base model's does) and audit
+    the merge on up to 32 dev examples (training ones when there is no dev), against the predictions of the best
+    evaluation when there are some: the same weights, not scored again."""
+    sample, before = done.dev[:32], done.dev_predictions[:32]
+    if not before:  # no dev, or its best evaluation ran before a resume
+        sample = sample or train_sample
+        before = predictor.predict(sample)
+    audits.merge_in_place(trained)
+    return audits.audit_merge(predictor, sample, before)
 
 
 # -------------------------------------------------------------------------------------------------- load
@@ -299,6 +321,8 @@ def load_tuned(path: Path, ctx: Context) -> TunedAdapted:
             not getattr(trained, "merge_and_unload", None) or trained.peft_config["default"].is_prompt_learning
         )
         lm.model = trained if per_sequence else unwrap(trained)
+        if not per_sequence:  # predicts as it did after training: merged into the base weights
+            audits.merge_in_place(trained)
     else:
         lm = LanguageModel.from_spec(ctx.model.model_copy(update={"name": str(path)}))
         trained = lm.model

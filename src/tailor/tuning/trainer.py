@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -41,11 +41,14 @@ class Trained:
         result: The loop's record (steps, losses, evaluations, tokens, FLOPs).
         dev: The dev examples the task metric was measured on during training (empty: no dev split).
         usage: Training (tokens trained and their FLOPs) plus every dev prediction's forward usage.
+        dev_predictions: The predictions on ``dev`` of the evaluation whose weights the model ended with, so that
+            those weights are never scored on dev again (empty when that evaluation ran before a resume).
     """
 
     result: LoopResult
     dev: list[Example]
     usage: Usage
+    dev_predictions: list[Prediction] = field(default_factory=list)
 
 
 def dev_subset(dev: Split | None, n: int, seed: int) -> list[Example]:
@@ -126,9 +129,11 @@ def train_with_dev(
     """
     dev_examples = dev_subset(dev, options.eval_examples, ctx.seed)
     dev_usage: list[Usage] = []
+    made: list[list[Prediction]] = []  # every evaluation's predictions, in order
 
     def evaluate() -> float:
         preds = predict_dev(dev_examples)
+        made.append(preds)
         dev_usage.append(total(p.usage for p in preds))
         return primary_score(ctx.task, dev_examples, preds)
 
@@ -153,5 +158,9 @@ def train_with_dev(
         progress=ctx.progress,
     )
     remove_checkpoint(checkpoints)
+    # The loop ends holding the best evaluation's weights: keep what they predicted then. This process made the
+    # last len(made) evaluations (a resumed run's earlier ones came from the checkpoint, without predictions).
+    ours = result.evals[len(result.evals) - len(made) :] if made else []
+    best = next((preds for e, preds in zip(ours, made) if e["step"] == result.best_step), [])
     trained = Usage(input_tokens=result.tokens, flops=result.flops)
-    return Trained(result, dev_examples, trained + total(dev_usage))
+    return Trained(result, dev_examples, trained + total(dev_usage), best)
