@@ -6,6 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .backends.packaged import is_packaged
+from .backends.packaged import parse as parse_packaged
+from .errors import TailorError
 from .render_curve import ROUTE_TITLES, curve_markdown, curve_table, curve_text, fmt_queries
 from .render_search import search_markdown, search_view
 
@@ -44,7 +47,14 @@ def _fmt_count(n: int | None) -> str:
 
 
 def short_model(name: str) -> str:
-    """A model's name for a table: a local folder's or file's last part, a hub id as it is."""
+    """A model's name for a table: a local folder's or file's last part, a hub id as it is, a file in a pinned wheel
+    as the file and its package (its SHA-256, 64 digits, stays in report.json and the task file)."""
+    if is_packaged(name):
+        try:
+            spec = parse_packaged(name)
+        except TailorError:
+            return name
+        return f"{Path(spec.member).name} (pypi:{spec.dist}=={spec.version})"
     path = Path(name)
     return path.name if path.is_absolute() or name.startswith((".", "~")) else name
 
