@@ -40,6 +40,7 @@ import torch
 import transformers
 
 import tailor
+from tailor.render import short_model
 
 ROOT = Path(__file__).resolve().parent.parent
 TASKS_DIR = ROOT / "benchmarks" / "real_lm"
@@ -155,8 +156,7 @@ def markdown(results: dict) -> str:
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for name, row in rows:
             test = row["test"] or {}
-            model = Path(str(row["model"])).name.split("#")[0]
-            cells = [name, row["route"], model.rsplit(".", 2)[0] if model.endswith(".gguf") else model]
+            cells = [name, row["route"], short_model(str(row["model"]))]
             cells += [_figure(test.get(primary))] + [
                 f"{test[m]['value']:.3f}" if test.get(m) else "–" for m in metrics if m != primary
             ]
