@@ -254,9 +254,20 @@ def test_data_advantage_follows_le_scao_and_rush() -> None:
     assert d["seeds"] == 2 and d["error"] == pytest.approx(0.0, abs=1e-12)
     # the other way round the sign flips: fine-tuning is the data-efficient route
     assert data_advantage(finetune, prompt)["examples"] == pytest.approx(-10.0)
-    flat = {"4": {"x": 4.0, "by_seed": {0: 0.6, 1: 0.6}}, "8": {"x": 8.0, "by_seed": {0: 0.6, 1: 0.6}}}
+
+
+def test_data_advantage_of_a_flat_prompt_curve_is_the_gap_at_its_quality() -> None:
+    # zero-shot, chosen at every size: a flat prompt curve at 0.6 from x=0; the fine-tune curve reaches 0.6 at 12
+    # (0.5 at 8, 0.7 at 16): the prompt is worth 12 examples, the gap at the one quality both curves have
+    flat = {str(x): {"x": float(x), "by_seed": {0: 0.6, 1: 0.6}} for x in (0, 4, 8, 16)}
+    finetune = {"8": {"x": 8.0, "by_seed": {0: 0.49, 1: 0.51}}, "16": {"x": 16.0, "by_seed": {0: 0.69, 1: 0.71}}}
     d = data_advantage(flat, finetune)
-    assert d["examples"] is None and "no common quality range" in d["why"]  # a zero-height range
+    assert d["examples"] == pytest.approx(12.0) and d["range"] == pytest.approx([0.6, 0.6])
+    # leaving a seed out moves the fine-tune curve by ±0.01 in quality, ∓0.4 examples: the jackknife sees it
+    assert d["error"] == pytest.approx(0.4, rel=1e-6)
+    # a flat prompt above everything fine-tuning reached still has no common range
+    high = {s: {**v, "by_seed": {0: 0.9, 1: 0.9}} for s, v in flat.items()}
+    assert "no common quality range" in data_advantage(high, finetune)["why"]
 
 
 def test_variance_aware_with_unequal_seed_counts() -> None:
@@ -351,3 +362,16 @@ def test_crossover_and_data_advantage_name_the_seeds_they_paired() -> None:
     assert c["seeds"] == 2 and c["seed_list"] == [0, 1]
     d = data_advantage(prompt, finetune)
     assert d["seeds"] == 2 and d["seed_list"] == [0, 1]
+
+
+def test_the_verdict_words_a_flat_prompt_curves_data_advantage_as_a_gap_at_its_quality() -> None:
+    from tailor.curve_report import verdict
+
+    section = {"unit": "per class", "notes": [], "crossover": None, "variance_aware": None}
+    flat = verdict({**section, "data_advantage": {"examples": 40.6, "error": 4.0, "range": [0.777, 0.777]}}, [])
+    assert flat == [
+        "The best prompt is worth 40.6 ± 4.0 labelled examples per class: fine-tuning needs that many more to reach "
+        "its 0.777 (Le Scao & Rush's data advantage, for a prompt curve that is flat)."
+    ]
+    ranged = verdict({**section, "data_advantage": {"examples": 2.4, "error": 0.6, "range": [0.62, 0.71]}}, [])
+    assert "over the quality range both reach" in ranged[0]

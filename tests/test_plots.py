@@ -297,6 +297,12 @@ def test_markdown_tells_the_curve_and_the_costs() -> None:
     assert "Data advantage: the best prompt is worth 2.4 ± 0.6 labelled examples per class" in md
     assert "Variance-aware break-even: from 4 examples per class on" in md
     assert "## Learning curve" not in render_markdown(_report(curve=False, costs=False))
+    flat = _report()  # a flat prompt curve (zero-shot best at every size): the gap at its one quality
+    flat["curve"]["data_advantage"] = {"examples": 38.6, "error": 7.1, "range": [0.777, 0.777], "seeds": 3}
+    assert (
+        "the best prompt is worth 38.6 ± 7.1 labelled examples per class, at accuracy 0.777 (the prompt's, "
+        "reached by fine-tuning)" in render_markdown(flat)
+    )
 
 
 class _Store:

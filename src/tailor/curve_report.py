@@ -155,7 +155,13 @@ def verdict(section: dict[str, Any], break_even: list[dict[str, Any]]) -> list[s
     if d and d.get("examples") is not None:
         err = f" ± {d['error']:.1f}" if d.get("error") is not None else ""
         how = "Le Scao & Rush's data advantage: the mean horizontal gap between the two curves over the quality range"
-        if d["examples"] >= 0:
+        flat = d.get("range") and d["range"][0] == d["range"][1]
+        if d["examples"] >= 0 and flat:  # a flat prompt curve: the gap at its one quality
+            out.append(
+                f"The best prompt is worth {d['examples']:.1f}{err} labelled {unit}: fine-tuning needs that many more "
+                f"to reach its {d['range'][0]:.3f} (Le Scao & Rush's data advantage, for a prompt curve that is flat)."
+            )
+        elif d["examples"] >= 0:
             out.append(f"The best prompt is worth {d['examples']:.1f}{err} labelled {unit} ({how} both reach).")
         else:
             out.append(

@@ -373,6 +373,12 @@ def _inverse(x: np.ndarray, y: np.ndarray, q: np.ndarray) -> np.ndarray:
 def _advantage(p: tuple[np.ndarray, np.ndarray], f: tuple[np.ndarray, np.ndarray]) -> dict[str, Any]:
     (xp, yp), (xf, yf) = p, f
     low, high = max(yp[0], yf[0]), min(yp[-1], yf[-1])
+    if high == low:
+        # One quality in common, typically a flat prompt curve (zero-shot, the best prompt at every size) that the
+        # fine-tune curve passes: there is no range to average over, so the gap at that quality, the examples
+        # fine-tuning needs to reach it beyond the fewest with which the prompt does (0 for zero-shot).
+        q = np.array([low])
+        return {"examples": float(_inverse(xf, yf, q)[0] - _inverse(xp, yp, q)[0]), "range": [float(low), float(high)]}
     if not high > low:
         return {
             "examples": None,
@@ -395,7 +401,10 @@ def data_advantage(prompt: dict[str, Any], finetune: dict[str, Any]) -> dict[str
     made non-decreasing by a running maximum and inverted: x(y) is the smallest size at which the curve reaches y,
     linear between sizes. Over the quality range both curves reach, [max of the two minima, min of the two maxima],
     the area between x_finetune(y) and x_prompt(y) divided by the range's height is the average number of extra
-    examples fine-tuning needs to match the prompt's quality: positive means the prompt is worth that many.
+    examples fine-tuning needs to match the prompt's quality: positive means the prompt is worth that many. When
+    the range is a single quality (a flat prompt curve, such as zero-shot chosen at every size, inside the
+    fine-tune curve's range), it is the gap at that quality, x_finetune(y) - x_prompt(y): "zero-shot prompting is
+    worth as many examples as fine-tuning needs to reach it".
 
     Means are over the seeds both curves have at every size (all seeds of each when they share none), so that the
     leave-one-out replicates are of the same statistic. ``error`` is the jackknife standard error over those

@@ -54,11 +54,11 @@ def curve_text(curve: dict[str, Any]) -> dict[str, str | None]:
             if d.get("error") is not None
             else " (no error estimate: a leave-one-seed-out curve reached no common range)"
         )
-        span = (
-            f", over {curve.get('metric', 'quality')} {d['range'][0]:.3f} to {d['range'][1]:.3f}"
-            if d.get("range")
-            else ""
-        )
+        metric, span = curve.get("metric", "quality"), ""
+        if d.get("range") and d["range"][0] == d["range"][1]:  # a flat prompt curve: the gap at its quality
+            span = f", at {metric} {d['range'][0]:.3f} (the prompt's, reached by fine-tuning)"
+        elif d.get("range"):
+            span = f", over {metric} {d['range'][0]:.3f} to {d['range'][1]:.3f}"
         out["data_advantage"] = f"the best prompt is worth {d['examples']:.1f}{err} labelled {unit}{span}" + (
             " (negative: fine-tuning reaches the same quality with fewer examples)" if d["examples"] < 0 else ""
         )
