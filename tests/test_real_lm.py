@@ -184,7 +184,7 @@ def test_the_gguf_cache_survives_a_kill_and_reloads_bit_identically(smollm2_fold
         return Path(out.stdout.strip().splitlines()[-1]), out.stderr
 
     folder, said = resolve()
-    assert "dequantizing" in said
+    assert "dequantizing" in said and "de-quantizing GGUF tensors" not in said  # tailor's line, not 272 tqdm updates
     assert file_sha256(folder / "model.safetensors") == file_sha256(smollm2_folder / "model.safetensors")
     again, said = resolve()
     assert again == folder and "dequantizing" not in said, "the second load converted again"

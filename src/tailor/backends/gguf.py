@@ -18,7 +18,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -222,6 +223,24 @@ def _marker(info: GgufInfo, sha: str) -> dict:
     }
 
 
+@contextmanager
+def _dequantize_bar_off() -> Iterator[None]:
+    """transformers 5.x draws its GGUF dequantization bar with a bare tqdm that its own progress-bar switch does not
+    reach, so it prints 272 updates into a log; tailor already says "dequantizing … once". A disabled tqdm replaces it
+    for the block (the module attribute only; nothing else changes)."""
+    from functools import partial
+
+    from tqdm.auto import tqdm
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+    was = gguf_utils.tqdm
+    gguf_utils.tqdm = partial(tqdm, disable=True)
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = was
+
+
 def _convert(info: GgufInfo, out: Path) -> None:
     """Dequantize ``info.path`` with transformers and save an ordinary model folder to ``out``.
 
@@ -235,7 +254,7 @@ def _convert(info: GgufInfo, out: Path) -> None:
 
     folder, name = str(info.path.parent), info.path.name
     try:
-        with library_bars_off(), transformers_quiet():
+        with library_bars_off(), transformers_quiet(), _dequantize_bar_off():
             tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
             loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
             config = AutoConfig.from_pretrained(folder, gguf_file=name)
