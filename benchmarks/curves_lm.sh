@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The two learning curves on a real LM (SmolLM2-135M-Instruct against MiniLM and LoRA on SmolLM2), one after the
-# other: each is hours of work on 2 CPU cores, and two at once only slow each other down (the cores are shared).
+# other: each is about an hour on 2 CPU cores (SST-2 48 min, AG News 72 min here), and two at once only slow each
+# other down (the cores are shared).
 # Run, kill and run again: a curve that has a run folder is continued (--resume keeps finished trials), a
 # finished one is only continued to its end (nothing re-runs). Results: benchmarks/results/curves_{sst2,ag_news}_lm.json.
 #   nohup benchmarks/curves_lm.sh > runs/curves_lm.log 2>&1 &
