@@ -23,13 +23,13 @@ import time
 from pathlib import Path
 
 from tailor.backends.pool import ModelPool
-from tailor.config import ModelSpec, TaskSpec
+from tailor.config.task import ModelSpec, TaskSpec
 from tailor.contract import Context, TaskInfo
-from tailor.data import read_examples
-from tailor.evaluate import predict_all
+from tailor.data.load import read_examples
 from tailor.methods import METHODS
-from tailor.plan import sample_per_class
 from tailor.progress import RichProgress
+from tailor.runner.evaluate import predict_all
+from tailor.runner.plan import sample_per_class
 from tailor.types import Split, adapting
 
 HERE = Path(__file__).resolve().parent

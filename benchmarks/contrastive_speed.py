@@ -55,13 +55,13 @@ from ag_news_8shot import load_halves
 
 from tailor.backends.models import best_device, resolve_path
 from tailor.backends.pool import ModelPool
-from tailor.config import ModelSpec
+from tailor.config.task import ModelSpec
 from tailor.contract import Context, TaskInfo
-from tailor.evaluate import predict_all
 from tailor.methods import METHODS
-from tailor.plan import sample_per_class
 from tailor.progress import RichProgress
-from tailor.record import repo_python
+from tailor.runner.evaluate import predict_all
+from tailor.runner.plan import sample_per_class
+from tailor.runner.record import repo_python
 from tailor.types import Split, adapting
 
 HERE = Path(__file__).resolve().parent

@@ -13,7 +13,8 @@ Setup:
     so DSPy parses it on the first try; the other clients ignore the text.
   * requests: ``--n-requests`` (1,000) distinct short prompts, ``max_tokens`` 16, greedy, seed 1234, ``stop``
     ``["\\n\\n"]``, at concurrency 1, 8, 32 and 128 (``--concurrency``):
-      (a) tailor   — ``tailor.backends.dispatch.Dispatcher`` (``DispatchSettings(max_concurrency=c)``, cache off),
+      (a) tailor   — ``tailor.backends.served.dispatch.Dispatcher`` (``DispatchSettings(max_concurrency=c)``, cache
+      off),
           one ``send()`` of all requests to ``/v1/completions``, over its default transport (aiohttp directly,
           on uvloop's loop); ``tailor_openai_sdk``: the same with ``transport="openai"`` (the official SDK's
           ``AsyncOpenAI`` over its aiohttp transport), which is why tailor goes below the SDK by default;
@@ -73,7 +74,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # DSPy's litellm:
 os.environ.setdefault("TQDM_DISABLE", "1")  # lm-eval's progress bar: no terminal noise, no cost charged to it
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from tailor.record import repo_python  # noqa: E402
+from tailor.runner.record import repo_python  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results" / "endpoint_throughput.json"
@@ -120,8 +121,8 @@ def served(url: str) -> int:
 def run_tailor(
     url: str, items: list[str], c: int, cache_path: Path | None = None, transport: str = "aiohttp"
 ) -> tuple[float, float, int]:
-    from tailor.backends.dispatch import Dispatcher, DispatchSettings, Request
-    from tailor.backends.response_cache import ResponseCache
+    from tailor.backends.served.cache import ResponseCache
+    from tailor.backends.served.dispatch import Dispatcher, DispatchSettings, Request
 
     cache = ResponseCache(cache_path) if cache_path is not None else None
     requests = [Request("completions", completion_body(t)) for t in items]
@@ -211,7 +212,7 @@ def importable(system: str) -> str | None:
     """None when the system's package imports, else why not (recorded in the JSON instead of a number)."""
     module = {"lm_eval": "lm_eval.models.openai_completions", "dspy": "dspy", "ceiling_raw_aiohttp": "aiohttp"}
     try:
-        __import__(module.get(system, "tailor.backends.dispatch"))
+        __import__(module.get(system, "tailor.backends.served.dispatch"))
     except Exception as e:  # noqa: BLE001 - any import failure is a reason to record
         return f"cannot import: {type(e).__name__}: {e}"
     return None

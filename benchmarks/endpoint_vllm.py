@@ -20,7 +20,7 @@ Setup:
     writes the prompts it is about to send to a file and prints a marker just before and after it, so this script
     can read CPU times at those moments; the figure kept is vLLM's own ``request_throughput`` (completed requests /
     its timed window, which starts after the tokenizer and dataset are ready).
-  * tailor: ``tailor.backends.dispatch.Dispatcher`` (``DispatchSettings(max_concurrency=c)``, no cache), one
+  * tailor: ``tailor.backends.served.dispatch.Dispatcher`` (``DispatchSettings(max_concurrency=c)``, no cache), one
     ``send()`` of the SAME prompt strings (read from the first run's file; every later run's file is checked equal)
     with the body vLLM's client sends minus streaming: ``model``, ``prompt``, ``max_tokens`` 16,
     ``repetition_penalty`` 1.0, ``ignore_eos`` true (no temperature: the server's default, as vLLM's client). Timed
@@ -69,7 +69,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import servers  # noqa: E402  (tests/servers.py: the vLLM venv, the served tiny model, start and stop)
 
-from tailor.record import repo_python  # noqa: E402
+from tailor.runner.record import repo_python  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "endpoint_vllm.json"
 CLIENTS = ("vllm_bench", "tailor")
@@ -221,7 +221,7 @@ def run_vllm_bench(
 
 
 def run_tailor(server: servers.Server, prompts: list[str], c: int, output_len: int) -> dict[str, Any]:
-    from tailor.backends.dispatch import Dispatcher, DispatchSettings, Request
+    from tailor.backends.served.dispatch import Dispatcher, DispatchSettings, Request
 
     requests = [Request("completions", tailor_body(server.model, p, output_len)) for p in prompts]
     settings = DispatchSettings(max_concurrency=c)

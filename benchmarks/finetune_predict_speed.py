@@ -47,7 +47,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
 
-from tailor.config import ModelSpec  # noqa: E402
+from tailor.config.task import ModelSpec  # noqa: E402
 from tailor.contract import Context, TaskInfo  # noqa: E402
 from tailor.methods import METHODS  # noqa: E402
 from tailor.types import Example, Split, adapting  # noqa: E402

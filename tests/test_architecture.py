@@ -125,9 +125,9 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def test_the_checks_see_the_package() -> None:
-    assert len(MODULES) > 30 and "tailor.run" in MODULES and "tailor.methods" in PACKAGES
+    assert len(MODULES) > 30 and "tailor.runner.run" in MODULES and "tailor.methods" in PACKAGES
     # the import reader finds function-level imports (the CLI imports everything inside its commands)
-    assert any(t == "tailor.run" for t, _, _ in _imports("tailor.cli_run"))
+    assert any(t == "tailor.runner.run" for t, _, _ in _imports("tailor.cli.execute"))
 
 
 def test_cycle_finder_finds_a_planted_cycle() -> None:

@@ -14,13 +14,13 @@ from conftest import MakeTask, dataset_rows, squash, write_jsonl
 from sklearn.metrics import f1_score
 from typer.testing import CliRunner
 
-from tailor.cli import app
-from tailor.config import load_task
-from tailor.data import load_task_data
+from tailor.cli.main import app
+from tailor.config.task import load_task
+from tailor.data.load import load_task_data
 from tailor.errors import DataError, MethodError, TaskFileError
 from tailor.methods import METHODS
-from tailor.metrics import METRICS, estimate, point
-from tailor.store import RunStore
+from tailor.runner.store import RunStore
+from tailor.stats.metrics import METRICS, estimate, point
 
 INVALID = "<invalid>"  # None (no valid label) spelled for scikit-learn, which can't mix None and str
 

@@ -13,12 +13,12 @@ import pytest
 from conftest import MakeTask, dataset_rows, squash, task_doc
 from typer.testing import CliRunner
 
-from tailor.cli import app
-from tailor.config import load_task
+from tailor.cli.main import app
+from tailor.config.task import load_task
 from tailor.errors import DataError, TailorError, TaskFileError
 from tailor.methods import METHODS
-from tailor.run import run_task
-from tailor.store import RunStore
+from tailor.runner.run import run_task
+from tailor.runner.store import RunStore
 
 
 def _run(task: Path, overrides: list[str] | None = None) -> Path:
@@ -274,7 +274,7 @@ def test_errors_are_tailor_errors() -> None:
 
 
 def test_skip_bad_rows_counts_and_reports_every_row(make_task: MakeTask) -> None:
-    from tailor.report import write_reports
+    from tailor.report.build import write_reports
 
     rows = _rows_with(
         {

@@ -22,7 +22,7 @@ from conftest import dataset_rows, squash, task_doc, write_jsonl
 from test_template_limits import HOSTILE
 from typer.testing import CliRunner
 
-from tailor.cli import app
+from tailor.cli.main import app
 
 ROWS = dataset_rows()
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tailor.breakeven import BreakEven, Costs, break_even, sensitivity
-from tailor.usage import forward_flops, training_flops
+from tailor.costs.breakeven import BreakEven, Costs, break_even, sensitivity
+from tailor.costs.usage import forward_flops, training_flops
 
 # T-Few (Liu et al. 2022, section 4.3): T0 has 11B parameters, an encoder-decoder whose input tokens meet the
 # encoder's half; GPT-3 175B is a decoder, every token meets all of it.

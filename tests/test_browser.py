@@ -21,11 +21,11 @@ import pytest
 import yaml
 from conftest import dataset_rows, task_doc, write_jsonl
 
-from tailor.config import load_task
-from tailor.render import render_html
-from tailor.report import build_report, write_reports
-from tailor.run import run_task
-from tailor.store import RunStore
+from tailor.config.task import load_task
+from tailor.report.build import build_report, write_reports
+from tailor.report.render import render_html
+from tailor.runner.run import run_task
+from tailor.runner.store import RunStore
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [

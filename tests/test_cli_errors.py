@@ -6,7 +6,7 @@ from __future__ import annotations
 from conftest import squash
 from typer.testing import CliRunner
 
-from tailor.cli import app
+from tailor.cli.main import app
 
 
 def test_a_bad_override_value_is_blamed_on_the_command_line(make_task) -> None:
@@ -35,13 +35,13 @@ def test_a_mistake_in_the_file_itself_is_still_the_files(make_task) -> None:
 def test_an_unexpected_error_is_one_line_and_exit_1_unless_debug(monkeypatch, capsys) -> None:
     import pytest
 
-    import tailor.config
-    from tailor.cli import main
+    import tailor.config.task
+    from tailor.cli.main import main
 
     def broken(*args, **kwargs):
         raise RuntimeError("something inside broke")
 
-    monkeypatch.setattr(tailor.config, "task_keys", broken)
+    monkeypatch.setattr(tailor.config.task, "task_keys", broken)
     with pytest.raises(SystemExit) as info:
         main(["keys"])
     assert info.value.code == 1

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
-from tailor.cli import app
-from tailor.config import DataSpec, FieldsSpec, ModelSpec, SplitSpec, StatsSpec, TaskSpec, task_keys
+from tailor.cli.main import app
+from tailor.config.task import DataSpec, FieldsSpec, ModelSpec, SplitSpec, StatsSpec, TaskSpec, task_keys
 
 
 def test_every_task_key_has_a_docstring() -> None:

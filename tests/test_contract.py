@@ -16,14 +16,14 @@ from conftest import LABELS, fast_options, squash
 from typer.testing import CliRunner
 
 from tailor.backends.pool import ModelPool
-from tailor.cli import app
-from tailor.config import ModelSpec
+from tailor.cli.main import app
+from tailor.config.task import ModelSpec
 from tailor.contract import Adapted, Context, MethodOptions, TaskInfo
 from tailor.methods import METHODS
-from tailor.plan import sample_per_class
-from tailor.predict import load_adapted
-from tailor.run import write_adapted_meta
-from tailor.store import RunStore
+from tailor.runner.plan import sample_per_class
+from tailor.runner.predict import load_adapted
+from tailor.runner.run import write_adapted_meta
+from tailor.runner.store import RunStore
 from tailor.testing import tiny_lm_path
 from tailor.types import Example, Prediction, Split, adapting
 

@@ -24,7 +24,7 @@ from tailor.methods.contrastive import (
     make_pairs,
     training_length,
 )
-from tailor.plan import sample_per_class
+from tailor.runner.plan import sample_per_class
 from tailor.types import Example, Split, adapting
 
 Options = METHODS["contrastive"].Options

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from tailor.cost_spec import CostsSpec
-from tailor.costs import (
+from tailor.config.costs import CostsSpec
+from tailor.costs.pricing import (
     CPU_HINT,
     GPU_HINT,
     break_even_table,

@@ -20,10 +20,10 @@ import yaml
 from conftest import dataset_rows, task_doc, write_jsonl
 
 from tailor.backends.pool import ModelPool
-from tailor.config import CurveSpec, parse_task
+from tailor.config.task import CurveSpec, parse_task
 from tailor.errors import TaskFileError
-from tailor.plan import check_curve_sizes, plan_trials, sample_per_class, sample_size
-from tailor.store import RunStore
+from tailor.runner.plan import check_curve_sizes, plan_trials, sample_per_class, sample_size
+from tailor.runner.store import RunStore
 from tailor.types import Example, Split
 
 TAILOR = [sys.executable, "-m", "tailor"]
@@ -56,7 +56,7 @@ def test_draws_are_nested_across_sizes_and_differ_across_seeds() -> None:
     assert {ex.id for ex in sample_per_class(train, 4, 0)} != {ex.id for ex in sample_per_class(train, 4, 1)}
     # fixed by the seed alone: the same in every process (workers redraw them)
     script = (
-        "from tailor.plan import sample_per_class; from tailor.types import Example, Split;"
+        "from tailor.runner.plan import sample_per_class; from tailor.types import Example, Split;"
         "t = Split('train', tuple(Example(f'{c}-{i}', {'text': 'x'}, c) for c in 'abc' for i in range(30)));"
         "print(sorted(e.id for e in sample_per_class(t, 5, 3)))"
     )
@@ -269,7 +269,7 @@ def narrow_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_a_curve_with_a_method_curve_reports_each_method_at_its_own_points(narrow_run: Path) -> None:
-    from tailor.curve_report import summarize_curve
+    from tailor.report.curve import summarize_curve
 
     numbers = _numbers(narrow_run)
     assert len(numbers) == 3 + 3 * 3 + 2 * 2 and all(t["status"] == "ok" for t in numbers.values())
@@ -412,7 +412,7 @@ def test_a_local_ray_cluster_gives_the_numbers_of_one_worker(curve_task, one_wor
 def test_ray_not_installed_is_a_clear_error() -> None:
     script = (
         "import sys; sys.modules['ray'] = None\n"
-        "from tailor.workers import connect_ray\n"
+        "from tailor.runner.parallel.workers import connect_ray\n"
         "from tailor.errors import TailorError\n"
         "try:\n    connect_ray('auto')\nexcept TailorError as e:\n    print(e)\n"
     )

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from tailor.curve_stats import Point, crossover, data_advantage, method_stats, p_better, route_curves, variance_aware
+from tailor.stats.curves import Point, crossover, data_advantage, method_stats, p_better, route_curves, variance_aware
 
 SIZES = [4, 8, 16, 32, 64, 128]
 
@@ -365,7 +365,7 @@ def test_crossover_and_data_advantage_name_the_seeds_they_paired() -> None:
 
 
 def test_the_verdict_words_a_flat_prompt_curves_data_advantage_as_a_gap_at_its_quality() -> None:
-    from tailor.curve_report import verdict
+    from tailor.report.curve import verdict
 
     section = {"unit": "per class", "notes": [], "crossover": None, "variance_aware": None}
     flat = verdict({**section, "data_advantage": {"examples": 40.6, "error": 4.0, "range": [0.777, 0.777]}}, [])

@@ -8,8 +8,8 @@ import datasets
 import pytest
 from conftest import dataset_rows
 
-from tailor.config import TaskSpec
-from tailor.data import load_task_data
+from tailor.config.task import TaskSpec
+from tailor.data.load import load_task_data
 
 
 def _spec(**data) -> TaskSpec:

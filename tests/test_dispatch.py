@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tailor.backends.dispatch import (
+from tailor.backends.served.cache import ResponseCache
+from tailor.backends.served.dispatch import (
     Dispatcher,
     DispatchSettings,
     EndpointError,
@@ -32,7 +33,6 @@ from tailor.backends.dispatch import (
     retry_after,
     server_message,
 )
-from tailor.backends.response_cache import ResponseCache
 
 Action = Callable[[web.Request, dict[str, Any]], Awaitable[web.StreamResponse]]
 KEY = "sk-test-SECRET-123"

@@ -18,11 +18,11 @@ import pytest
 import yaml
 from conftest import dataset_rows, task_doc, write_jsonl
 
-from tailor.config import load_task
+from tailor.config.task import load_task
 from tailor.errors import MethodError, TailorError
-from tailor.report import build_report
-from tailor.run import run_task
-from tailor.store import RunStore
+from tailor.report.build import build_report
+from tailor.runner.run import run_task
+from tailor.runner.store import RunStore
 from tailor.testing.fake_server import PRESETS, FakeServer
 
 KEY = "sk-test-RECOGNISABLE-7f3a9c2e11"
@@ -149,7 +149,7 @@ def test_money_per_thousand_queries_from_the_task_files_price(tmp_path: Path) ->
     assert money["test_per_1k"] == pytest.approx((u["input_tokens"] * 2.0 + u["output_tokens"] * 8.0) / 1e6)
     assert money["currency"] == "USD" and money["total"] > 0
     md = (tmp_path / "run" / "report.md").read_text() if (tmp_path / "run" / "report.md").exists() else ""
-    from tailor.render import render_markdown
+    from tailor.report.render import render_markdown
 
     md = render_markdown(report)
     assert "per 1,000 queries" in md and "USD" in md
@@ -196,7 +196,7 @@ def test_the_key_is_written_nowhere(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         task = _task(tmp_path / "t", model, [{"name": "prompt", "mode": "generate"}])
         from typer.testing import CliRunner
 
-        from tailor.cli import app
+        from tailor.cli.main import app
 
         result = CliRunner().invoke(app, ["run", str(task), "--out", str(tmp_path / "run")])
         assert result.exit_code == 0, result.output
@@ -254,7 +254,7 @@ def test_endpoint_keys_are_checked_in_the_task_file(tmp_path: Path) -> None:
 def test_predict_sends_through_the_endpoint_only_when_the_user_names_it(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from tailor.cli import app
+    from tailor.cli.main import app
 
     with FakeServer("fake-model", **PRESETS["generate-only"]) as srv:
         task = _task(tmp_path / "t", _model(srv.url), [{"name": "prompt", "mode": "generate"}])

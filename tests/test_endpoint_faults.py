@@ -29,13 +29,13 @@ import pytest
 import yaml
 from conftest import LABELS, SENTENCES, task_doc, write_jsonl
 
-from tailor.backends.endpoint import KIND as SERVED
 from tailor.backends.protocol import GenerationSettings
-from tailor.backends.response_cache import ResponseCache
-from tailor.config import load_task
-from tailor.report import build_report
-from tailor.run import run_task
-from tailor.store import RunStore
+from tailor.backends.served.cache import ResponseCache
+from tailor.backends.served.endpoint import KIND as SERVED
+from tailor.config.task import load_task
+from tailor.report.build import build_report
+from tailor.runner.run import run_task
+from tailor.runner.store import RunStore
 from tailor.testing.fault_proxy import FaultProxy
 
 # The fault mix. The endpoint's read timeout (2 s) is shorter than a `timeout` fault's delay (5 s).

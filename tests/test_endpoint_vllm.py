@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from conftest import dataset_rows, task_doc, write_jsonl
 
-from tailor.backends.endpoint import KIND as SERVED
-from tailor.backends.lm import LanguageModel
-from tailor.config import ModelSpec, load_task
+from tailor.backends.local.lm import LanguageModel
+from tailor.backends.served.endpoint import KIND as SERVED
+from tailor.config.task import ModelSpec, load_task
 from tailor.errors import TailorError
-from tailor.report import build_report
-from tailor.run import run_task
+from tailor.report.build import build_report
+from tailor.runner.run import run_task
 
 
 @pytest.fixture(autouse=True)
@@ -136,7 +136,7 @@ def test_fine_tuned_exported_then_served_gives_the_runs_own_predictions(
     prompt it through the endpoint with the same prompt: the same test predictions (and scores) as the run's own."""
     from servers import start_vllm, stop_server
 
-    from tailor.store import RunStore
+    from tailor.runner.store import RunStore
 
     train = {"max_steps": 6, "batch_size": 8, "eval_every": 3, "eval_examples": 8}
     tuned = _task(

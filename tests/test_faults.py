@@ -13,8 +13,8 @@ import yaml
 from conftest import dataset_rows, squash, task_doc, write_jsonl
 from typer.testing import CliRunner
 
-from tailor.cli import app
-from tailor.config import ModelSpec, load_task
+from tailor.cli.main import app
+from tailor.config.task import ModelSpec, load_task
 from tailor.errors import TailorError
 
 
@@ -33,8 +33,8 @@ def _split_task(where: Path, test_rows: list[dict], methods: list[dict]) -> Path
 
 
 def _report_rows(task: Path, run_dir: Path) -> list[dict]:
-    from tailor.report import write_reports
-    from tailor.run import run_task
+    from tailor.report.build import write_reports
+    from tailor.runner.run import run_task
 
     spec, base = load_task(task)
     run_task(spec, base, run_dir, task_file=str(task))
@@ -130,7 +130,7 @@ def test_an_out_folder_that_cannot_be_made_is_a_clear_error(tmp_path: Path, monk
 
 
 def test_t5_generation_shows_no_past_key_values_warning(tmp_path_factory, monkeypatch) -> None:
-    from tailor.backends.lm import LanguageModel
+    from tailor.backends.local.lm import LanguageModel
     from tailor.testing import tiny_lm_path
 
     path = tiny_lm_path(tmp_path_factory.getbasetemp() / "tiny-lms", arch="t5")

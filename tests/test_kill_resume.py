@@ -23,7 +23,7 @@ import pytest
 import yaml
 from conftest import dataset_rows, task_doc, write_jsonl
 
-from tailor.store import RunStore
+from tailor.runner.store import RunStore
 
 KILLS = 12
 TAILOR = [sys.executable, "-m", "tailor"]

@@ -13,16 +13,16 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from tailor.backends.lm import KIND, LanguageModel  # noqa: E402
+from tailor.backends.local.lm import KIND, LanguageModel  # noqa: E402
 from tailor.backends.pool import ModelPool  # noqa: E402
 from tailor.backends.protocol import GenerationSettings, GenerativeBackend  # noqa: E402
-from tailor.config import ModelSpec  # noqa: E402
+from tailor.config.task import ModelSpec  # noqa: E402
 from tailor.contract import Context, TaskInfo  # noqa: E402
+from tailor.costs.usage import params_per_token  # noqa: E402
 from tailor.methods.prompt import Prompt  # noqa: E402
 from tailor.prompting import PromptOptions  # noqa: E402
 from tailor.testing import build_tiny_lm, tiny_lm_path  # noqa: E402
 from tailor.types import Example, Split  # noqa: E402
-from tailor.usage import params_per_token  # noqa: E402
 
 PREFIX = (
     "Classify the review.\n\nReview: The movie was great. Sentiment: positive\n\n"

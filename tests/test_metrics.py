@@ -9,7 +9,7 @@ import pytest
 from scipy.stats import binomtest
 from sklearn.metrics import accuracy_score, f1_score
 
-from tailor.metrics import METRICS, compare_all, estimate, holm, mcnemar, paired_bootstrap, point
+from tailor.stats.metrics import METRICS, compare_all, estimate, holm, mcnemar, paired_bootstrap, point
 
 INVALID = "<invalid>"  # how None (no valid label) is spelled for scikit-learn, which can't mix None and str
 

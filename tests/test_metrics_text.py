@@ -15,9 +15,9 @@ import pytest
 import sacrebleu
 from rouge_score.rouge_scorer import RougeScorer
 
-from tailor.config import DEFAULT_METRICS
-from tailor.metrics import METRICS, compare_all, estimate, paired_bootstrap, point
-from tailor.metrics_text import normalize_answer
+from tailor.config.task import DEFAULT_METRICS
+from tailor.stats.metrics import METRICS, compare_all, estimate, paired_bootstrap, point
+from tailor.stats.text_metrics import normalize_answer
 
 
 def _scores(metric: str, gold: list, pred: list) -> np.ndarray:
@@ -173,7 +173,7 @@ def test_bootstrap_values_equal_sacrebleu_on_each_resample(name: str, refs: int)
 
 
 def test_corpus_metric_chunks_large_resample_matrices(monkeypatch: pytest.MonkeyPatch) -> None:
-    import tailor.metrics_text as mt
+    import tailor.stats.text_metrics as mt
 
     prep = METRICS["bleu"].prepare(REF1, HYPS, None)
     idx = np.random.default_rng(4).integers(0, len(HYPS), size=(40, len(HYPS)))
@@ -231,6 +231,8 @@ def test_bad_gold_is_refused() -> None:
 
 
 def test_text_metric_libraries_load_lazily() -> None:
-    code = "import sys, tailor.metrics; print(sorted(m for m in ('sacrebleu', 'rouge_score') if m in sys.modules))"
+    code = (
+        "import sys, tailor.stats.metrics; print(sorted(m for m in ('sacrebleu', 'rouge_score') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

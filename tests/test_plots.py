@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from tailor.plots import break_even_svg, learning_curves_svg, pareto_front, pareto_svg, report_figures
-from tailor.render import render_html, render_markdown, route_groups
-from tailor.viewer import disagreements, script_json, viewer_data
+from tailor.report.plots import break_even_svg, learning_curves_svg, pareto_front, pareto_svg, report_figures
+from tailor.report.render import render_html, render_markdown, route_groups
+from tailor.report.viewer import disagreements, script_json, viewer_data
 
 SIZES = {"0": 0.0, "2": 2.0, "4": 4.0, "8": 8.0, "all": 20.0}
 

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from conftest import MakeTask, dataset_rows, squash, write_jsonl
 
-from tailor.config import load_task
+from tailor.config.task import load_task
 from tailor.errors import TaskFileError
-from tailor.report import build_report, write_reports
-from tailor.run import run_task
-from tailor.store import RunStore
+from tailor.report.build import build_report, write_reports
+from tailor.runner.run import run_task
+from tailor.runner.store import RunStore
 from tailor.testing import tiny_lm_path
 
 

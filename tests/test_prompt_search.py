@@ -16,18 +16,18 @@ from conftest import dataset_rows, task_doc, write_jsonl
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from tailor.cli import app
+from tailor.cli.main import app
+from tailor.costs.usage import Usage
 from tailor.errors import MethodError
+from tailor.runner.store import RunStore
 from tailor.search.budget import Budget, Cost, Spend
 from tailor.search.edits import PLACEHOLDER, edit, edited_pool, phrases
-from tailor.search.loop import Search, Settings
 from tailor.search.partition import partition
+from tailor.search.searcher import Search, Settings
 from tailor.search.space import Candidate, EncoderSpace
 from tailor.search.space_lm import GenerativeSpace
 from tailor.search.trials import sampler_for
-from tailor.store import RunStore
 from tailor.types import Example, Prediction
-from tailor.usage import Usage
 
 # ------------------------------------------------------------------------------------------------------ edits
 
@@ -466,7 +466,7 @@ def _scripted_pool():
     """A fake LM that knows every answer only when the instruction says "Categorize" (else it prefers `sports`),
     and a proposer that proposes the instruction that does."""
     from tailor.backends.pool import ModelPool
-    from tailor.config import ModelSpec
+    from tailor.config.task import ModelSpec
     from tailor.testing.scripted import ScriptedLM
 
     gold = {r["text"]: r["label"] for r in dataset_rows()}
@@ -503,8 +503,8 @@ def _lm_task(tmp_path: Path, **search) -> Path:
 
 
 def _run_search(task: Path, out: Path, pool) -> dict:
-    from tailor.config import load_task
-    from tailor.run import run_task
+    from tailor.config.task import load_task
+    from tailor.runner.run import run_task
 
     spec, base = load_task(task)
     run_task(spec, base, out, models=pool)
@@ -532,7 +532,7 @@ def test_a_proposer_s_instruction_is_searched_and_its_calls_counted(tmp_path: Pa
     assert json.loads((tmp_path / "r" / "work" / "prompt-search" / "proposals.json").read_text())["proposals"] == [
         MAGIC
     ]
-    from tailor.report import build_report
+    from tailor.report.build import build_report
 
     shown = build_report(tmp_path / "r")["prompt_search"][0]["prompt"]
     store = RunStore.open_existing(tmp_path / "r")
@@ -590,7 +590,7 @@ def test_prompt_search_is_one_more_prompt_row_in_a_learning_curve(tmp_path: Path
 
 
 def test_halfway_the_proposer_sees_the_scores_and_its_new_instruction_wins(tmp_path: Path) -> None:
-    from tailor.config import ModelSpec
+    from tailor.config.task import ModelSpec
     from tailor.testing.scripted import ScriptedLM
 
     pool, _ = _scripted_pool()
@@ -616,7 +616,7 @@ def test_halfway_the_proposer_sees_the_scores_and_its_new_instruction_wins(tmp_p
 
 def test_a_budget_in_money_at_the_model_s_price(tmp_path: Path) -> None:
     from tailor.backends.pool import ModelPool
-    from tailor.config import ModelSpec
+    from tailor.config.task import ModelSpec
     from tailor.testing.scripted import ScriptedLM
 
     price = {"input": 1000.0, "output": 0.0}  # per million tokens: a thousandth of a unit per token read
@@ -638,7 +638,7 @@ def test_a_budget_in_money_at_the_model_s_price(tmp_path: Path) -> None:
 
 
 def test_bootstrapped_demonstrations_are_drawn_from_what_the_prompt_gets_right(tmp_path: Path) -> None:
-    from tailor.config import ModelSpec
+    from tailor.config.task import ModelSpec
     from tailor.contract import Context, TaskInfo
     from tailor.methods.prompt_search import CandidateScorer
     from tailor.types import Split

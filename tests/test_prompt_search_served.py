@@ -15,7 +15,7 @@ import pytest
 from conftest import LABELS, dataset_rows
 
 from tailor.backends.pool import ModelPool
-from tailor.config import ModelSpec
+from tailor.config.task import ModelSpec
 from tailor.contract import Context, TaskInfo
 from tailor.methods import METHODS
 from tailor.progress import NULL_PROGRESS

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from conftest import MakeTask
 
-from tailor.config import load_task
+from tailor.config.task import load_task
 from tailor.errors import MethodError, TailorError, TaskFileError
 from tailor.prompting import compile_template
-from tailor.run import run_task
+from tailor.runner.run import run_task
 from tailor.types import Example
 
 

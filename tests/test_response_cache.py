@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tailor.backends.response_cache import CACHE_SCHEMA, ResponseCache, cache_key, default_cache_path
+from tailor.backends.served.cache import CACHE_SCHEMA, ResponseCache, cache_key, default_cache_path
 from tailor.errors import TailorError
 
 URL = "http://127.0.0.1:8000/v1"
@@ -85,7 +85,7 @@ def test_threads_share_one_cache(tmp_path: Path) -> None:
 WRITER = """
 import sys
 from pathlib import Path
-from tailor.backends.response_cache import ResponseCache
+from tailor.backends.served.cache import ResponseCache
 cache = ResponseCache(Path(sys.argv[1]))
 i = 0
 while True:

@@ -11,7 +11,7 @@ import yaml
 from conftest import dataset_rows, squash, task_doc, write_jsonl
 from typer.testing import CliRunner
 
-from tailor.cli import app
+from tailor.cli.main import app
 
 
 def test_a_winner_chosen_on_a_small_dev_split_is_warned_about(finished_run: Path) -> None:

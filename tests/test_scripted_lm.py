@@ -18,15 +18,15 @@ from conftest import LABELS, dataset_rows, squash, write_jsonl
 from tailor.backends import backend_kind
 from tailor.backends.pool import ModelPool
 from tailor.backends.protocol import Capabilities, GenerationSettings, GenerativeBackend
-from tailor.config import ModelSpec
+from tailor.config.task import ModelSpec
 from tailor.contract import Context, TaskInfo
+from tailor.costs.usage import Usage
 from tailor.errors import MethodError, TailorError
 from tailor.methods.prompt import Prompt
 from tailor.prompting import PromptOptions, label_words
 from tailor.testing import ScriptedLM
 from tailor.testing.scripted import DEFAULT_CAPABILITIES
 from tailor.types import Example, Split, adapting
-from tailor.usage import Usage
 
 SPEC = ModelSpec(name="fake", kind="scripted")
 CLASSIFY = TaskInfo("mini", "classification", tuple(LABELS), ("text",), ("accuracy",))
@@ -217,8 +217,8 @@ def test_one_function_gives_verbalizers_and_label_descriptions() -> None:
 def test_a_task_file_runs_end_to_end_on_a_scripted_model(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from tailor.cli import app
-    from tailor.store import RunStore
+    from tailor.cli.main import app
+    from tailor.runner.store import RunStore
 
     write_jsonl(tmp_path / "data.jsonl", ROWS)
     answers = {r["text"]: r["label"] for r in ROWS}

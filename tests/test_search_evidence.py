@@ -10,7 +10,7 @@ import pytest
 from tailor.search.budget import Budget, Cost
 from tailor.search.evidence import estimates
 from tailor.search.ledger import Ledger
-from tailor.search.loop import Search, Settings
+from tailor.search.searcher import Search, Settings
 from tailor.types import Example
 
 # minibatch scores that differ by about 0.05 around their candidate's mean, means that differ by less

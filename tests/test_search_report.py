@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from tailor.plots import report_figures
-from tailor.plots_search import search_svg
-from tailor.report import build_report, write_reports
-from tailor.search_report import search_section, winning_prompt
-from tailor.store import RunStore, TrialResult
+from tailor.report.build import build_report, write_reports
+from tailor.report.plots import report_figures
+from tailor.report.search import search_section, winning_prompt
+from tailor.report.search_plots import search_svg
+from tailor.runner.store import RunStore, TrialResult
 from tailor.types import Example, Prediction
 
 LABELS = ["negative", "positive"]
@@ -297,7 +297,7 @@ def test_a_run_without_a_search_has_no_section(tmp_path: Path) -> None:
 
 
 def test_a_generative_winner_is_shown_by_its_parts_and_as_sent_for_a_dev_example() -> None:
-    from tailor.search_report import winning_prompt
+    from tailor.report.search import winning_prompt
 
     options = {
         "instruction": "Is the review positive or negative?",

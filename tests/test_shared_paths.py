@@ -12,9 +12,9 @@ import yaml
 from conftest import dataset_rows, fast_options, task_doc, write_jsonl
 from typer.testing import CliRunner
 
-from tailor.cli import app
-from tailor.shared import shown_path
-from tailor.store import RunStore
+from tailor.cli.main import app
+from tailor.paths import shown_path
+from tailor.runner.store import RunStore
 from tailor.testing import tiny_lm_path
 
 SHARED = ("report.json", "report.md", "report.html")
@@ -100,9 +100,9 @@ def test_shown_path_keeps_hub_ids_and_far_paths(tmp_path: Path) -> None:
 
 
 def test_a_summary_inside_a_repository_names_paths_relative_to_the_repository(make_task) -> None:
-    from tailor.config import load_task
-    from tailor.report import write_reports
-    from tailor.run import run_task
+    from tailor.config.task import load_task
+    from tailor.report.build import write_reports
+    from tailor.runner.run import run_task
 
     task = make_task(folder="repo/benchmarks", methods=[{"name": "zero-shot"}], summary="results/mini.json")
     repo = task.parent.parent

@@ -10,11 +10,11 @@ import pytest
 
 from tailor.backends.models import DEFAULT_ENCODER_NAMES
 from tailor.backends.pool import ModelPool
-from tailor.config import load_task
-from tailor.data import load_task_data
+from tailor.config.task import load_task
+from tailor.data.load import load_task_data
 from tailor.methods import METHODS
-from tailor.plan import plan_trials, prepare_trials, task_info
 from tailor.progress import NULL_PROGRESS
+from tailor.runner.plan import plan_trials, prepare_trials, task_info
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted([*ROOT.glob("examples/*/*.yaml"), *ROOT.glob("benchmarks/*.yaml"), *ROOT.glob("benchmarks/*/*.yaml")])
@@ -59,7 +59,7 @@ def test_quickstart_runs_end_to_end(tmp_path: Path) -> None:
     """The README's quickstart, every method at its shipped settings (several minutes on a laptop CPU)."""
     from typer.testing import CliRunner
 
-    from tailor.cli import app
+    from tailor.cli.main import app
 
     run_dir = tmp_path / "run"
     result = CliRunner().invoke(app, ["run", str(QUICKSTART), "--quiet", "--out", str(run_dir)])

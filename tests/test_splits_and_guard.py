@@ -11,12 +11,12 @@ import pytest
 import yaml
 from conftest import MakeTask, dataset_rows, task_doc, write_jsonl
 
-from tailor.config import load_task
+from tailor.config.task import load_task
 from tailor.contract import Context, MethodOptions
-from tailor.data import content_hash, hash_split, load_task_data
-from tailor.report import write_reports
-from tailor.run import run_task
-from tailor.store import RunStore
+from tailor.data.load import content_hash, hash_split, load_task_data
+from tailor.report.build import write_reports
+from tailor.runner.run import run_task
+from tailor.runner.store import RunStore
 
 # Imported under another name so pytest does not take the error class for a test class.
 from tailor.types import Example, Prediction, SealedSplit, Split, adapting
@@ -219,22 +219,22 @@ class _Honest:
 
 def test_method_reading_test_split_during_adapt_is_refused(make_task: MakeTask, monkeypatch) -> None:
     import tailor.methods
-    import tailor.run
+    import tailor.runner.run
 
     peek = _Peek()
     monkeypatch.setattr(_Peek, "attempts", [])
     monkeypatch.setitem(tailor.methods.METHODS, "peek", peek)
     monkeypatch.setitem(tailor.methods.METHODS, "constant", _Honest())
-    assert tailor.run.METHODS is tailor.methods.METHODS, "the runner must use the one registry"
+    assert tailor.runner.run.METHODS is tailor.methods.METHODS, "the runner must use the one registry"
 
-    real_load = tailor.run.load_task_data
+    real_load = tailor.runner.run.load_task_data
 
     def spy(*args, **kwargs):  # hand the malicious method a reference to the sealed split
         data = real_load(*args, **kwargs)
         peek.sealed = data.test
         return data
 
-    monkeypatch.setattr(tailor.run, "load_task_data", spy)
+    monkeypatch.setattr(tailor.runner.run, "load_task_data", spy)
     task = make_task(methods=[{"name": "peek"}, {"name": "constant"}])
     spec, base = load_task(task)
     run_dir = run_task(spec, base, task.parent / "run", task_file=str(task))

@@ -10,8 +10,8 @@ import math
 import numpy as np
 import pytest
 
-from tailor.metrics import METRICS, mcnemar, min_detectable_difference, paired_bootstrap
-from tailor.report import power_warnings, top_two_power
+from tailor.report.build import power_warnings, top_two_power
+from tailor.stats.metrics import METRICS, mcnemar, min_detectable_difference, paired_bootstrap
 
 SIMULATIONS, ALPHA = 1000, 0.05
 

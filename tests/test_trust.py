@@ -15,14 +15,14 @@ import yaml
 from conftest import dataset_rows, squash, task_doc, write_jsonl
 from typer.testing import CliRunner
 
-from tailor.cli import app
-from tailor.config import load_task
+from tailor.cli.main import app
+from tailor.config.task import load_task
 from tailor.errors import MethodError, TailorError
 from tailor.methods import METHODS
-from tailor.predict import load_adapted
-from tailor.report import build_report, write_reports
-from tailor.run import run_task
-from tailor.shared import shown_path
+from tailor.paths import shown_path
+from tailor.report.build import build_report, write_reports
+from tailor.runner.predict import load_adapted
+from tailor.runner.run import run_task
 
 # ---------------------------------------------------------------------------------------------- a small real run
 
@@ -285,7 +285,7 @@ def test_resume_with_changed_labels_is_refused_naming_the_split(task_folder: Pat
 
 
 def test_the_data_summary_holds_a_content_hash_per_split(task_folder: Path) -> None:
-    from tailor.store import RunStore
+    from tailor.runner.store import RunStore
 
     store = RunStore.open_existing(task_folder / "run")
     try:
@@ -299,7 +299,7 @@ def test_the_data_summary_holds_a_content_hash_per_split(task_folder: Path) -> N
 
 
 def test_a_run_left_running_without_its_lock_is_reported_stopped(task_folder: Path, tmp_path: Path) -> None:
-    from tailor.folders import run_is_live, run_lock
+    from tailor.runner.folders import run_is_live, run_lock
 
     run_dir = _copy(task_folder, tmp_path / "task") / "run"
     with sqlite3.connect(run_dir / "run.sqlite") as db:  # what SIGKILL leaves: no chance to record an end
@@ -313,7 +313,7 @@ def test_a_run_left_running_without_its_lock_is_reported_stopped(task_folder: Pa
     assert report["status"] == "stopped"
     md = squash(write_reports(run_dir)["md"].read_text())
     assert "run stopped" in md and "stopped before its end; continue it with" in md
-    from tailor.store import RunStore
+    from tailor.runner.store import RunStore
 
     assert not Path(json.loads((run_dir / "report.json").read_text())["task_file"]).is_absolute()
     store = RunStore.open_existing(run_dir)

@@ -34,7 +34,7 @@ from typing import Any
 
 import pytest
 
-from tailor.config import ModelSpec
+from tailor.config.task import ModelSpec
 from tailor.contract import Context, TaskInfo
 from tailor.methods import METHODS
 from tailor.testing import LEARNABLE, ROUTINE_ANSWERS, routine_task, sentiment_task, tiny_lm_path

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from conftest import LABELS, dataset_rows
 
-from tailor.backends.lm import LanguageModel
-from tailor.config import ModelSpec
+from tailor.backends.local.lm import LanguageModel
+from tailor.config.task import ModelSpec
 from tailor.contract import Context, TaskInfo
 from tailor.errors import MethodError
 from tailor.methods import METHODS
@@ -411,9 +411,9 @@ def test_an_audit_failing_inside_adapt_surfaces_with_its_message(llama_path: Pat
 
 @pytest.mark.usefixtures("leaky_packing")
 def test_an_audit_failure_is_recorded_in_the_run(llama_path: Path, make_task) -> None:
-    from tailor.config import load_task
-    from tailor.run import run_task
-    from tailor.store import RunStore
+    from tailor.config.task import load_task
+    from tailor.runner.run import run_task
+    from tailor.runner.store import RunStore
 
     methods = [{"name": "lora", "rank": 4, "max_steps": 2, "batch_size": 6, "train_per_class": 4, "max_length": 64}]
     task = make_task(model={"name": str(llama_path)}, methods=methods)

@@ -16,15 +16,15 @@ from conftest import LABELS, MakeTask, dataset_rows, squash
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from tailor.backends.lm import LanguageModel
-from tailor.cli import app
-from tailor.config import ModelSpec, load_task
+from tailor.backends.local.lm import LanguageModel
+from tailor.cli.main import app
+from tailor.config.task import ModelSpec, load_task
 from tailor.contract import Context, TaskInfo
 from tailor.errors import MethodError, TaskFileError
 from tailor.methods import METHODS
 from tailor.methods.prompt_tuning import PromptTuningOptions
 from tailor.prompting import PromptOptions
-from tailor.run import run_task
+from tailor.runner.run import run_task
 from tailor.testing import tiny_lm_path
 from tailor.tuning.recipe import build_predictor
 from tailor.tuning.sft import encode_examples

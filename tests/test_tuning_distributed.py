@@ -16,7 +16,7 @@ import pytest
 import yaml
 from conftest import dataset_rows, task_doc, write_jsonl
 
-from tailor.store import RunStore
+from tailor.runner.store import RunStore
 from tailor.testing import tiny_lm_path
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")

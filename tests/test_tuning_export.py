@@ -11,8 +11,8 @@ import yaml
 from conftest import dataset_rows, task_doc, write_jsonl
 from typer.testing import CliRunner
 
-from tailor.cli import app
-from tailor.store import RunStore
+from tailor.cli.main import app
+from tailor.runner.store import RunStore
 from tailor.testing import tiny_lm_path
 
 TRAIN = {"max_steps": 6, "batch_size": 8, "eval_every": 3, "eval_examples": 8}

@@ -23,14 +23,14 @@ import yaml
 from conftest import dataset_rows, task_doc, write_jsonl
 from typer.testing import CliRunner
 
-from tailor.backends.lm import LanguageModel
+from tailor.backends.local.lm import LanguageModel
 from tailor.backends.pool import ModelPool
-from tailor.cli import app
-from tailor.config import ModelSpec
+from tailor.cli.main import app
+from tailor.config.task import ModelSpec
 from tailor.contract import Context, TaskInfo
 from tailor.methods import METHODS
 from tailor.prompting import PromptAdapted, PromptOptions
-from tailor.store import RunStore
+from tailor.runner.store import RunStore
 from tailor.testing import sentiment_task, tiny_lm_path
 from tailor.tuning.audits import is_merged
 from tailor.tuning.recipe import build_predictor

@@ -21,7 +21,7 @@ import pytest
 import yaml
 from conftest import dataset_rows, squash, task_doc, write_jsonl
 
-from tailor.store import RunStore
+from tailor.runner.store import RunStore
 from tailor.testing import tiny_lm_path
 
 TAILOR = [sys.executable, "-m", "tailor"]

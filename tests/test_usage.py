@@ -1,7 +1,7 @@
 """What adapting and predicting cost, counted independently of the code that counts it: a fine-tuning trial's FLOPs
 are ``6 · N · tokens trained`` (the tokens taken from the encoded rows, times the steps that each cover all of
 them), and an encoder prediction's are ``2 · N · its tokens`` (taken from the tokenizer), ``N`` the parameters a
-token meets (:func:`tailor.usage.params_per_token`)."""
+token meets (:func:`tailor.costs.usage.params_per_token`)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 
 from tailor.backends.pool import ModelPool
-from tailor.config import ModelSpec
+from tailor.config.task import ModelSpec
 from tailor.contract import Context, TaskInfo
+from tailor.costs.usage import Usage, params_per_token
 from tailor.methods import METHODS
 from tailor.testing import sentiment_task, tiny_lm_path
 from tailor.tuning.sft import encode_examples
 from tailor.types import Example, Split, adapting
-from tailor.usage import Usage, params_per_token
 
 SENTIMENT = TaskInfo("sentiment", "classification", ("negative", "positive"), ("text",), ("accuracy",))
 STEPS = 3

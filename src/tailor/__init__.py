@@ -39,13 +39,13 @@ _LAZY = {
     "Example": "tailor.types",
     "Prediction": "tailor.types",
     "Split": "tailor.types",
-    "TaskSpec": "tailor.config",
-    "load_task": "tailor.config",
+    "TaskSpec": "tailor.config.task",
+    "load_task": "tailor.config.task",
     "TailorError": "tailor.errors",
-    "build_report": "tailor.report",
-    "write_reports": "tailor.report",
-    "load_adapted": "tailor.predict",
-    "run_task": "tailor.run",
+    "build_report": "tailor.report.build",
+    "write_reports": "tailor.report.build",
+    "load_adapted": "tailor.runner.predict",
+    "run_task": "tailor.runner.run",
 }
 
 
@@ -58,11 +58,11 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .config import TaskSpec, load_task
+    from .config.task import TaskSpec, load_task
     from .contract import Adapted, Context, Method, MethodOptions
     from .errors import TailorError
     from .methods import METHODS
-    from .predict import load_adapted
-    from .report import build_report, write_reports
-    from .run import run_task
+    from .report.build import build_report, write_reports
+    from .runner.predict import load_adapted
+    from .runner.run import run_task
     from .types import Example, Prediction, Split

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .backends.pool import ModelPool
 from .backends.protocol import Capabilities
-from .config import ModelSpec
+from .config.task import ModelSpec
 from .progress import NULL_PROGRESS, Progress
 from .types import Example, Prediction, Route, Split, TaskKind
 
@@ -116,7 +116,7 @@ class Adapted(Protocol):
     # Optional attributes the runner reads when present:
     # - `examples_used: int`, how many training examples the adapted model depends on (0 for zero-shot, the
     #   demonstrations for few-shot); the training split's size when absent.
-    # - `adapt_usage: tailor.usage.Usage`, what adapting cost (training FLOPs, tokens read while adapting).
+    # - `adapt_usage: tailor.costs.usage.Usage`, what adapting cost (training FLOPs, tokens read while adapting).
     # - `details: dict`, what the method reports about itself (fine-tuning: data, audits, training).
     # - `truncated: int`, a running count of inputs cut to fit the model while predicting (or the same count on its
     #   `encoder`); the runner stores its change over dev and test as `details["truncated"]`.
@@ -124,7 +124,7 @@ class Adapted(Protocol):
     #   weights while adapting (fine-tuning's best evaluation); the runner takes them instead of predicting again.
 
     def predict(self, examples: Sequence[Example]) -> list[Prediction]:
-        """One prediction per example, in order, each with the :class:`~tailor.usage.Usage` of its query."""
+        """One prediction per example, in order, each with the :class:`~tailor.costs.usage.Usage` of its query."""
         ...
 
     def save(self, path: Path) -> None:

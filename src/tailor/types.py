@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .usage import Usage
+from .costs.usage import Usage
 
 TaskKind = Literal["classification", "summarization", "translation", "qa"]
 Route = Literal["prompt", "finetune"]

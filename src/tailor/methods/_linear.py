@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..costs.usage import Usage
 from ..types import Prediction
-from ..usage import Usage
 
 
 @dataclass(frozen=True)

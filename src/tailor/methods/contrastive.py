@@ -13,7 +13,8 @@ Two ways to feed it the pairs (`loss`), both with sentence-transformers' own tra
 
 The run's shared encoder is never touched: this method loads and trains its own copy.
 
-What adapting costs (``adapt_usage``): the texts embedded in training (``6·N`` per token, see :mod:`tailor.usage`),
+What adapting costs (``adapt_usage``): the texts embedded in training (``6·N`` per token, see
+:mod:`tailor.costs.usage`),
 then embedding the training split once for the head.
 """
 
@@ -29,13 +30,13 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from ..backends.encoder import Encoder
-from ..backends.hf import advance_callback, library_bars_off
+from ..backends.local.encoder import Encoder
+from ..backends.local.hf import advance_callback, library_bars_off
 from ..backends.models import best_device, resolve_path
 from ..contract import Context, MethodOptions, count_trainable
+from ..costs.usage import NO_USAGE, Usage, total, training_flops
 from ..errors import MethodError
 from ..types import Example, Prediction, Split
-from ..usage import NO_USAGE, Usage, total, training_flops
 from ._linear import LinearHead, scores_to_predictions
 
 # `batch`'s default budget (default_steps): chosen on dev data, see the README

@@ -6,7 +6,7 @@ They are kept as a copy of the state dict in memory, not through `load_best_mode
 needs a checkpoint on disk every epoch (optimizer state included, ~3× the model) only to read one
 back, while a copy in memory costs one model's size and never touches the disk.
 
-What adapting costs (``adapt_usage``, see :mod:`tailor.usage`): every training token, every epoch, at ``6·N``,
+What adapting costs (``adapt_usage``, see :mod:`tailor.costs.usage`): every training token, every epoch, at ``6·N``,
 plus one forward pass over the dev split per epoch when there is one. A prediction costs its tokens at ``2·N``.
 ``N`` counts every weight but the input embedding table, the new head included.
 """
@@ -22,12 +22,12 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field
 
-from ..backends.hf import advance_callback, library_bars_off, transformers_quiet
+from ..backends.local.hf import advance_callback, library_bars_off, transformers_quiet
 from ..backends.models import best_device, resolve_path
 from ..contract import Context, MethodOptions, count_trainable
+from ..costs.usage import NO_USAGE, Usage, forward_flops, params_per_token, query_usage, training_flops
 from ..errors import MethodError
 from ..types import Example, Prediction, Split
-from ..usage import NO_USAGE, Usage, forward_flops, params_per_token, query_usage, training_flops
 
 
 class EncoderFullOptions(MethodOptions):

@@ -20,9 +20,9 @@ from pydantic import Field, field_validator
 
 from ..backends.protocol import EncoderBackend
 from ..contract import Context, MethodOptions
+from ..costs.usage import NO_USAGE, Usage, total
 from ..errors import MethodError
 from ..types import Example, Prediction, Split
-from ..usage import NO_USAGE, Usage, total
 from ._linear import scores_to_predictions
 
 

@@ -11,8 +11,8 @@ from pydantic import Field
 
 from ..backends.protocol import EncoderBackend
 from ..contract import Context, MethodOptions
+from ..costs.usage import NO_USAGE, Usage, total
 from ..types import Example, Prediction, Split
-from ..usage import NO_USAGE, Usage, total
 from ._linear import LinearHead, scores_to_predictions
 
 

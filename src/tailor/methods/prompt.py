@@ -21,8 +21,9 @@ from typing import ClassVar
 import numpy as np
 
 from ..backends.protocol import Capabilities, require
-from ..config import ModelSpec
+from ..config.task import ModelSpec
 from ..contract import Context
+from ..costs.usage import NO_USAGE, total
 from ..errors import MethodError
 from ..prompting import (
     CompiledPrompt,
@@ -39,7 +40,6 @@ from ..prompting import (
     resolved_mode,
 )
 from ..types import Example, Split
-from ..usage import NO_USAGE, total
 
 
 def _require_capabilities(options: PromptOptions, caps: Capabilities, ctx: Context, where: str) -> None:

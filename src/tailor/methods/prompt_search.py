@@ -28,18 +28,18 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, ValidationError
 
-from ..config import ModelSpec
+from ..config.task import ModelSpec
 from ..contract import Adapted, Context, MethodOptions
+from ..costs.usage import Usage, total
 from ..errors import MethodError
-from ..evaluate import score_split
 from ..prompting import compile_template
+from ..runner.evaluate import score_split
 from ..search.budget import Budget, Cost, cost_of
-from ..search.loop import Search, Settings
 from ..search.proposer import propose
+from ..search.searcher import Search, Settings
 from ..search.space import Candidate, EncoderSpace, Space
 from ..search.space_lm import GenerativeSpace
 from ..types import Example, Prediction, Split
-from ..usage import Usage, total
 from .few_shot import FewShot
 from .prompt import Prompt
 from .zero_shot import ZeroShot

@@ -5,7 +5,7 @@ per example, probabilities over exactly the labels, nothing to parse.
 
 The input is the same rendered prompt the prompt route and the other fine-tuning methods use (without an
 answer), so the methods differ only in how the label comes out. A prediction costs its prompt's tokens through
-the model (``2·N`` each, see :mod:`tailor.usage`); adapting, the training FLOPs plus the dev predictions.
+the model (``2·N`` each, see :mod:`tailor.costs.usage`); adapting, the training FLOPs plus the dev predictions.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from ..backends.hf import peft_quiet
+from ..backends.local.hf import peft_quiet
 from ..contract import Context, count_trainable
+from ..costs.usage import NO_USAGE, Usage, params_per_token, query_usage
 from ..errors import MethodError
 from ..prompting import shorten_to_fit
 from ..tuning.packing import class_batch
@@ -26,7 +27,6 @@ from ..tuning.sft import Encoded
 from ..tuning.steps import class_loss
 from ..tuning.trainer import train_with_dev
 from ..types import Example, Prediction, Split
-from ..usage import NO_USAGE, Usage, params_per_token, query_usage
 from .lora import LoraOptions, lora_config
 
 SEQ_CLS_FILE = "seq_cls.json"
@@ -90,7 +90,7 @@ class SeqClsAdapted:
         return out
 
     def save(self, path: Path) -> None:
-        from ..backends.hf import library_bars_off
+        from ..backends.local.hf import library_bars_off
 
         with library_bars_off():
             self.model.save_pretrained(str(path / "model"))
@@ -109,7 +109,7 @@ class SeqClsAdapted:
 def _load_classifier(name: str, labels: list[str], ctx: Context) -> tuple[Any, Any]:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from ..backends.hf import library_bars_off, transformers_quiet
+    from ..backends.local.hf import library_bars_off, transformers_quiet
     from ..backends.models import best_device, resolve_path
 
     path = resolve_path(name)
@@ -130,7 +130,7 @@ def _load_classifier(name: str, labels: list[str], ctx: Context) -> tuple[Any, A
 
 
 def _renderer(model: Any, tokenizer: Any, options: SeqClsOptions, ctx: Context, max_length: int) -> Any:
-    from ..backends.lm import LanguageModel
+    from ..backends.local.lm import LanguageModel
 
     lm = LanguageModel(model, tokenizer, "causal", max_length=max_length)
     return build_predictor(lm, options.prompt.model_copy(update={"verbalizers": None}), ctx.task)

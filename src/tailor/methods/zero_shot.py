@@ -18,10 +18,10 @@ from pydantic import Field
 
 from ..backends.protocol import EncoderBackend
 from ..contract import Context, MethodOptions
+from ..costs.usage import Usage, total
 from ..errors import MethodError
 from ..prompting import Template, compile_template, label_words
 from ..types import Example, Prediction, Split
-from ..usage import Usage, total
 from ._linear import scores_to_predictions
 
 

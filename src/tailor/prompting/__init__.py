@@ -13,6 +13,7 @@ The ``prompt`` method (:mod:`tailor.methods.prompt`) only checks options and wir
 from __future__ import annotations
 
 from .demos import DemoPool, Order, Selection, fixed_demos, order_demos, similar_demos
+from .jinja import Template, compile_template
 from .parts import (
     DEFAULT_ORDER,
     PART_NAMES,
@@ -35,7 +36,6 @@ from .predictor import (
     parse_label,
     shorten_to_fit,
 )
-from .templates import Template, compile_template
 
 __all__ = [
     "CONTENT_FREE",

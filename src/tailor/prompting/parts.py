@@ -21,7 +21,7 @@ from ..contract import MethodOptions, TaskInfo
 from ..errors import MethodError
 from ..types import Example
 from .demos import Order, Selection
-from .templates import Template, compile_template
+from .jinja import Template, compile_template
 
 Part = Literal["instruction", "context", "output_format", "demonstrations", "input"]
 DEFAULT_ORDER: tuple[Part, ...] = ("instruction", "context", "output_format", "demonstrations", "input")

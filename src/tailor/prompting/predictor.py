@@ -5,10 +5,10 @@ allow it), else one completion string — and asks the backend (:class:`~tailor.
 to ``render`` it (the text stored beside the prediction), to ``score`` each label's verbalizers as continuations
 (classification, ``mode: score``) or to ``generate`` an answer. ``count_tokens`` and the context length are used
 only to fit prompts into the context, when the backend has a local tokenizer. Every prediction carries the
-:class:`~tailor.usage.Usage` of its query.
+:class:`~tailor.costs.usage.Usage` of its query.
 
 The same predictor serves prompting (``prompt``) and every generative fine-tuning method, whose backend is a
-:class:`~tailor.backends.lm.LanguageModel` holding the trained model: a fine-tuned model is asked at inference
+:class:`~tailor.backends.local.lm.LanguageModel` holding the trained model: a fine-tuned model is asked at inference
 exactly what it was trained on.
 """
 
@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 
 from ..backends.protocol import GenerationSettings, PromptInput
+from ..costs.usage import NO_USAGE, Usage, total
 from ..errors import MethodError
 from ..types import Example, Prediction
-from ..usage import NO_USAGE, Usage, total
 from .demos import DemoPool, order_demos, similar_demos
 from .parts import CompiledPrompt, PromptOptions, answer_text, resolved_mode
 

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..usage import Usage, money
+from ..costs.usage import Usage, money
 
 Unit = Literal["evaluations", "calls", "tokens", "money"]
 UNITS: tuple[Unit, ...] = ("evaluations", "calls", "tokens", "money")
@@ -104,7 +104,7 @@ class Cost:
         )
 
     def usage(self) -> Usage:
-        """As a :class:`~tailor.usage.Usage` (what the search cost, counted as adapting)."""
+        """As a :class:`~tailor.costs.usage.Usage` (what the search cost, counted as adapting)."""
         return Usage(self.calls, self.input_tokens, self.output_tokens, self.flops)
 
 

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..backends.protocol import GenerationSettings, PromptInput
+from ..costs.usage import Usage, total
 from ..types import Example
-from ..usage import Usage, total
 
 ASK = """You write instructions for a language model.
 Task: {task} ({kind}).{labels}

@@ -46,10 +46,10 @@ from typing import Any, Literal
 import numpy as np
 
 from ..backends.protocol import Capabilities, Generated, GenerationSettings, PromptInput, Scored
-from ..config import ModelSpec
+from ..config.task import ModelSpec
+from ..costs.usage import query_usage
 from ..errors import TailorError
 from ..progress import Progress
-from ..usage import query_usage
 
 Answers = Mapping[str, str] | Callable[[str], str]
 Scores = Mapping[str, float] | Mapping[str, Mapping[str, float]] | Callable[[str, str], float]

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from ..backends.transport import new_event_loop
+from ..backends.served.transport import new_event_loop
 from ..errors import TailorError
 
 

@@ -136,7 +136,7 @@ def build_tiny_lm(
         T5Config,
     )
 
-    from ..backends.hf import library_bars_off
+    from ..backends.local.hf import library_bars_off
 
     if arch not in ("llama", "qwen2", "t5"):
         raise ValueError(f"arch: expected llama, qwen2 or t5, got {arch!r}")

@@ -25,9 +25,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from ..costs.usage import params_per_token, training_flops
 from ..errors import MethodError
 from ..progress import NULL_PROGRESS, Progress
-from ..usage import params_per_token, training_flops
 from .checkpoints import CHECKPOINT, load_checkpoint, save_checkpoint
 from .packing import Batch
 
@@ -65,9 +65,9 @@ class LoopResult:
     """Token positions computed, padding included (``tokens`` counts real tokens only)."""
     flops: float = 0.0
     """Estimated training FLOPs: ``6·N`` per real token trained, ``N`` the parameters a token meets
-    (:func:`tailor.usage.params_per_token`). The convention's upper bound: the loss computes the output layer on
+    (:func:`tailor.costs.usage.params_per_token`). The convention's upper bound: the loss computes the output layer on
     answer-predicting positions only, and a frozen weight needs no gradient of its own, so the true figure is
-    lower (see :mod:`tailor.usage`)."""
+    lower (see :mod:`tailor.costs.usage`)."""
     examples: int = 0
     train_seconds: float = 0.0
     evals: list[dict[str, float]] = field(default_factory=list)

@@ -20,12 +20,12 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from ..backends.hf import peft_quiet
+from ..backends.local.hf import peft_quiet
 from ..contract import Context, MethodOptions, TaskInfo, count_trainable
+from ..costs.usage import NO_USAGE, Usage
 from ..errors import MethodError
 from ..prompting import CompiledPrompt, PromptAdapted, PromptOptions, check_prompt_options, label_words, parts_of
 from ..types import Example, Prediction, Split
-from ..usage import NO_USAGE, Usage
 from . import audits
 from .packing import packed_batch, padded_batch
 from .sft import Encoded, TooLong, encode_examples
@@ -104,7 +104,7 @@ class TunedAdapted:
         return self.predictor.predict(examples)
 
     def save(self, path: Path) -> None:
-        from ..backends.hf import library_bars_off
+        from ..backends.local.hf import library_bars_off
 
         tokenizer = self.predictor.lm.tokenizer
         with library_bars_off():
@@ -120,7 +120,7 @@ class TunedAdapted:
     def save_merged(self, path: Path) -> None:
         """The adapter merged into the base weights, as an ordinary Hugging Face folder (transformers and vLLM load
         it) that `tailor predict` also takes."""
-        from ..backends.hf import library_bars_off
+        from ..backends.local.hf import library_bars_off
 
         path.mkdir(parents=True, exist_ok=True)
         merged = audits.merged_copy(self.model)
@@ -129,7 +129,7 @@ class TunedAdapted:
             self.predictor.lm.tokenizer.save_pretrained(str(path))
         _write_tune_file(path, self, method="full", weights="model")
         if self.meta:  # what `tailor predict` needs to use the folder on its own
-            from ..record import write_meta
+            from ..runner.record import write_meta
 
             write_meta(path, method="full", name=f"{self.method} (merged)", options={}, **self.meta)
 
@@ -218,7 +218,7 @@ def tune(
     """
     from transformers import set_seed
 
-    from ..backends.lm import LanguageModel
+    from ..backends.local.lm import LanguageModel
 
     set_seed(ctx.seed)
     lm = LanguageModel.from_spec(ctx.model)
@@ -307,7 +307,7 @@ def _merge_for_prediction(
 
 def load_tuned(path: Path, ctx: Context) -> TunedAdapted:
     """An adapted model saved by :meth:`TunedAdapted.save`: an adapter over ``ctx.model``, or a whole model."""
-    from ..backends.lm import LanguageModel
+    from ..backends.local.lm import LanguageModel
 
     spec = json.loads((path / TUNE_FILE).read_text())
     if spec["weights"] == "adapter":

@@ -3,7 +3,7 @@ sample scored on the task metric → the loop's settings from the method's optio
 train → the checkpoint removed → what it cost.
 
 A method brings what differs — its model, its rows and how they become batches and a loss, and how it predicts dev
-— and gets back the loop's record, the dev sample it was evaluated on, and :class:`~tailor.usage.Usage` of the
+— and gets back the loop's record, the dev sample it was evaluated on, and :class:`~tailor.costs.usage.Usage` of the
 whole: the training FLOPs and tokens, plus the forward passes of every dev prediction made while training.
 """
 
@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..backends.models import resolve_path
 from ..contract import Context, TaskInfo
+from ..costs.usage import Usage, total
 from ..types import Example, Prediction, Split
-from ..usage import Usage, total
 from .checkpoints import fingerprint_of, weights_signature
 from .loop import LoopResult, LoopSettings, distributed, train
 from .packing import Batch
@@ -72,7 +72,7 @@ def remove_checkpoint(folder: Path) -> None:
 
 def primary_score(task: TaskInfo, examples: Sequence[Example], preds: Sequence[Prediction]) -> float:
     """The task's first metric on ``examples`` (a point value, higher is better)."""
-    from ..metrics import METRICS, gold_and_pred, point
+    from ..stats.metrics import METRICS, gold_and_pred, point
 
     gold, pred = gold_and_pred(task.kind, examples, preds)
     return point(METRICS[task.primary_metric].prepare(gold, pred, task.labels))

@@ -1,0 +1,195 @@
+"""Loading an exported adapted model and predicting with it: what `tailor predict` does."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, get_args
+
+from pydantic import ValidationError
+
+from ..config.task import ModelSpec
+from ..contract import Adapted, Context, TaskInfo
+from ..data.load import read_rows
+from ..errors import DataError, TailorError
+from ..progress import NULL_PROGRESS, Progress
+from ..types import Example, Prediction, TaskKind
+from .record import ADAPTED_FILE
+
+# A Hugging Face hub id: a name, or owner/name, of letters, digits and ``_.-`` (never ``..``: no path escapes).
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?", re.ASCII)
+
+
+def load_adapted(
+    path: str | Path, progress: Progress = NULL_PROGRESS, trust_remote_code: bool = False, endpoint: str | None = None
+) -> tuple[Adapted, dict[str, Any]]:
+    """Load what a run saved for one method.
+
+    Args:
+        path: The method's folder, ``RUN_DIR/adapted/METHOD``.
+        progress: Shows loading.
+        trust_remote_code: Whether code shipped with the model may run. Only the caller decides: whatever
+            ``adapted.json`` says is overridden, since the folder may come from someone else.
+        endpoint: For a prompt on a served model: the server to send to. The folder's own URL is used only when the
+            caller names it here too — a folder from someone else must not send your inputs (and your API key) to a
+            server of theirs; another URL (the same model served elsewhere) replaces it.
+
+    Returns:
+        The adapted model and its metadata (with ``model.trust_remote_code`` as used).
+
+    Raises:
+        TailorError: ``path`` is not an adapted folder, its ``adapted.json`` is damaged, or its model is neither an
+            existing local folder or file nor a hub id.
+    """
+    from ..methods import get_method
+
+    path = Path(path)
+    meta_file = path / ADAPTED_FILE
+    if not meta_file.is_file():
+        raise TailorError(
+            f"{path}: not an adapted model folder (no {ADAPTED_FILE}); use a folder under RUN_DIR/adapted/"
+        )
+    meta = _read_meta(meta_file)
+    meta["model"] = {**meta["model"], "trust_remote_code": trust_remote_code}
+    model = _served_at(_model_spec(meta["model"], meta_file), endpoint, meta_file)
+    try:
+        method = get_method(meta["method"])
+    except TailorError as exc:
+        raise TailorError(f"{meta_file}: method: {exc}") from None
+    ctx = Context(
+        task=TaskInfo.from_dict(meta["task"]),
+        model=model,
+        seed=meta["seed"],
+        workdir=path,
+        progress=progress,
+    )
+    return method.load(path, ctx), meta
+
+
+_MISSING = object()
+
+
+def _texts(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+# What each key of adapted.json must hold, as `tailor run` writes it.
+_META_SHAPE: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "method": (lambda v: isinstance(v, str), "a method name (text)"),
+    "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "model": (lambda v: isinstance(v, dict), "an object of model keys"),
+    "task": (lambda v: isinstance(v, dict), "an object describing the task"),
+    "task.name": (lambda v: isinstance(v, str), "text"),
+    "task.kind": (lambda v: v in get_args(TaskKind), "one of " + ", ".join(get_args(TaskKind))),
+    "task.labels": (lambda v: v is None or v is _MISSING or _texts(v), "a list of labels or null"),
+    "task.input_fields": (lambda v: _texts(v) and bool(v), "a non-empty list of field names"),
+    "task.metrics": (lambda v: _texts(v) and bool(v), "a non-empty list of metric names"),
+}
+
+
+def _read_meta(meta_file: Path) -> dict[str, Any]:
+    """``adapted.json`` read and checked key by key: a damaged file is an error naming it and the key."""
+
+    def bad(key: str | None, expected: str) -> TailorError:
+        where = f"{meta_file}: {key}" if key else str(meta_file)
+        return TailorError(f"{where}: expected {expected}; the folder's {ADAPTED_FILE} is damaged (rerun the method)")
+
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8
+        raise bad(None, f"a JSON object, as `tailor run` writes ({type(exc).__name__}: {exc})") from None
+    if not isinstance(meta, dict):
+        raise bad(None, f"a JSON object, got {type(meta).__name__}")
+
+    for key, (fits, expected) in _META_SHAPE.items():  # parents before their keys (dict order)
+        value: Any = meta
+        for part in key.split("."):
+            value = value.get(part, _MISSING)
+        if not fits(value):
+            raise bad(key, f"{expected}, got {'nothing' if value is _MISSING else json.dumps(value)[:60]}")
+    return meta
+
+
+def _served_at(spec: ModelSpec, endpoint: str | None, meta_file: Path) -> ModelSpec:
+    """``spec`` sent to ``endpoint``: refused when the folder names a server the caller didn't."""
+    if spec.endpoint is None:
+        if endpoint is not None:
+            raise TailorError(
+                f"{meta_file}: the model {spec.name} is loaded locally; --endpoint applies to served models"
+            )
+        return spec
+    if endpoint is None:
+        key = f" with the key in ${spec.endpoint.api_key_env}" if spec.endpoint.api_key_env else ""
+        raise TailorError(
+            f"{meta_file}: this prompt is for {spec.name} served at {spec.endpoint.url}; predicting sends your inputs "
+            f"there{key}. Pass --endpoint {spec.endpoint.url} to confirm, or the URL of another server of that model"
+        )
+    return spec.model_copy(update={"endpoint": spec.endpoint.model_copy(update={"url": endpoint.rstrip("/")})})
+
+
+def _model_spec(model: dict[str, Any], meta_file: Path) -> ModelSpec:
+    """The model ``adapted.json`` names, refused unless it is an existing local folder or file or a hub id."""
+    try:
+        spec = ModelSpec(**model)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(["model", *(str(part) for part in err["loc"])])
+        raise TailorError(f"{meta_file}: {key}: {err['msg']}; the folder's {ADAPTED_FILE} is damaged") from None
+    if spec.endpoint is not None:  # served: the name is the server's model id (checked by the server's probe)
+        return spec
+    local = Path(os.path.expanduser(spec.name))  # not Path.expanduser: `~nobody` would raise
+    beside = meta_file.parent / spec.name
+    if spec.name.startswith(".") and (beside.is_dir() or beside.is_file()):  # a run's own model, kept relative
+        return spec.model_copy(update={"name": str(beside.resolve())})
+    if local.is_dir() or local.is_file():
+        return spec
+    if ".." not in spec.name and _HUB_ID.fullmatch(spec.name):
+        return spec
+    raise TailorError(
+        f"{meta_file}: model.name {spec.name!r} is neither an existing local model folder or file nor a hub id "
+        "(NAME or OWNER/NAME, no '..'); the run could not have used it. Point model.name at the model the run used "
+        "(it may have moved) and check where this folder came from"
+    )
+
+
+def read_inputs(path: str | Path, input_fields: Sequence[str], id_field: str | None = None) -> list[Example]:
+    """Read examples to predict (no target needed). Every row must have the input fields, non-empty."""
+    name, rows = read_rows(str(path), Path.cwd(), None, "input", origin="command line")
+    out = []
+    stem = Path(name).stem
+    for lineno, row in rows:
+        where = f"{name}:{lineno}"
+        if isinstance(row, DataError):
+            raise row
+        if not isinstance(row, dict):
+            raise DataError(where, f"expected an object with fields, got {type(row).__name__}")
+        inputs = {}
+        for col in input_fields:
+            value = row.get(col)
+            if not isinstance(value, str) or not value.strip():
+                raise DataError(where, f"input column {col!r} missing or empty (needed: {', '.join(input_fields)})")
+            inputs[col] = value
+        ex_id = str(row[id_field]) if id_field and id_field in row else str(row.get("id", f"{stem}:{lineno}"))
+        out.append(Example(id=ex_id, inputs=inputs, target=None, source=where))
+    if not out:  # the readers already refuse an empty file; this guards any that yields no rows without a word
+        raise DataError(name, f"is empty: no examples to predict (expected rows with {', '.join(input_fields)})")
+    return out
+
+
+def predict_file(
+    adapted_dir: str | Path,
+    input_path: str | Path,
+    progress: Progress = NULL_PROGRESS,
+    trust_remote_code: bool = False,
+    endpoint: str | None = None,
+) -> Iterator[tuple[Example, Prediction]]:
+    """Each example of ``input_path`` with its prediction by the adapted model in ``adapted_dir`` (code shipped with
+    the model runs only with ``trust_remote_code``)."""
+    from .evaluate import predict_all
+
+    adapted, meta = load_adapted(adapted_dir, progress, trust_remote_code, endpoint)
+    examples = read_inputs(input_path, meta["task"]["input_fields"])
+    yield from zip(examples, predict_all(adapted, examples, progress, "predicting"))
