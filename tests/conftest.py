@@ -328,3 +328,14 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = run_task(spec, base, where / "run", task_file=str(task))
     write_reports(run_dir)
     return run_dir
+
+
+# Fixtures that start a server, build vLLM's virtualenv or fetch the real model: a test using one is an
+# integration test whether or not its file says so.
+INTEGRATION_FIXTURES = {"vllm_server", "vllm_venv", "transformers_server", "smollm2_folder"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)

@@ -20,6 +20,8 @@ from tailor.errors import TailorError
 from tailor.report.build import build_report
 from tailor.runner.run import run_task
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(autouse=True)
 def _own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 from conftest import dataset_rows, squash, task_doc, write_jsonl
-from test_template_limits import HOSTILE
+from hostile_templates import HOSTILE
 from typer.testing import CliRunner
 
 from tailor.cli.main import app

@@ -27,6 +27,8 @@ from tailor.report.render import render_html
 from tailor.runner.run import run_task
 from tailor.runner.store import RunStore
 
+pytestmark = pytest.mark.integration
+
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
     "--headless",
@@ -47,7 +49,7 @@ METHODS = [
     {"name": "few-shot", "k": "all"},
     {"name": "head"},
 ]
-SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
 def _sync_playwright() -> Any:

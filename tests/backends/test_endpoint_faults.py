@@ -38,6 +38,8 @@ from tailor.runner.run import run_task
 from tailor.runner.store import RunStore
 from tailor.testing.fault_proxy import FaultProxy
 
+pytestmark = pytest.mark.integration
+
 # The fault mix. The endpoint's read timeout (2 s) is shorter than a `timeout` fault's delay (5 s).
 FAULT_RATES = {"rate_429": 0.10, "retry_after": 1, "rate_503": 0.02, "rate_timeout": 0.01, "rate_cut": 0.01}
 SLOW_SECONDS = 5.0

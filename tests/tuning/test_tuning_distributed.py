@@ -19,6 +19,8 @@ from conftest import dataset_rows, task_doc, write_jsonl
 from tailor.runner.store import RunStore
 from tailor.testing import tiny_lm_path
 
+pytestmark = pytest.mark.integration
+
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 # One thread per process: two processes on two cores (the steps' results don't depend on it, the time does).
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}

@@ -21,7 +21,7 @@ import pytest
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SST2 = ROOT.parent / "shared" / "datasets" / "sst2"
 OPTIONS = [" positive", " negative"]
 K, SEED, N = 8, 0, 20

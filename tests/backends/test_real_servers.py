@@ -52,6 +52,8 @@ from servers import (
     wait_until_ready,
 )
 
+pytestmark = pytest.mark.integration
+
 torch = pytest.importorskip("torch")
 
 TEXTS = [

@@ -25,6 +25,8 @@ from conftest import dataset_rows, task_doc, write_jsonl
 
 from tailor.runner.store import RunStore
 
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
 KILLS = 12
 TAILOR = [sys.executable, "-m", "tailor"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}

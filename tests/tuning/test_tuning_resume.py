@@ -24,6 +24,8 @@ from conftest import dataset_rows, squash, task_doc, write_jsonl
 from tailor.runner.store import RunStore
 from tailor.testing import tiny_lm_path
 
+pytestmark = pytest.mark.integration
+
 TAILOR = [sys.executable, "-m", "tailor"]
 # One thread per process: the two runs of the fixture share the machine (and other tests run beside them); the
 # step results don't depend on it, the wall time very much does.

@@ -21,6 +21,8 @@ from tailor.methods import METHODS
 from tailor.progress import NULL_PROGRESS
 from tailor.types import Example, Split, adapting
 
+pytestmark = pytest.mark.integration
+
 BUDGET = 120
 BATCH_REQUESTS = 4 * len(LABELS)  # one minibatch of 4 examples, a request per label
 
