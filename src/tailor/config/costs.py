@@ -7,9 +7,9 @@ report says which key to add.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-_STRICT = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+from .strict import STRICT
 
 __all__ = ["CostsSpec"]
 
@@ -17,7 +17,7 @@ __all__ = ["CostsSpec"]
 class CostsSpec(BaseModel):
     """Prices of local compute, in one currency."""
 
-    model_config = _STRICT
+    model_config = STRICT
 
     currency: str = "USD"
     """Shown beside the amounts; served models' prices should be in the same currency."""

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 
-_STRICT = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+from .strict import STRICT
 
 __all__ = ["DEFAULT_CURVE_SIZES", "CurveSize", "CurveSpec", "MethodCurveSpec"]
 
@@ -45,7 +45,7 @@ def _several(seeds: int | list[int]) -> int | list[int]:
 class CurveSpec(BaseModel):
     """A learning curve: every method at several training sizes and seeds, one trial each, in one run store."""
 
-    model_config = _STRICT
+    model_config = STRICT
 
     sizes: list[CurveSize] = Field(default_factory=lambda: list(DEFAULT_CURVE_SIZES), min_length=1)
     """Training sizes, increasing: examples per class for classification, examples in all otherwise; `all` (last)
@@ -75,7 +75,7 @@ class MethodCurveSpec(BaseModel):
     """One method entry's share of the task's learning curve: fewer sizes or seeds for a method too costly to run
     at all of them."""
 
-    model_config = _STRICT
+    model_config = STRICT
 
     sizes: list[CurveSize] | None = Field(None, min_length=1)
     """This method's sizes, increasing, each one of the task's `curve.sizes`; default: the task's."""

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
-_STRICT = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+from .strict import STRICT
 
 __all__ = ["EndpointSpec", "ModelSpec", "Price"]
 
@@ -16,7 +16,7 @@ class Price(BaseModel):
     """What a served model charges, in your currency per million tokens (from the provider's price page: tailor
     keeps no price table, which would go stale)."""
 
-    model_config = _STRICT
+    model_config = STRICT
 
     input: float = Field(ge=0)
     """Per million input (prompt) tokens."""
@@ -32,7 +32,7 @@ class EndpointSpec(BaseModel):
     """An OpenAI-compatible server (OpenAI, vLLM, SGLang, Ollama, llama.cpp, TGI, `transformers serve`): where it
     is, how to authenticate, and how hard tailor may push it."""
 
-    model_config = _STRICT
+    model_config = STRICT
 
     url: str
     """The API's base URL, up to and including `/v1` (e.g. https://api.openai.com/v1, http://127.0.0.1:8000/v1)."""
@@ -75,7 +75,7 @@ class EndpointSpec(BaseModel):
 class ModelSpec(BaseModel):
     """A model: the task's default (`model:`), or a method's own (`methods[i].model:`, the same keys)."""
 
-    model_config = _STRICT
+    model_config = STRICT
 
     name: str = "all-MiniLM-L6-v2"
     """A hub id, a local folder, a GGUF file (or a folder holding one: dequantized once, cached by content), or a file

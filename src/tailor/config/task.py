@@ -19,14 +19,13 @@ from ..types import TaskKind
 from .costs import CostsSpec  # noqa: F401  (part of the task file's schema)
 from .curve import DEFAULT_CURVE_SIZES, CurveSize, CurveSpec, MethodCurveSpec  # noqa: F401  (the schema's too)
 from .model import EndpointSpec, ModelSpec, Price  # noqa: F401  (part of the task file's schema)
-
-_STRICT = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+from .strict import STRICT
 
 
 class DataSpec(BaseModel):
     """Where the examples come from: one file split by tailor, files per split, or a hub dataset."""
 
-    model_config = _STRICT
+    model_config = STRICT
 
     path: str | None = None
     """One local file (.jsonl, .csv or .parquet) with all examples; tailor splits it by content hash."""
@@ -58,7 +57,7 @@ class DataSpec(BaseModel):
 class FieldsSpec(BaseModel):
     """Which columns of the data are the input, the target and the id."""
 
-    model_config = _STRICT
+    model_config = STRICT
 
     input: str | list[str] = "text"
     """Column(s) forming the input. Several columns are kept by name (templates can use each)."""
@@ -78,7 +77,7 @@ class SplitSpec(BaseModel):
     """How a single data file is split (each example's split fixed by a hash of its content); with given split files,
     only `dev` applies: the fraction of train held out as dev when there is no dev file."""
 
-    model_config = _STRICT
+    model_config = STRICT
 
     train: float = 0.7
     """Fraction of examples for training."""
@@ -129,7 +128,7 @@ class MethodSpec(BaseModel):
 class StatsSpec(BaseModel):
     """How confidence intervals and paired tests are computed."""
 
-    model_config = _STRICT
+    model_config = STRICT
 
     bootstrap: int = Field(1000, ge=100)
     """Bootstrap resamples for confidence intervals and paired tests."""
@@ -148,7 +147,7 @@ DEFAULT_METRICS: dict[str, list[str]] = {
 class TaskSpec(BaseModel):
     """A task: its data, what to predict, the base model, and the methods to compare."""
 
-    model_config = _STRICT
+    model_config = STRICT
 
     name: str
     """Short name of the task, used in reports and run folders."""

@@ -1,6 +1,6 @@
 """The prompt route: templates, prompt parts, demonstrations and the predictor, over any generative backend.
 
-- :mod:`.templates`: Jinja2 templates in a sandbox, checked against the data's fields before any model call.
+- :mod:`.jinja`: Jinja2 templates in a sandbox, checked against the data's fields before any model call.
 - :mod:`.parts`: a prompt's named parts (:class:`PromptParts`), the options of prompting (:class:`PromptOptions`,
   the parts plus demonstrations and answering), the compiled prompt and the words standing for each label.
 - :mod:`.demos`: choosing and ordering demonstrations.

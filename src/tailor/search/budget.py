@@ -18,8 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
+from ..config.strict import STRICT
 from ..costs.usage import Usage, money
 
 Unit = Literal["evaluations", "calls", "tokens", "money"]
@@ -29,7 +30,7 @@ UNITS: tuple[Unit, ...] = ("evaluations", "calls", "tokens", "money")
 class Budget(BaseModel):
     """The search's limit: give exactly one of the four units."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    model_config = STRICT
 
     evaluations: int | None = Field(None, ge=1)
     """Candidate scorings on one dev minibatch (a whole part of dev counts as its number of minibatches)."""

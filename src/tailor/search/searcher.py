@@ -118,7 +118,7 @@ class Search:
         invalid: tuple[type[Exception], ...] = (),
         propose: Propose | None = None,
     ) -> None:
-        self.space, self.score_fn, self.metric, self.dev, self.s = space, score, metric, list(dev), settings
+        self.space, self.score_fn, self.metric, self.dev, self.settings = space, score, metric, list(dev), settings
         self.workdir, self.progress = workdir, progress
         self.batches, self.select = partition(self.dev, settings.holdout, settings.minibatch, settings.seed, stratify)
         if not self.batches or not self.select:
@@ -172,7 +172,7 @@ class Search:
         n_batches = 1 if part == "search" else self._select_batches()
         if part == "search":  # keep back what scoring the finalists on the select part is expected to cost
             select = self._expected(len(self.select), self._select_batches())
-            self.spend.reserve = float(getattr(select, self.s.budget.unit)) * self.finalists
+            self.spend.reserve = float(getattr(select, self.settings.budget.unit)) * self.finalists
         # a new bootstrapped candidate first answers a sample of train without demonstrations: expected too
         building = 0
         if c.pool == "bootstrapped" and c.key not in self.candidates:
@@ -184,7 +184,7 @@ class Search:
         if c.key not in self.candidates:
             self.candidates[c.key] = c
             self.ledger.add_candidate(c.key, c.method, c.options, c.seed, c.pool)
-        cost = cost_of(usage, n_batches, self.s.price)
+        cost = cost_of(usage, n_batches, self.settings.price)
         row = self.ledger.add(
             c.key,
             part,
@@ -198,13 +198,14 @@ class Search:
         )
         self.spend.add(cost)
         self._traced(row)
-        if self._bar is not None and self.s.budget.unit != "money":
-            self._bar.advance(int(self.spend.used()) - int(self.spend.used() - getattr(cost, self.s.budget.unit)))
+        if self._bar is not None and self.settings.budget.unit != "money":
+            spent = getattr(cost, self.settings.budget.unit)
+            self._bar.advance(int(self.spend.used()) - int(self.spend.used() - spent))
         return row
 
     def _select_batches(self) -> int:
         """The select part in evaluations: its size in minibatches."""
-        return max(1, round(len(self.select) / self.s.minibatch))
+        return max(1, round(len(self.select) / self.settings.minibatch))
 
     def _traced(self, row: Scoring) -> None:
         if row.part == "search":  # best so far: on the whole search part, not one lucky minibatch
@@ -277,9 +278,9 @@ class Search:
 
     def _due(self) -> bool:
         """Whether the proposer's next round is due: at each of ``rounds`` equal shares of the budget."""
-        if self.propose is None or self.grown >= self.s.rounds:
+        if self.propose is None or self.grown >= self.settings.rounds:
             return False
-        return self.spend.used() >= self.s.budget.limit * (self.grown + 1) / (self.s.rounds + 1)
+        return self.spend.used() >= self.settings.budget.limit * (self.grown + 1) / (self.settings.rounds + 1)
 
     def _grow(self) -> None:
         """The proposer's next round: new instructions, shown the candidates scored so far with their scores (OPRO's
@@ -290,7 +291,7 @@ class Search:
         else:
             history = [(c, self.mean(k)) for k, c in self.candidates.items()]
             texts, usage = self.propose(history, self.grown)
-            cost = cost_of(usage, 0, self.s.price)
+            cost = cost_of(usage, 0, self.settings.price)
             row = self.ledger.add("", "propose", self.grown, None, 0.0, [], list(texts), cost)  # batch: the round
             self.spend.add(cost)
             self._traced(row)
@@ -317,15 +318,15 @@ class Search:
         if not study.trials:
             for params in self.space.initial():
                 study.enqueue_trial(params)
-        if finished and finished % self.s.leader_every == 0 and self.ledger.of_trial(finished) is None:
+        if finished and finished % self.settings.leader_every == 0 and self.ledger.of_trial(finished) is None:
             self._lead(finished)  # killed while scoring the leader (or just before): finish as it would have
         stopped, (stale, idle, best_seen, in_row) = "budget", counters(study, self.best)
-        unit_total = int(self.s.budget.limit) if self.s.budget.unit != "money" else None
-        with self.progress.bar(f"prompt search ({self.s.budget.unit})", unit_total) as bar:
+        unit_total = int(self.settings.budget.limit) if self.settings.budget.unit != "money" else None
+        with self.progress.bar(f"prompt search ({self.settings.budget.unit})", unit_total) as bar:
             bar.advance(int(self.spend.used()) if unit_total else 0)
             self._bar = bar
             while True:
-                if self.s.patience is not None and stale >= self.s.patience:
+                if self.settings.patience is not None and stale >= self.settings.patience:
                     stopped = "patience"
                     break
                 if idle >= 200:  # the space is exhausted: every candidate asked for was scored on every batch
@@ -333,7 +334,7 @@ class Search:
                     break
                 while self._due():
                     self._grow()
-                s = self.s
+                s = self.settings
                 study.sampler = sampler_for(s.sampler, s.seed, finished + refused, s.startup, s.explore_every)
                 trial = study.ask()
                 c = self.space.build(self.space.suggest(trial))
@@ -362,7 +363,7 @@ class Search:
                 stale = 0 if self.best > best_seen else stale + 1  # patience counts the trials that scored
                 best_seen = max(best_seen, self.best)
                 tell(study, trial, self.mean(c.key), stale, idle, best_seen)
-                if finished % self.s.leader_every == 0:
+                if finished % self.settings.leader_every == 0:
                     self._lead(finished)
             self.spend.reserve = 0.0  # what was kept back is the finalists' to spend
             finalists = self._finalists()

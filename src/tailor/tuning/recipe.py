@@ -18,8 +18,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
-
 from ..backends.local.hf import peft_quiet
 from ..contract import Context, MethodOptions, TaskInfo, count_trainable
 from ..costs.usage import NO_USAGE, Usage
@@ -27,55 +25,13 @@ from ..errors import MethodError
 from ..prompting import CompiledPrompt, PromptAdapted, PromptOptions, check_prompt_options, label_words, parts_of
 from ..types import Example, Prediction, Split
 from . import audits
+from .options import TuneOptions
 from .packing import packed_batch, padded_batch
-from .sft import Encoded, TooLong, encode_examples
+from .sft import Encoded, encode_examples
 from .steps import packed_loss, padded_loss, seq2seq_loss, unwrap
 from .trainer import Trained, train_with_dev
 
 TUNE_FILE = "tune.json"
-
-
-class TuneOptions(MethodOptions):
-    """Options every generative fine-tuning method takes."""
-
-    prompt: PromptOptions = Field(default_factory=PromptOptions)
-    """The prompt trained on and predicted with (instruction, input, chat, verbalizers, mode…), as for `prompt`;
-    no demonstrations."""
-    learning_rate: float = Field(1e-4, gt=0)
-    """Peak learning rate (AdamW, linear warm-up then linear decay)."""
-    epochs: int = Field(3, ge=1)
-    """Passes over the training examples (unless max_steps is set)."""
-    max_steps: int | None = Field(None, ge=1)
-    """Train for exactly this many optimizer steps instead of whole epochs."""
-    batch_size: int = Field(16, ge=1)
-    """Examples per micro-batch (per process)."""
-    gradient_accumulation: int = Field(1, ge=1)
-    """Micro-batches per optimizer step: a step covers batch_size × gradient_accumulation × processes examples."""
-    max_length: int = Field(512, ge=8)
-    """Most tokens per example, prompt and answer (capped at the model's context)."""
-    too_long: TooLong = "truncate"
-    """An example over max_length: shorten its longest input field (the answer is never cut), skip it (counted),
-    or fail."""
-    warmup_ratio: float = Field(0.1, ge=0, lt=1)
-    """Fraction of the steps spent warming the learning rate up from zero."""
-    weight_decay: float = Field(0.0, ge=0)
-    """AdamW weight decay (matrices only; not biases or norms)."""
-    max_grad_norm: float | None = Field(1.0, gt=0)
-    """Clip the gradient's norm to this (null: no clipping)."""
-    packing: bool = True
-    """Causal models: lay several examples in one row, each attending only to itself (no padding computed)."""
-    pack_length: int | None = Field(None, ge=8)
-    """Tokens per packed row; default max_length. Longer rows mean fewer, bigger matmuls but a bigger attention
-    mask."""
-    eval_every: int | None = Field(None, ge=1)
-    """Evaluate the task metric on dev every this many steps; default once per epoch."""
-    eval_examples: int = Field(200, ge=1)
-    """Dev examples (a seeded sample) the metric is measured on during training."""
-    patience: int | None = Field(3, ge=1)
-    """Stop after this many evaluations without a better dev metric (null: never stop early); the best evaluation's
-    weights are kept either way."""
-    checkpoint_every: int | None = Field(None, ge=1)
-    """Write a resumable checkpoint every this many steps; default at each evaluation."""
 
 
 @dataclass

@@ -13,7 +13,7 @@ import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from ..backends.models import resolve_path
 from ..contract import Context, TaskInfo
@@ -21,11 +21,9 @@ from ..costs.usage import Usage, total
 from ..types import Example, Prediction, Split
 from .checkpoints import fingerprint_of, weights_signature
 from .loop import LoopResult, LoopSettings, distributed, train
+from .options import TuneOptions
 from .packing import Batch
 from .steps import unwrap
-
-if TYPE_CHECKING:
-    from .recipe import TuneOptions
 
 T = TypeVar("T")
 # Options that change when or how often the loop looks at dev or writes checkpoints, not what it trains: a

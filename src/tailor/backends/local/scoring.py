@@ -15,21 +15,58 @@ other options, and position ids restart after the rest for each option, so each 
 exactly as if it followed the example alone. Compared with one full sequence per (example, option)
 this skips the prefix and shares the example's tokens across options.
 
-The functions here work on a :class:`~tailor.backends.local.lm.LanguageModel`; callers use its ``score`` (the backend
-protocol's, which finds the shared prefix itself) or ``score_options`` (a prefix given explicitly).
+The functions here work on a :class:`ScoringModel`, what they need of :class:`~tailor.backends.local.lm.LanguageModel`
+(declared here so that this module does not import the backend that imports it); callers use the backend's
+``score`` (the backend protocol's, which finds the shared prefix itself) or ``score_options`` (a prefix given
+explicitly).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from ...progress import NULL_PROGRESS, Progress
 
-if TYPE_CHECKING:
-    from .lm import LanguageModel
+
+class ScoringModel(Protocol):
+    """What scoring reads and counts on a local language model (:class:`~tailor.backends.local.lm.LanguageModel`)."""
+
+    model: Any
+    """The model called (a PEFT wrapper around it, when fine-tuned)."""
+    tokenizer: Any
+    kind: str
+    """``causal`` or ``seq2seq``."""
+    batch_size: int | None
+    """Sequences per forward pass; None: as many as fit :data:`TOKEN_BUDGET` tokens."""
+    boundary_slack: int
+    """Tokens re-encoded across the prefix boundary, where merges may differ."""
+    keeps_logits: bool
+    """Whether the model's forward takes ``logits_to_keep``."""
+    cache_argument: str
+    """The name of the forward's key-value cache argument."""
+    prefix_cached: int
+    """Examples scored on a cached prefix (counted here)."""
+    prefix_fallbacks: int
+    """Examples whose prefix could not be reused and were scored whole (counted here)."""
+
+    @property
+    def device(self) -> Any: ...
+
+    @property
+    def inner_model(self) -> Any: ...
+
+    @property
+    def context_length(self) -> int: ...
+
+    def encode(self, texts: Sequence[str], special: bool = True) -> list[list[int]]: ...
+
+    def encode_continuations(
+        self, contexts: Sequence[str], options: Sequence[Sequence[str]]
+    ) -> tuple[list[list[int]], list[list[list[int]]]]: ...
+
 
 # Tokens per forward pass when no batch size is given: big enough to keep 2 CPU cores busy, small
 # enough that the expanded prefix cache and the kept logits stay within a few hundred MB.
@@ -53,7 +90,7 @@ def shared_prefix(prompts: Sequence[str]) -> str:
 
 
 def score_options(
-    lm: LanguageModel,
+    lm: ScoringModel,
     prefix: str,
     prompts: Sequence[str],
     options: Sequence[str],
@@ -83,7 +120,7 @@ def score_options(
 
 
 def score_encoded(
-    lm: LanguageModel,
+    lm: ScoringModel,
     prefix: str,
     ctx_ids: list[list[int]],
     conts: list[list[list[int]]],
@@ -120,7 +157,7 @@ def score_encoded(
 
 
 def _shareable(
-    lm: LanguageModel, prefix_ids: list[int], ctx_ids: list[list[int]], conts: list[Any]
+    lm: ScoringModel, prefix_ids: list[int], ctx_ids: list[list[int]], conts: list[Any]
 ) -> tuple[int, list[int]]:
     """How many leading tokens every cached example shares, and which examples can use them.
 
@@ -141,7 +178,7 @@ def _shareable(
     return min(common.values(), default=0), sorted(common)
 
 
-def _packable(lm: LanguageModel) -> bool:
+def _packable(lm: ScoringModel) -> bool:
     """Whether the model takes our own 4D mask and a plain growing cache (sdpa/eager, no sliding windows)."""
     config = lm.inner_model.config
     if getattr(config, "_attn_implementation", None) not in ("sdpa", "eager"):
@@ -150,7 +187,7 @@ def _packable(lm: LanguageModel) -> bool:
     return all(t == "full_attention" for t in layer_types)
 
 
-def _forward(lm: LanguageModel, keep: int, model: Any = None, **inputs: Any) -> tuple[Any, Any]:
+def _forward(lm: ScoringModel, keep: int, model: Any = None, **inputs: Any) -> tuple[Any, Any]:
     """The output of ``model`` (default ``lm.model``) and the logits of its last ``keep`` positions (float32); the
     others are skipped when the model can."""
     model = model if model is not None else lm.model
@@ -161,7 +198,7 @@ def _forward(lm: LanguageModel, keep: int, model: Any = None, **inputs: Any) -> 
     return out, out.logits[:, -keep:].float()
 
 
-def _score_full(lm: LanguageModel, pairs: list[tuple[list[int], list[int]]], batch_size: int, bar: Any) -> list[float]:
+def _score_full(lm: ScoringModel, pairs: list[tuple[list[int], list[int]]], batch_size: int, bar: Any) -> list[float]:
     """Each (context, continuation) as one right-padded full sequence, truncated on the left as lm-eval does."""
     import torch
 
@@ -186,7 +223,7 @@ def _score_full(lm: LanguageModel, pairs: list[tuple[list[int], list[int]]], bat
 
 
 def _score_packed(
-    lm: LanguageModel, shared: list[int], groups: list[tuple[list[int], list[list[int]]]], batch_size: int, bar: Any
+    lm: ScoringModel, shared: list[int], groups: list[tuple[list[int], list[list[int]]]], batch_size: int, bar: Any
 ) -> np.ndarray:
     """Every option's log-likelihood per example (one row each), packed on top of the cached ``shared`` tokens."""
     import torch
@@ -245,7 +282,7 @@ def _score_packed(
     return results
 
 
-def _packed_forward(lm: LanguageModel, keys: list[Any], ids: Any, pos: Any, seg: Any, first: int) -> tuple[Any, int]:
+def _packed_forward(lm: ScoringModel, keys: list[Any], ids: Any, pos: Any, seg: Any, first: int) -> tuple[Any, int]:
     """Logits of packed rows on top of the cached ``keys``, from row position ``first`` on (and that offset)."""
     import torch
     from transformers import DynamicCache
@@ -283,7 +320,7 @@ def _packed_forward(lm: LanguageModel, keys: list[Any], ids: Any, pos: Any, seg:
 
 
 def _score_seq2seq(
-    lm: LanguageModel, pairs: list[tuple[list[int], list[int]]], batch_size: int, bar: Any
+    lm: ScoringModel, pairs: list[tuple[list[int], list[int]]], batch_size: int, bar: Any
 ) -> list[float]:
     """Decoder log-likelihood of each continuation given its context as the encoder input."""
     import torch
