@@ -1,6 +1,6 @@
 """What each generative fine-tuning method learns, and at what cost, on one tiny random model and one synthetic task.
 
-Setup (the same as ``tests/test_tuning_accuracy.py``, which asserts thresholds on these figures):
+Setup (the same as ``tests/tuning/test_tuning_accuracy.py``, which asserts thresholds on these figures):
 
   * model: a random Llama from ``tailor.testing.tiny_lm_path(arch="llama", **LEARNABLE)`` — width 64, 2 layers,
     4 heads, a ~1,000-token BPE vocabulary, ~0.23M parameters, initialized with std 0.125 and the output layer

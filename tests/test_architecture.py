@@ -1,10 +1,13 @@
-"""The shape of the code, checked: no import cycles between tailor's modules, no module reaching into another's
-private names, no module over 450 lines.
+"""The shape of the code, checked: a small top level and packages that say what they are for, no import cycles
+between tailor's modules (inside packages too), no package importing what its room says it may not, no module
+reaching into another's private names, no `getattr` of an undeclared member where contracts are read, no module
+over 450 lines.
 
 Imports are read from the source (``ast``), including those inside functions: a function-level import that closes
-a cycle still ties the two modules together, it only fails later. Imports under ``if TYPE_CHECKING:`` are left
-out: they never run. Importing ``tailor.a.b`` also runs ``tailor/a/__init__.py``, so a module outside the package
-``tailor.a`` that imports one of its modules depends on the package too.
+a cycle still ties the two modules together, it only fails later. Imports under ``if TYPE_CHECKING:`` count for
+cycles too (two modules that need each other's types are one design), except in ``tailor/__init__.py``, whose
+type-only imports list the public API. Importing ``tailor.a.b`` also runs ``tailor/a/__init__.py``, so a module
+outside the package ``tailor.a`` that imports one of its modules depends on the package too.
 """
 
 from __future__ import annotations
@@ -50,10 +53,11 @@ def _type_checking_nodes(tree: ast.AST) -> set[int]:
     return skip
 
 
-def _imports(module: str) -> list[tuple[str, list[str], int]]:
-    """(imported module, names taken from it, line) for every import in ``module`` that runs."""
+def _imports(module: str, type_only: bool = True) -> list[tuple[str, list[str], int]]:
+    """(imported module, names taken from it, line) for every import in ``module`` (those under ``if TYPE_CHECKING:``
+    only with ``type_only``; never the package root's)."""
     tree = ast.parse(MODULES[module].read_text())
-    skip = _type_checking_nodes(tree)
+    skip = _type_checking_nodes(tree) if module == "tailor" or not type_only else set()
     out = []
     for node in ast.walk(tree):
         if id(node) in skip:
@@ -187,3 +191,202 @@ def test_no_module_imports_another_modules_private_names() -> None:
 def test_module_is_short(module: str) -> None:
     lines = len(MODULES[module].read_text().splitlines())
     assert lines <= MAX_LINES, f"{MODULES[module].relative_to(SRC.parent)} has {lines} lines (at most {MAX_LINES})"
+
+
+# -- the rooms -----------------------------------------------------------------------------------------------------
+
+TOP_LEVEL_AT_MOST = 8
+
+
+def test_the_top_level_is_small() -> None:
+    top = sorted(p.name for p in SRC.glob("*.py"))
+    assert len(top) <= TOP_LEVEL_AT_MOST, f"{len(top)} modules at src/tailor/: {top}; a family of modules is a package"
+
+
+@pytest.mark.parametrize("package", sorted(PACKAGES))
+def test_every_package_says_what_its_room_is_for(package: str) -> None:
+    doc = ast.get_docstring(ast.parse(MODULES[package].read_text())) or ""
+    assert len(doc.split()) >= 12 and "TODO" not in doc, f"{package}/__init__.py: say what the room is for"
+
+
+# What a package may never import, directly or through the modules it imports (function-level imports included):
+# the room's rule, as its __init__ states it. Third-party names are checked on the imports of every module reached.
+FORBIDDEN: dict[str, set[str]] = {
+    "tailor.stats": {
+        "tailor.methods",
+        "tailor.backends",
+        "tailor.tuning",
+        "tailor.prompting",
+        "tailor.search",
+        "tailor.runner",
+        "tailor.report",
+        "tailor.cli",
+        "torch",
+        "transformers",
+        "peft",
+    },
+    "tailor.costs": {
+        "tailor.methods",
+        "tailor.backends",
+        "tailor.tuning",
+        "tailor.runner",
+        "tailor.report",
+        "tailor.cli",
+        "torch",
+        "transformers",
+        "peft",
+    },
+    "tailor.report": {
+        "tailor.methods",
+        "tailor.backends",
+        "tailor.tuning",
+        "tailor.prompting",
+        "tailor.cli",
+        "torch",
+        "transformers",
+        "peft",
+    },
+    "tailor.config": {
+        "tailor.methods",
+        "tailor.backends",
+        "tailor.tuning",
+        "tailor.prompting",
+        "tailor.search",
+        "tailor.runner",
+        "tailor.report",
+        "tailor.cli",
+        "tailor.data",
+        "torch",
+    },
+    "tailor.data": {
+        "tailor.methods",
+        "tailor.backends",
+        "tailor.tuning",
+        "tailor.runner",
+        "tailor.report",
+        "tailor.cli",
+        "torch",
+    },
+    "tailor.backends": {
+        "tailor.methods",
+        "tailor.tuning",
+        "tailor.search",
+        "tailor.runner",
+        "tailor.report",
+        "tailor.cli",
+    },
+    "tailor.prompting": {
+        "tailor.methods",
+        "tailor.tuning",
+        "tailor.search",
+        "tailor.runner",
+        "tailor.report",
+        "tailor.cli",
+    },
+    "tailor.tuning": {"tailor.methods", "tailor.search", "tailor.runner", "tailor.report", "tailor.cli"},
+    "tailor.search": {"tailor.methods", "tailor.tuning", "tailor.runner", "tailor.report", "tailor.cli"},
+    "tailor.methods": {"tailor.runner", "tailor.report", "tailor.cli"},
+    "tailor.runner": {"tailor.cli"},
+}
+
+
+def _reached(module: str) -> dict[str, list[str]]:
+    """Every tailor module ``module`` reaches by imports, with one path to it."""
+    graph = _edges()
+    paths = {module: [module]}
+    todo = [module]
+    while todo:
+        here = todo.pop()
+        for there in sorted(graph[here]):
+            if there not in paths:
+                paths[there] = [*paths[here], there]
+                todo.append(there)
+    return paths
+
+
+def _within(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def _forbidden_reaches(module: str, rules: dict[str, set[str]]) -> list[str]:
+    rule = next((banned for package, banned in rules.items() if _within(module, package)), None)
+    if not rule:
+        return []
+    found = []
+    for there, path in _reached(module).items():
+        for banned in rule:
+            if _within(there, banned):
+                found.append(f"{module} reaches {there}: {' -> '.join(path)}")
+        for target, _, line in _imports(there, type_only=False):
+            for banned in rule:
+                if not banned.startswith("tailor") and _within(target, banned):
+                    found.append(f"{module} reaches {banned} ({there}:{line}): {' -> '.join(path)}")
+    return found
+
+
+def test_the_rule_finder_finds_a_planted_reach() -> None:
+    # tailor.report.build reads the run store; were the store a method, the report would reach methods
+    assert _forbidden_reaches("tailor.report.build", {"tailor.report": {"tailor.runner.store"}})
+    assert _forbidden_reaches("tailor.backends.local.lm", {"tailor.backends": {"torch"}})
+    assert not _forbidden_reaches("tailor.stats.metrics", {"tailor.report": {"tailor.stats"}})
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_no_package_imports_what_its_room_forbids(module: str) -> None:
+    found = _forbidden_reaches(module, FORBIDDEN)
+    assert not found, "\n".join(found)
+
+
+# -- contracts are declared, not discovered ---------------------------------------------------------------------------
+
+# Where a method's, an adapted model's or a backend's members are read, they are read as declared attributes: a
+# `getattr(obj, "name", default)` or `hasattr(obj, "name")` with a literal name there means an undeclared member.
+# Reads of third-party objects (a Hugging Face config, a tokenizer) are listed here, each with its reason.
+CONTRACT_READERS = ("tailor.runner", "tailor.report", "tailor.methods", "tailor.search", "tailor.cli")
+THIRD_PARTY_READS: dict[tuple[str, str], str] = {
+    ("tailor.methods.encoder_full", "max_position_embeddings"): "a Hugging Face config: not every architecture has it",
+    ("tailor.methods.seq_cls", "max_position_embeddings"): "a Hugging Face config: not every architecture has it",
+    ("tailor.methods.lora", "hidden_size"): "a Hugging Face text config: decoder-only models name their width so",
+    ("tailor.methods.lora", "d_model"): "a Hugging Face config: T5 names its width so",
+    ("tailor.methods.seq_cls", "peft_config"): "a transformers model: PEFT-wrapped or not",
+}
+
+
+def _literal_getattrs(module: str) -> list[tuple[str, int]]:
+    tree = ast.parse(MODULES[module].read_text())
+    found = []
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in ("getattr", "hasattr")
+            and len(node.args) >= 2
+            and isinstance(node.args[1], ast.Constant)
+            and isinstance(node.args[1].value, str)
+        ):
+            found.append((node.args[1].value, node.lineno))
+    return found
+
+
+def test_the_getattr_finder_sees_literal_names_only() -> None:
+    code = "getattr(a, 'x', None)\nhasattr(b, 'y')\ngetattr(c, name)\nobj.getattr(d, 'z')\n"
+    tree = ast.parse(code)
+    names = [
+        n.args[1].value
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call)
+        and isinstance(n.func, ast.Name)
+        and n.func.id in ("getattr", "hasattr")
+        and isinstance(n.args[1], ast.Constant)
+    ]
+    assert sorted(names) == ["x", "y"]
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if m.startswith(CONTRACT_READERS)))
+def test_no_getattr_of_undeclared_members_where_contracts_are_read(module: str) -> None:
+    found = [
+        f"{module}:{line} getattr/hasattr of {name!r}"
+        for name, line in _literal_getattrs(module)
+        if (module, name) not in THIRD_PARTY_READS
+    ]
+    assert not found, "declare the member in the contract and read it as an attribute:\n" + "\n".join(found)
