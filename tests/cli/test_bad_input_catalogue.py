@@ -65,6 +65,7 @@ NO_SCORE = json.dumps({"default_answer": "sports", "capabilities": {"score_conti
 NO_TOKENIZER = json.dumps({"default_answer": "sports", "capabilities": {"local_tokenizer": False}})
 NO_CHAT = json.dumps({"default_answer": "sports", "capabilities": {"chat": False}})
 SCRIPTED = {"name": "script.json", "kind": "scripted"}
+LABEL3 = ("billing", "shipping", "returns")
 
 
 def _old_store(folder: Path) -> None:
@@ -465,6 +466,27 @@ CASES: list[Case] = [
         code=0,
         says=("finished",),
     ),
+    Case(
+        "three rows, none left for test",
+        rows=ROWS[3:6],
+        says=(
+            "{dir}/data.jsonl: 3 rows are too few for the split fractions (train 0.6, dev 0.15, test 0.25)",
+            "gave train 3, dev 0, test 0, and test needs at least one example",
+        ),
+    ),
+    Case(
+        "three rows, a class missing from train",
+        rows=ROWS[:3],
+        says=("label 'cooking' is not in the label set", "3 rows are too few", "gave train 1, dev 0, test 2"),
+    ),
+    Case(
+        "one text with three labels",
+        rows=[{"id": f"t{i}", "text": "Where is my invoice?", "label": LABEL3[i % 3]} for i in range(30)],
+        says=(
+            "the same text carries different labels: 'Where is my invoice?' is 'billing' at {dir}/data.jsonl:1, "
+            "'shipping' at {dir}/data.jsonl:2, 'returns' at {dir}/data.jsonl:3 (30 rows have this text)",
+        ),
+    ),
     # ---- run folders and stores -------------------------------------------------------------------------------
     Case(
         "--out a folder of the user's own",
@@ -581,7 +603,7 @@ def test_bad_input(case: Case, tmp_path: Path) -> None:
     args = [a.replace("{task}", str(task)).replace("{dir}", str(folder)) for a in args]
     result = CliRunner().invoke(app, args, terminal_width=400)
     out = squash(result.output)
-    assert "Traceback" not in result.output, result.output
+    assert "Traceback" not in result.output and "internal error" not in out, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     assert result.exit_code == case.code, out
     for text in case.says:

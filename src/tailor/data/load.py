@@ -17,6 +17,7 @@ from typing import Any
 from ..config.task import TaskSpec
 from ..errors import DataError, TaskFileError
 from ..types import Example, SealedSplit, Split
+from .labels import LabelLedger, resolve_labels
 from .rows import UnreadableRow, read_rows
 
 
@@ -112,8 +113,7 @@ class _RowReader:
         self.bad_rows = bad_rows
         self.fields = spec.fields
         self.seen_ids: dict[tuple[str, str], str] = {}  # (split, id) → where: ids are unique within a split
-        self.stripped: Counter[str] = Counter()  # label spellings with surrounding whitespace → rows
-        self.label_first: dict[str, str] = {}  # each label spelling → where it first occurs (file order)
+        self.labels = LabelLedger()
 
     def bad(self, split: str, where: str, reason: str, kind: str) -> None:
         if self.spec.on_bad_rows == "error":
@@ -183,12 +183,10 @@ class _RowReader:
             self.bad(split, where, f"duplicate id {ex_id!r} (first at {first})", "duplicate id")
             return None
         self.seen_ids[split, ex_id] = where
+        ex = Example(id=ex_id, inputs=inputs, target=target, source=where)
         if self.spec.kind == "classification":
-            raw = str(row.get(self.target_column))
-            if raw != target:
-                self.stripped[raw] += 1
-            self.label_first.setdefault(str(target), where)
-        return Example(id=ex_id, inputs=inputs, target=target, source=where)
+            self.labels.record(ex, str(row.get(self.target_column)))
+        return ex
 
 
 # ---------------------------------------------------------------------------------------------- splitting
@@ -259,7 +257,8 @@ def load_task_data(spec: TaskSpec, base: Path, origin: str = "task file") -> Tas
     notes: list[str] = []
     parts: dict[str, list[Example]] = {}
     rows_read = 0
-    sources: list[str] = []
+    sources: list[str] = []  # where train came from, and test, for errors
+    test_source = few = ""
 
     def take(split: str, name: str, rows: Iterable[tuple[int, Any]]) -> list[Example]:
         nonlocal rows_read
@@ -273,8 +272,12 @@ def load_task_data(spec: TaskSpec, base: Path, origin: str = "task file") -> Tas
     d = spec.data
     if d.path:
         name, rows = read_rows(d.path, base, d.format, "data.path", origin)
+        test_source = name
         fr = spec.splits
-        parts = hash_split(take("all", name, rows), {"train": fr.train, "dev": fr.dev, "test": fr.test})
+        fractions = {"train": fr.train, "dev": fr.dev, "test": fr.test}
+        examples = take("all", name, rows)
+        parts = hash_split(examples, fractions)
+        few = _too_few(name, examples, parts, fractions, reader.labels)
         notes.append(f"split {name} by content hash: train {fr.train:g}, dev {fr.dev:g}, test {fr.test:g}")
     else:
         for split in ("train", "dev", "test"):
@@ -288,6 +291,7 @@ def load_task_data(spec: TaskSpec, base: Path, origin: str = "task file") -> Tas
                     continue
                 name, rows = read_rows(path, base, d.format, f"data.{split}", origin)
             parts[split] = take(split, name, rows)
+            test_source = name
         if "test" not in parts:
             raise TaskFileError(
                 origin, "data.test", "no test split given: add a `test` file, or use `path` to split one file"
@@ -308,12 +312,13 @@ def load_task_data(spec: TaskSpec, base: Path, origin: str = "task file") -> Tas
 
     train = parts.get("train", [])
     if not train:
-        raise DataError("train split", "no usable training examples")
-    labels = _resolve_labels(spec, parts, reader, sources, notes, origin)
+        raise DataError(f"train split of {', '.join(sources)}", "no usable training examples")
+    labels = resolve_labels(spec, parts, reader.labels, reader.bad, sources, notes, origin, few)
     splits = {k: Split(k, tuple(v)) for k, v in parts.items() if v or k != "dev"}
     test = splits["test"]
     if not len(test):
-        raise DataError("test split", "no usable test examples")
+        why = f": {reader.labels.conflict_text()}" if reader.labels.conflicts() else " (every row was skipped)"
+        raise DataError(f"test split of {test_source}", "no usable test examples" + why)
     dev = splits.get("dev")
     overlaps = [
         o for o in (find_overlaps(splits["train"], test), *([find_overlaps(dev, test)] if dev else [])) if o.ids
@@ -329,6 +334,42 @@ def load_task_data(spec: TaskSpec, base: Path, origin: str = "task file") -> Tas
         rows_read=rows_read,
         limited=limited,
     )
+
+
+def _too_few(
+    name: str,
+    examples: list[Example],
+    parts: dict[str, list[Example]],
+    fractions: dict[str, float],
+    ledger: LabelLedger,
+) -> str:
+    """What is wrong with the split of one file, with its counts; "" when nothing is.
+
+    Raises:
+        DataError: (naming the file) the split left train or test empty: too few rows for the fractions, or copies of
+            a text with different labels (each label sends its copies to a split of their own).
+    """
+    if not examples:  # no usable rows at all: the checks after labels say so
+        return ""
+    empty = [split for split in ("train", "test") if not parts[split]]
+    counts = ", ".join(f"{split} {len(part)}" for split, part in parts.items())
+    if empty and ledger.conflicts():
+        raise DataError(name, f"splitting by content hash gave {counts}: {ledger.conflict_text()}")
+    # Few enough that a class may miss train or test by chance: named as the cause when a label check then fails.
+    smallest = min(fractions["train"], fractions["test"]) * len(examples)
+    if not empty and smallest >= max(2, len(ledger.first)):
+        return ""
+    shares = ", ".join(f"{split} {fraction:g}" for split, fraction in fractions.items())
+    distinct = len({content_hash(ex) for ex in examples})
+    copies = f" ({distinct} distinct: copies of a row fall in the same split)" if distinct < len(examples) else ""
+    text = (
+        f"{len(examples)} rows{copies} are too few for the split fractions ({shares}): splitting them by content hash "
+        f"gave {counts}"
+    )
+    advice = "Give more rows, or split files of your own (`data.train` and `data.test` instead of `data.path`)"
+    if empty:
+        raise DataError(name, f"{text}, and {' and '.join(empty)} needs at least one example. {advice}")
+    return f"{name}: {text}. {advice}"
 
 
 def _qualify_repeated_ids(parts: dict[str, list[Example]], notes: list[str]) -> None:
@@ -354,66 +395,6 @@ def _qualify_repeated_ids(parts: dict[str, list[Example]], notes: list[str]) -> 
         f"{len(repeated)} ids repeat across the given split files (e.g. {ex_id!r} in {first} and {second}): "
         f"every id is qualified by its split, e.g. {f'{second}:{ex_id}'!r}"
     )
-
-
-def _check_label_spellings(spec: TaskSpec, reader: _RowReader, notes: list[str], origin: str) -> list[str] | None:
-    """The task file's labels, stripped; a note on stripped labels; an error on labels that differ only in case."""
-    declared = [label.strip() for label in spec.labels] if spec.labels is not None else None
-    changed = [label for label in spec.labels or () if label != label.strip()]
-    if reader.stripped or changed:
-        spellings = ", ".join(f"{raw!r} → {raw.strip()!r}" for raw in [*reader.stripped, *changed][:5])
-        counts = [f"{sum(reader.stripped.values())} labels in the data"] if reader.stripped else []
-        counts += [f"{len(changed)} in the task file's `labels`"] if changed else []
-        notes.append(f"surrounding whitespace stripped from {' and '.join(counts)} ({spellings})")
-    first = {label: f"{origin}: labels" for label in declared or ()}
-    for label, where in reader.label_first.items():
-        first.setdefault(label, where)
-    by_case: dict[str, list[str]] = {}
-    for label in first:
-        by_case.setdefault(label.casefold(), []).append(label)
-    clashes = [spellings for spellings in by_case.values() if len(spellings) > 1]
-    if clashes:
-        described = "; ".join(" and ".join(f"{s!r} (first at {first[s]})" for s in group) for group in clashes)
-        raise DataError(
-            first[clashes[0][1]],
-            f"labels that differ only in case: {described}. They would be separate classes; spell each label one way",
-        )
-    return declared
-
-
-def _resolve_labels(
-    spec: TaskSpec,
-    parts: dict[str, list[Example]],
-    reader: _RowReader,
-    sources: list[str],
-    notes: list[str],
-    task_file: str,
-) -> list[str] | None:
-    if spec.kind != "classification":
-        return None
-    declared = _check_label_spellings(spec, reader, notes, task_file)
-    if declared is not None:
-        labels, origin = declared, "the task file's `labels`"
-    else:
-        labels, origin = sorted({ex.label for ex in parts["train"]}), "labels inferred from train"
-    allowed = set(labels)
-    for split, examples in parts.items():
-        kept = []
-        for ex in examples:
-            if ex.label in allowed:
-                kept.append(ex)
-            else:
-                reason = f"label {ex.label!r} is not in the label set ({origin}: {', '.join(labels)})"
-                reader.bad(split, ex.source, reason, "label not in the label set")
-        parts[split] = kept
-    present = {ex.label for ex in parts["train"]}
-    if len(present) < 2:
-        only = ", ".join(sorted(present)) or "none"
-        raise DataError(
-            f"train split of {', '.join(sources)}",
-            f"only one class in train ({only}); classification needs at least two",
-        )
-    return labels
 
 
 def read_examples(spec: TaskSpec, path: str, base: Path) -> list[Example]:
