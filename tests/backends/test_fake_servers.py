@@ -324,6 +324,7 @@ def test_bad_rates_are_refused():
 # -- process mode ----------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_process_mode_serves_and_reports_stats(http: httpx2.Client):
     server, url = fake_server.start_process(MODEL, preset="vllm", strict=True, reject_fields=["top_p"])
     try:
@@ -348,6 +349,7 @@ def test_process_mode_serves_and_reports_stats(http: httpx2.Client):
     assert server.poll() is not None and proxy.poll() is not None
 
 
+@pytest.mark.integration
 def test_a_process_that_fails_to_start_reports_its_stderr():
     with pytest.raises(FakeServerError, match="sum to at most 1"):
         fault_proxy.start_process("http://127.0.0.1:1", rate_429=0.9, rate_500=0.9)

@@ -205,8 +205,8 @@ def _numbers(run_dir: Path) -> dict[str, Any]:
     try:
         out = {}
         for r in store.results():
-            preds = store.predictions(r["method"], "test")
-            out[r["method"]] = {
+            preds = store.predictions(r["trial"], "test")
+            out[r["trial"]] = {
                 "status": r["status"],
                 "size": r["size"],
                 "seed": r["seed"],
@@ -306,6 +306,7 @@ def test_a_curve_with_a_method_curve_reports_each_method_at_its_own_points(narro
     assert head_row.count("(2)") == 2 and "| – |" in head_row  # no cell at 2, where head did not run
 
 
+@pytest.mark.integration
 def test_curve_command_line_mistakes_are_clear(curve_task: Path, tmp_path: Path) -> None:
     bad = _tailor(["curve", str(curve_task), "--sizes", "0,8,4", "--out", str(tmp_path / "x")], tmp_path)
     assert bad.returncode == 2 and "--sizes" in bad.stderr and "8 then 4" in bad.stderr
@@ -317,6 +318,7 @@ def test_curve_command_line_mistakes_are_clear(curve_task: Path, tmp_path: Path)
     assert not any((tmp_path / d).exists() for d in ("x", "y", "z"))  # nothing started
 
 
+@pytest.mark.integration
 def test_a_killed_curve_resumes_without_redoing_finished_trials(curve_task: Path, one_worker: Path, tmp_path):
     run_dir = tmp_path / "killed"
     proc = subprocess.Popen(
@@ -354,7 +356,7 @@ def _stored(run_dir: Path) -> dict[str, str]:
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
         try:
-            rows = db.execute("SELECT method, created_at || '/' || rowid FROM trial WHERE status = 'ok'").fetchall()
+            rows = db.execute("SELECT trial, created_at || '/' || rowid FROM trial WHERE status = 'ok'").fetchall()
         finally:
             db.close()
     except sqlite3.OperationalError:  # the store's tables are being made
@@ -362,6 +364,7 @@ def _stored(run_dir: Path) -> dict[str, str]:
     return dict(rows)
 
 
+@pytest.mark.integration
 def test_two_workers_give_the_numbers_of_one(curve_task: Path, one_worker: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "two"
     done = _tailor(["curve", str(curve_task), "--out", str(run_dir), "--workers", "2", "--quiet"], tmp_path)
@@ -369,6 +372,7 @@ def test_two_workers_give_the_numbers_of_one(curve_task: Path, one_worker: Path,
     assert _numbers(run_dir) == _numbers(one_worker)
 
 
+@pytest.mark.integration
 def test_ray_missing_cluster_is_a_clear_error_and_nothing_starts(curve_task: Path, tmp_path: Path) -> None:
     bad = _tailor(["curve", str(curve_task), "--out", str(tmp_path / "r"), "--ray", "127.0.0.1:1"], tmp_path, 120)
     assert bad.returncode == 2 and "--ray 127.0.0.1:1" in bad.stderr and "ray start --head" in bad.stderr
@@ -395,6 +399,7 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory):
         subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
 
 
+@pytest.mark.integration
 def test_a_local_ray_cluster_gives_the_numbers_of_one_worker(curve_task, one_worker, ray_cluster, tmp_path) -> None:
     run_dir = tmp_path / "ray"
     done = subprocess.run(
@@ -420,6 +425,7 @@ def test_ray_not_installed_is_a_clear_error() -> None:
     assert "--ray needs Ray, which is not installed" in done.stdout, done.stdout + done.stderr
 
 
+@pytest.mark.integration
 def test_resume_of_a_run_killed_before_it_was_recorded_starts_it_again(curve_task: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "empty"
     run_dir.mkdir()
