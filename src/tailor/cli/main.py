@@ -182,16 +182,17 @@ def predict(
     from ..runner.predict import predict_file
 
     try:
-        sink = output.open("w", encoding="utf-8") if output else sys.stdout
         progress = RichProgress() if output else _silent()
-        for ex, pred in predict_file(
-            adapted_dir, input_file, progress, trust_remote_code=trust_remote_code, endpoint=endpoint
-        ):
+        pairs = predict_file(adapted_dir, input_file, progress, trust_remote_code=trust_remote_code, endpoint=endpoint)
+        sink = None  # opened at the first prediction: a refused folder or input leaves no empty output file
+        for ex, pred in pairs:
+            if sink is None:
+                sink = output.open("w", encoding="utf-8") if output else sys.stdout
             row = {"id": ex.id, "output": pred.output, "label": pred.label}
             if scores and pred.scores is not None:
                 row["scores"] = dict(pred.scores)
             sink.write(json.dumps(row, ensure_ascii=False) + "\n")
-        if output:
+        if output and sink is not None:
             sink.close()
             _console(stderr=True).print(f"predictions written to {output}")
     except TailorError as exc:

@@ -187,7 +187,11 @@ def _kind(pool: ModelPool, model: ModelSpec, origin: str, at: str) -> str:
     try:
         return pool.kind(model)
     except TailorError as exc:
-        raise TaskFileError(origin, f"{at}.name", str(exc).removeprefix("model.name: ")) from None
+        # the model's errors start with the key they are about (`model.name: `, `model.trust_remote_code: `)
+        key, sep, message = str(exc).partition(": ")
+        if sep and key.startswith("model.") and key[6:].isidentifier():
+            raise TaskFileError(origin, f"{at}.{key[6:]}", message) from None
+        raise TaskFileError(origin, f"{at}.name", str(exc)) from None
 
 
 def _shuffled(items: list[int], seed: int, salt: str) -> list[int]:

@@ -11,7 +11,7 @@ from typing import Any, get_args
 
 from pydantic import ValidationError
 
-from ..config.task import ModelSpec
+from ..config.model import EndpointSpec, ModelSpec
 from ..contract import Adapted, Context, TaskInfo
 from ..data.load import read_rows
 from ..errors import DataError, TailorError
@@ -41,9 +41,20 @@ def load_adapted(
         The adapted model and its metadata (with ``model.trust_remote_code`` as used).
 
     Raises:
-        TailorError: ``path`` is not an adapted folder, its ``adapted.json`` is damaged, or its model is neither an
-            existing local folder or file nor a hub id.
+        TailorError: ``path`` is not an adapted folder, its ``adapted.json`` is damaged, its model is neither an
+            existing local folder or file nor a hub id, ``endpoint`` is not an http(s) URL, or the model ships code
+            and ``trust_remote_code`` is off.
     """
+    meta, model = check_adapted(path, trust_remote_code, endpoint)
+    return _load(Path(path), meta, model, progress), meta
+
+
+def check_adapted(
+    path: str | Path, trust_remote_code: bool = False, endpoint: str | None = None
+) -> tuple[dict[str, Any], ModelSpec]:
+    """What :func:`load_adapted` checks before loading anything (arguments as there): the metadata, and the model
+    spec it would load."""
+    from ..backends.models import remote_code_refused, shipped_code
     from ..methods import get_method
 
     path = Path(path)
@@ -56,9 +67,20 @@ def load_adapted(
     meta["model"] = {**meta["model"], "trust_remote_code": trust_remote_code}
     model = _served_at(_model_spec(meta["model"], meta_file), endpoint, meta_file)
     try:
-        method = get_method(meta["method"])
+        get_method(meta["method"])
     except TailorError as exc:
         raise TailorError(f"{meta_file}: method: {exc}") from None
+    folder = Path(os.path.expanduser(model.name))
+    code = shipped_code(folder) if model.endpoint is None and not trust_remote_code and folder.is_dir() else []
+    if code:
+        how = "add --trust-remote-code to this `tailor predict` command line"
+        raise TailorError(f"{meta_file}: the model {remote_code_refused(model.name, code, how)}")
+    return meta, model
+
+
+def _load(path: Path, meta: dict[str, Any], model: ModelSpec, progress: Progress) -> Adapted:
+    from ..methods import get_method
+
     ctx = Context(
         task=TaskInfo.from_dict(meta["task"]),
         model=model,
@@ -66,7 +88,13 @@ def load_adapted(
         workdir=path,
         progress=progress,
     )
-    return method.load(path, ctx), meta
+    try:
+        return get_method(meta["method"]).load(path, ctx)
+    except FileNotFoundError as exc:  # a folder copied in part: name the file, not a traceback
+        raise TailorError(
+            f"{path}: {exc.filename or exc} is missing; the adapted folder is incomplete (copy all of it, or rerun "
+            "the method)"
+        ) from None
 
 
 _MISSING = object()
@@ -114,7 +142,12 @@ def _read_meta(meta_file: Path) -> dict[str, Any]:
 
 
 def _served_at(spec: ModelSpec, endpoint: str | None, meta_file: Path) -> ModelSpec:
-    """``spec`` sent to ``endpoint``: refused when the folder names a server the caller didn't."""
+    """``spec`` sent to ``endpoint``: refused when it is not a URL, or the folder names a server the caller didn't."""
+    if endpoint is not None:  # checked as the task file's `url:` is, before anything tries to connect
+        try:
+            endpoint = EndpointSpec(url=endpoint).url
+        except ValidationError as exc:
+            raise TailorError(f"--endpoint: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
     if spec.endpoint is None:
         if endpoint is not None:
             raise TailorError(
@@ -127,7 +160,7 @@ def _served_at(spec: ModelSpec, endpoint: str | None, meta_file: Path) -> ModelS
             f"{meta_file}: this prompt is for {spec.name} served at {spec.endpoint.url}; predicting sends your inputs "
             f"there{key}. Pass --endpoint {spec.endpoint.url} to confirm, or the URL of another server of that model"
         )
-    return spec.model_copy(update={"endpoint": spec.endpoint.model_copy(update={"url": endpoint.rstrip("/")})})
+    return spec.model_copy(update={"endpoint": spec.endpoint.model_copy(update={"url": endpoint})})
 
 
 def _model_spec(model: dict[str, Any], meta_file: Path) -> ModelSpec:
@@ -190,6 +223,8 @@ def predict_file(
     the model runs only with ``trust_remote_code``)."""
     from .evaluate import predict_all
 
-    adapted, meta = load_adapted(adapted_dir, progress, trust_remote_code, endpoint)
+    # The folder and the inputs are checked before the model loads: a bad input file costs no loading time.
+    meta, model = check_adapted(adapted_dir, trust_remote_code, endpoint)
     examples = read_inputs(input_path, meta["task"]["input_fields"])
+    adapted = _load(Path(adapted_dir), meta, model, progress)
     yield from zip(examples, predict_all(adapted, examples, progress, "predicting"))
