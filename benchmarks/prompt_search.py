@@ -99,13 +99,13 @@ def summarize(run_dir: Path, budgets: list[int], seeds: list[int]) -> dict[str, 
 
     store = RunStore.open_existing(run_dir)
     try:
-        rows = {r["method"]: r for r in store.results() if r["status"] == "ok"}
+        rows = {r["trial"]: r for r in store.results() if r["status"] == "ok"}
         primary = "accuracy"
         hand = [r for r in rows.values() if r["family"] in HANDWRITTEN]
         best = max(hand, key=lambda r: (r["dev"][primary], -r["position"]))
         lead = f"search-tpe-{max(budgets)}-s{seeds[0]}"
         ids_a, gold, a = _test(store, lead)
-        ids_b, _, b = _test(store, best["method"])
+        ids_b, _, b = _test(store, best["trial"])
         assert ids_a == ids_b, "the two rows were scored on different test examples"
         labels = sorted(set(gold))
         prep = METRICS[primary].prepare
@@ -133,7 +133,7 @@ def summarize(run_dir: Path, budgets: list[int], seeds: list[int]) -> dict[str, 
                 ]
         search = rows[lead]["details"]["search"]
         return {
-            "best_handwritten": {"method": best["method"], "dev": best["dev"][primary]},
+            "best_handwritten": {"method": best["trial"], "dev": best["dev"][primary]},
             "best_handwritten_test": best["test"][primary]["value"],
             "search": {"method": lead, "winner": search["winner"], "select_score": search["select_score"]},
             "search_test": rows[lead]["test"][primary]["value"],

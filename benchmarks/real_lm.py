@@ -83,7 +83,7 @@ def majority_rate(folder: Path) -> dict | None:
 
     store = RunStore.open_existing(folder)
     try:
-        ok = [r["method"] for r in store.results() if r["status"] == "ok"]
+        ok = [r["trial"] for r in store.results() if r["status"] == "ok"]
         targets = [p["target"] for p in store.predictions(ok[0], "test")] if ok else []
     finally:
         store.close()

@@ -14,11 +14,11 @@ from tailor.costs.pricing import (
     GPU_HINT,
     break_even_table,
     cost_view,
-    costs_markdown,
     cumulative_lines,
     mean_costs,
     trial_costs,
 )
+from tailor.report.costs_text import costs_markdown
 
 PRICE = {"input": 2.0, "output": 8.0, "cached_input": 0.5, "currency": "USD"}
 
@@ -50,7 +50,7 @@ def row(
         per_1k if per_1k is not None else {"calls": 1000, "input_tokens": 50_000, "output_tokens": 0, "flops": 1e12}
     )
     return {
-        "method": method,
+        "trial": method,
         "route": route,
         "status": status,
         "model": model,
@@ -195,7 +195,7 @@ def test_cost_view_and_markdown() -> None:
     }
     text = "\n".join(costs_markdown(view, "accuracy"))
     assert "| ft | cpu | 3,600.0 s |" in text
-    assert "USD 1.0000" in text
+    assert "USD 1.00" in text
     assert "- pr vs ft, in USD: Q* = 10,000; prompt is cheaper up to 10,000 queries, finetune beyond" in text
     assert "fine-tuning is 0.100 better on accuracy" in text
     assert "finetune.adapt×2 → 20,000" in text

@@ -271,5 +271,5 @@ def test_cli_run_with_one_failed_trial_of_two_exits_3(make_task: MakeTask, monke
     assert "1 of 2 trials failed" in out and "head: MethodError: C=0" in out
     assert out.index("winner") < out.index("trials failed"), "the failures are listed after the leaderboard"
     store = RunStore.open_existing(run_dir)
-    assert {r["method"]: r["status"] for r in store.results()} == {"zero-shot": "ok", "head": "failed"}
+    assert {r["trial"]: r["status"] for r in store.results()} == {"zero-shot": "ok", "head": "failed"}
     store.close()

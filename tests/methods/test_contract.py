@@ -291,7 +291,7 @@ def test_cli_methods_for_one_and_for_an_unknown_method() -> None:
 def _ok_methods(run_dir: Path) -> list[tuple[str, str]]:
     store = RunStore.open_existing(run_dir)
     try:
-        return [(r["method"], r["adapted_dir"]) for r in store.results() if r["status"] == "ok"]
+        return [(r["trial"], r["adapted_dir"]) for r in store.results() if r["status"] == "ok"]
     finally:
         store.close()
 

@@ -53,7 +53,7 @@ def test_classification_by_scoring_and_by_generation(make_task: MakeTask, tiny: 
         {"name": "prompt", "label": "gen", "mode": "generate", "max_new_tokens": 4, "k": 2, "select": "mmr"},
     ]
     run_dir, store = _run(make_task(methods=methods, model={"name": tiny}), tmp_path)
-    results = {r["method"]: r for r in store.results()}
+    results = {r["trial"]: r for r in store.results()}
     assert set(results) == {"zero/plain", "zero/formatted", "few", "near", "gen"}
     assert all(r["status"] == "ok" for r in results.values()), [r["error"] for r in results.values()]
     assert results["few"]["n_train"] == 3 and results["zero/plain"]["n_train"] == 0

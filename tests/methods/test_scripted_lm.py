@@ -242,7 +242,7 @@ def test_a_task_file_runs_end_to_end_on_a_scripted_model(tmp_path: Path) -> None
     result = CliRunner().invoke(app, ["run", str(tmp_path / "task.yaml"), "--quiet", "--out", str(run_dir)])
     assert result.exit_code == 0, result.output
     store = RunStore.open_existing(run_dir)
-    results = {r["method"]: r for r in store.results()}
+    results = {r["trial"]: r for r in store.results()}
     assert set(results) == {"score", "gen"}
     for name, result in results.items():
         assert result["status"] == "ok", result["error"]

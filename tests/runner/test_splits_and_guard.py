@@ -241,7 +241,7 @@ def test_method_reading_test_split_during_adapt_is_refused(make_task: MakeTask, 
 
     assert peek.attempts == ["adapt"]
     store = RunStore.open_existing(run_dir)
-    results = {r["method"]: r for r in store.results()}
+    results = {r["trial"]: r for r in store.results()}
     assert results["peek"]["status"] == "failed"
     assert results["peek"]["error"].startswith("TestSplitAccessError:")
     assert "'peek' tried to read the test split" in results["peek"]["error"]

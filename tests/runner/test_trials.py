@@ -74,7 +74,7 @@ def test_a_run_prompts_one_model_tunes_a_smaller_one_and_runs_an_encoder(mixed_r
     run_dir, pool = mixed_run
     large, small = two_lms
     store = RunStore.open_existing(run_dir)
-    rows = {r["method"]: r for r in store.results()}
+    rows = {r["trial"]: r for r in store.results()}
     store.close()
     assert all(r["status"] == "ok" for r in rows.values()), {k: r["error"] for k, r in rows.items()}
     assert rows["zero"]["model"] == rows["few"]["model"] == str(large)
@@ -94,13 +94,13 @@ def test_every_trial_has_usage_in_the_store_and_the_reports(mixed_run) -> None:
     store = RunStore.open_existing(run_dir)
     for r in store.results():
         usage = r["usage"]
-        assert usage["reported"] == usage["n_test"] > 0, r["method"]
+        assert usage["reported"] == usage["n_test"] > 0, r["trial"]
         assert usage["test"]["calls"] == usage["n_test"]
         assert usage["test"]["input_tokens"] > 0 and usage["test"]["flops"] > 0
-        preds = store.predictions(r["method"], "test")
+        preds = store.predictions(r["trial"], "test")
         assert all(p["usage"] is not None and p["usage"].flops > 0 for p in preds)
         assert sum(p["usage"].input_tokens for p in preds) == usage["test"]["input_tokens"]
-    rows = {r["method"]: r for r in store.results()}
+    rows = {r["trial"]: r for r in store.results()}
     store.close()
     # demonstrations are paid for on every query; training is paid for once
     assert rows["few"]["usage"]["test_per_1k"]["input_tokens"] > rows["zero"]["usage"]["test_per_1k"]["input_tokens"]

@@ -410,7 +410,7 @@ def test_prompt_search_runs_exports_an_ordinary_prompt_and_reloads_identically(t
     assert run.exit_code == 0, run.output
     store = RunStore.open_existing(tmp_path / "run")
     try:
-        row = next(r for r in store.results() if r["method"] == "prompt-search")
+        row = next(r for r in store.results() if r["trial"] == "prompt-search")
         stored = store.predictions("prompt-search", "test")
     finally:
         store.close()
@@ -443,7 +443,7 @@ def test_prompt_search_is_reproducible_on_cpu(tmp_path: Path) -> None:
         assert run.exit_code == 0, run.output
         store = RunStore.open_existing(tmp_path / name / "run")
         try:
-            row = next(r for r in store.results() if r["method"] == "prompt-search")
+            row = next(r for r in store.results() if r["trial"] == "prompt-search")
         finally:
             store.close()
         winners.append((row["details"]["search"]["winner"], [t["metric"] for t in row["details"]["search"]["trace"]]))
@@ -510,7 +510,7 @@ def _run_search(task: Path, out: Path, pool) -> dict:
     run_task(spec, base, out, models=pool)
     store = RunStore.open_existing(out)
     try:
-        row = next(r for r in store.results() if r["method"] == "prompt-search")
+        row = next(r for r in store.results() if r["trial"] == "prompt-search")
     finally:
         store.close()
     assert row["status"] == "ok", row["error"]

@@ -54,7 +54,7 @@ def _assert_same(got: dict[str, dict], stored: list[dict]) -> None:
 
 def test_run_puts_prompting_and_fine_tuning_side_by_side(tuned_run: Path) -> None:
     store = RunStore.open_existing(tuned_run)
-    results = {r["method"]: r for r in store.results()}
+    results = {r["trial"]: r for r in store.results()}
     store.close()
     assert {m: r["status"] for m, r in results.items()} == {"lora": "ok", "full": "ok", "prompt": "ok"}
     assert {results[m]["route"] for m in results} == {"finetune", "prompt"}

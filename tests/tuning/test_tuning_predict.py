@@ -161,7 +161,7 @@ def test_the_same_weights_are_never_scored_on_dev_twice(
     assert result.exit_code == 0, result.output
 
     store = RunStore.open_existing(tmp_path / "run")
-    assert {r["method"]: r["status"] for r in store.results()} == {"lora": "ok", "full": "ok"}
+    assert {r["trial"]: r["status"] for r in store.results()} == {"lora": "ok", "full": "ok"}
     dev = {p["example_id"] for p in store.predictions("lora", "dev")}
     assert dev and dev == {p["example_id"] for p in store.predictions("full", "dev")}
     store.close()

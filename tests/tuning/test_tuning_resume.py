@@ -120,7 +120,7 @@ def _copy(run: Path, to: Path) -> Path:
 
 def _store(run_dir: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]], RunStore]:
     store = RunStore.open_existing(run_dir)
-    return store.run(), {r["method"]: r for r in store.results()}, store
+    return store.run(), {r["trial"]: r for r in store.results()}, store
 
 
 def test_killed_run_is_left_running_with_a_checkpoint(runs: dict[str, Any]) -> None:

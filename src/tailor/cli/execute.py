@@ -158,7 +158,7 @@ def execute(
         if failed:
             screen.print(f"\n[bold red]{len(failed)} of {len(results)} trials failed:[/bold red]")
             for r in failed:
-                screen.print(f"  {escape(r['method'])}: {escape(r['error'] or 'no error recorded')}", highlight=False)
+                screen.print(f"  {escape(r['trial'])}: {escape(r['error'] or 'no error recorded')}", highlight=False)
             if any(r["status"] == "incomplete" for r in failed):
                 screen.print(f"ask the failed queries again with: tailor {command} {task_file} --resume {run_dir}")
         if interrupted:

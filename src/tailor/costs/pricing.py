@@ -1,15 +1,16 @@
 """What each trial cost, in money, FLOPs and seconds, and from which query volume fine-tuning is the cheaper route.
 
-Built from report rows (see :mod:`tailor.report.build`) and the user's prices only: the task file's ``costs:`` (money
-per
-CPU- or GPU-hour of local compute, :class:`tailor.config.costs.CostsSpec`) and each served model's ``price:`` (per
-million tokens, :class:`tailor.config.model.Price`). tailor keeps no price table: where a price is missing, money is
-``None`` and ``missing`` says, in the user's words, which key to add.
+Built from trial records as the run store keeps them (:meth:`tailor.runner.store.RunStore.results`: the trial's
+``trial`` name, ``route``, ``status``, ``model``, ``costs``, ``usage`` and ``test``) and the user's prices only: the
+task file's ``costs:`` (money per CPU- or GPU-hour of local compute, :class:`tailor.config.costs.CostsSpec`) and each
+served model's ``price:`` (per million tokens, :class:`tailor.config.model.Price`). tailor keeps no price table:
+where a price is missing, money is ``None`` and ``missing`` says, in the user's words, which key to add.
 
 Every trial costs two amounts in each unit: once to adapt, and per 1,000 test queries. Local trials are priced by
 the hour of the device they ran on (adapting and predicting alike); served trials by the tokens they sent and
-received, their waiting time reported but not charged. FLOPs are those of :mod:`tailor.costs.usage` (unknown for served
-models). The break-even arithmetic is :mod:`tailor.costs.breakeven`'s.
+received, their waiting time reported but not charged. FLOPs are those of :mod:`tailor.costs.usage` (unknown for
+served models). The break-even arithmetic is :mod:`tailor.costs.breakeven`'s; how each unit is named and written,
+:mod:`tailor.formats`'.
 """
 
 from __future__ import annotations
@@ -20,11 +21,9 @@ from itertools import product
 from typing import Any
 
 from ..config.model import Price
+from ..formats import UNITS, unit_label
 from .breakeven import Costs, break_even, sensitivity
 from .usage import money
-
-UNITS = ("money", "flops", "seconds")
-"""The units of the break-even table, in the order the report tells them."""
 
 GPU_DEVICES = ("cuda", "mps")
 """Devices priced at ``costs.gpu_hour``; ``cpu`` is priced at ``costs.cpu_hour``."""
@@ -44,9 +43,9 @@ def price_hint(model: str) -> str:
     )
 
 
-def device_hint(method: str) -> str:
+def device_hint(trial: str) -> str:
     """What to do for money on a local trial whose device was not recorded (a run from an older tailor)."""
-    return f"rerun `{method}`: its run recorded no device (cpu or GPU), so its time can't be priced per hour"
+    return f"rerun `{trial}`: its run recorded no device (cpu or GPU), so its time can't be priced per hour"
 
 
 def _amount(x: Any) -> float | None:
@@ -103,7 +102,7 @@ def trial_costs(row: dict[str, Any], costs: dict[str, Any] | None, price: dict[s
         flops = _amount(recorded.get("adapt_flops"))
         flops_1k = _amount(per_1k_usage.get("flops")) if per_1k_usage else None
         currency = spec.get("currency", "USD")
-        rate = _hourly_rate(device, spec, row.get("method") or "?", missing)
+        rate = _hourly_rate(device, spec, row.get("trial") or "?", missing)
         money_adapt = None if rate is None or seconds is None else seconds / 3600 * rate
         money_1k = None if rate is None or seconds_1k is None else seconds_1k / 3600 * rate
     return {
@@ -116,7 +115,7 @@ def trial_costs(row: dict[str, Any], costs: dict[str, Any] | None, price: dict[s
     }
 
 
-def _hourly_rate(device: str | None, spec: dict[str, Any], method: str, missing: list[str]) -> float | None:
+def _hourly_rate(device: str | None, spec: dict[str, Any], trial: str, missing: list[str]) -> float | None:
     """The price per hour of ``device`` (None, with a hint in ``missing``, when the task file gives none)."""
     cpu, gpu = _amount(spec.get("cpu_hour")), _amount(spec.get("gpu_hour"))
     if device == "cpu":
@@ -129,7 +128,7 @@ def _hourly_rate(device: str | None, spec: dict[str, Any], method: str, missing:
         return gpu
     if cpu is not None and cpu == gpu:  # unknown device, but both cost the same
         return cpu
-    missing.append(device_hint(method))
+    missing.append(device_hint(trial))
     return None
 
 
@@ -167,6 +166,44 @@ def _quality(row: dict[str, Any], primary: str) -> float | None:
     return None if not metric or metric.get("value") is None else float(metric["value"])
 
 
+def shared_units(prompt: dict[str, Any], finetune: dict[str, Any]) -> list[str]:
+    """The units (of :data:`tailor.formats.UNITS`, in order) in which two :func:`trial_costs` both have an adapt and a
+    per-query cost: money only when both are in one currency (no exchange rates are guessed)."""
+    return [
+        unit
+        for unit in UNITS
+        if _unit_costs(prompt, unit) is not None
+        and _unit_costs(finetune, unit) is not None
+        and (unit != "money" or prompt["currency"] == finetune["currency"])
+    ]
+
+
+def break_even_entry(
+    prompt: tuple[str, dict[str, Any]], finetune: tuple[str, dict[str, Any]], unit: str
+) -> dict[str, Any]:
+    """The break-even of one prompt-route and one fine-tune-route trial (each a name and its :func:`trial_costs`) in
+    ``unit`` (one of :func:`shared_units`): the volume Q* (:func:`tailor.costs.breakeven.break_even`), the cheaper
+    route on either side of it, the verdict in words, and the costs used (``adapt`` once, ``per_query``)."""
+    (p_name, pc), (f_name, fc) = prompt, finetune
+    pr, ft = _unit_costs(pc, unit), _unit_costs(fc, unit)
+    if pr is None or ft is None:
+        raise ValueError(f"{p_name} and {f_name} don't both have costs in {unit}")
+    currency = pc["currency"] if unit == "money" else None
+    verdict = break_even(ft, pr)
+    return {
+        "prompt": p_name,
+        "finetune": f_name,
+        "unit": unit,
+        "currency": currency,
+        "queries": verdict.queries,
+        "cheaper_below": verdict.cheaper_below,
+        "cheaper_above": verdict.cheaper_above,
+        "sentence": verdict.sentence(unit_label(unit, currency)),
+        "adapt": {"prompt": pr.adapt, "finetune": ft.adapt},
+        "per_query": {"prompt": pr.per_query, "finetune": ft.per_query},
+    }
+
+
 def break_even_table(
     rows: Sequence[dict[str, Any]],
     costs: dict[str, Any] | None,
@@ -174,41 +211,24 @@ def break_even_table(
     primary: str,
 ) -> list[dict[str, Any]]:
     """For every pair of a finished prompt-route and a finished fine-tune-route trial, and every unit both have
-    figures in (money only within one currency): the break-even volume Q* (:func:`tailor.costs.breakeven.break_even`),
-    the cheaper route on either side of it, the verdict in words, the quality difference (fine-tune minus prompt
-    on ``primary``: quality doesn't depend on volume, so it is the same at Q*), how Q* moves when a price doubles
-    or halves (money only) and the costs used (``adapt`` once, ``per_query``)."""
+    figures in (:func:`shared_units`): its :func:`break_even_entry`, with the quality difference (fine-tune minus
+    prompt on ``primary``: quality doesn't depend on volume, so it is the same at Q*) and how Q* moves when a price
+    doubles or halves (money only)."""
     ok = [r for r in rows if r.get("status") == "ok"]
     prompts = [r for r in ok if r.get("route") == "prompt"]
     finetunes = [r for r in ok if r.get("route") == "finetune"]
-    priced = {r["method"]: trial_costs(r, costs, prices.get(r.get("model") or "")) for r in prompts + finetunes}
+    priced = {r["trial"]: trial_costs(r, costs, prices.get(r.get("model") or "")) for r in prompts + finetunes}
     out = []
     for p_row, f_row in product(prompts, finetunes):
-        pc, fc = priced[p_row["method"]], priced[f_row["method"]]
+        pc, fc = priced[p_row["trial"]], priced[f_row["trial"]]
         p_quality, f_quality = _quality(p_row, primary), _quality(f_row, primary)
-        for unit in UNITS:
-            if unit == "money" and pc["currency"] != fc["currency"]:
-                continue
-            pr, ft = _unit_costs(pc, unit), _unit_costs(fc, unit)
-            if pr is None or ft is None:
-                continue
-            verdict = break_even(ft, pr)
-            out.append(
-                {
-                    "prompt": p_row["method"],
-                    "finetune": f_row["method"],
-                    "unit": unit,
-                    "currency": pc["currency"] if unit == "money" else None,
-                    "queries": verdict.queries,
-                    "cheaper_below": verdict.cheaper_below,
-                    "cheaper_above": verdict.cheaper_above,
-                    "sentence": verdict.sentence(_unit_label(unit, pc["currency"])),
-                    "quality_difference": None if p_quality is None or f_quality is None else f_quality - p_quality,
-                    "sensitivity": sensitivity(ft, pr) if unit == "money" else None,
-                    "adapt": {"prompt": pr.adapt, "finetune": ft.adapt},
-                    "per_query": {"prompt": pr.per_query, "finetune": ft.per_query},
-                }
+        for unit in shared_units(pc, fc):
+            entry = break_even_entry((p_row["trial"], pc), (f_row["trial"], fc), unit)
+            entry["quality_difference"] = None if p_quality is None or f_quality is None else f_quality - p_quality
+            entry["sensitivity"] = (
+                sensitivity(_unit_costs(fc, unit), _unit_costs(pc, unit)) if unit == "money" else None
             )
+            out.append(entry)
     return out
 
 
@@ -217,12 +237,8 @@ def _unit_costs(trial: dict[str, Any], unit: str) -> Costs | None:
     return None if adapt is None or per_1k is None else Costs(adapt, per_1k / 1000)
 
 
-def _unit_label(unit: str, currency: str | None) -> str:
-    return {"money": currency or "money", "flops": "FLOPs", "seconds": "seconds"}[unit]
-
-
 def cumulative_lines(entry: dict[str, Any], volumes: Sequence[float]) -> dict[str, Any]:
-    """For one :func:`break_even_table` entry, each route's cumulative cost (adapt + volume × per query) at each of
+    """For one :func:`break_even_entry`, each route's cumulative cost (adapt + volume × per query) at each of
     ``volumes`` queries: the two lines of a plot of cost against volume, which cross at Q*."""
     lines: dict[str, Any] = {"unit": entry["unit"], "volumes": [float(v) for v in volumes]}
     for route in ("prompt", "finetune"):
@@ -241,7 +257,7 @@ def cost_view(
     finished trial's :func:`trial_costs`, the :func:`break_even_table`, and what is ``missing`` for money."""
     spec = _costs_dict(costs)
     ok = [r for r in rows if r.get("status") == "ok"]
-    trials = {r["method"]: trial_costs(r, costs, prices.get(r.get("model") or "")) for r in ok}
+    trials = {r["trial"]: trial_costs(r, costs, prices.get(r.get("model") or "")) for r in ok}
     missing = [h for t in trials.values() for h in t["missing"]]
     currencies = {t["currency"] for t in trials.values() if t["adapt"]["money"] is not None}
     if len(currencies) > 1:
@@ -262,61 +278,3 @@ def cost_view(
         "break_even": break_even_table(rows, costs, prices, primary),
         "missing": _unique(missing),
     }
-
-
-def _fmt(x: float | None, digits: int = 1) -> str:
-    if x is None:
-        return "–"
-    if x and abs(x) >= 1e6:
-        return f"{x:.2e}"
-    return f"{x:,.{digits}f}"
-
-
-def _fmt_money(x: float | None, currency: str | None) -> str:
-    return "–" if x is None else f"{currency or ''} {x:.4f}".strip()
-
-
-def _fmt_queries(q: float | None) -> str:
-    return "none (the costs never cross)" if q is None else f"{q:,.0f}"
-
-
-def costs_markdown(view: dict[str, Any], primary: str) -> list[str]:
-    """The cost section as markdown lines: each trial's costs, the break-even volumes in words beside the quality
-    difference, how Q* moves when a price doubles or halves, and what to add for money."""
-    lines = [
-        "## Costs",
-        "",
-        "| trial | device | adapt time | adapt FLOPs | adapt money | tokens / 1k | FLOPs / 1k | time / 1k "
-        "| money / 1k |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for name, t in view["trials"].items():
-        a, q, cur = t["adapt"], t["per_1k"], t.get("currency")
-        lines.append(
-            f"| {name} | {t['device'] or '?'} | {_fmt(a['seconds'])} s | {_fmt(a['flops'], 0)} | "
-            f"{_fmt_money(a['money'], cur)} | {_fmt(q['tokens'], 0)} | {_fmt(q['flops'], 0)} | "
-            f"{_fmt(q['seconds'], 2)} s | {_fmt_money(q['money'], cur)} |"
-        )
-    lines += ["", "Per 1k: per 1,000 test queries. Served models' time is waiting for the server, not charged."]
-    if view["break_even"]:
-        lines += ["", "### Break-even volume (Q*: the query volume from which the cheaper route changes)", ""]
-    for e in view["break_even"]:
-        diff = e["quality_difference"]
-        quality = (
-            f"fine-tuning is {abs(diff):.3f} {'better' if diff >= 0 else 'worse'} on {primary} at any volume"
-            if diff is not None
-            else f"no {primary} to compare"
-        )
-        lines.append(
-            f"- {e['prompt']} vs {e['finetune']}, in {_unit_label(e['unit'], e.get('currency'))}: "
-            f"Q* = {_fmt_queries(e['queries'])}; {e['sentence']}; {quality}."
-        )
-    moved = [e for e in view["break_even"] if e.get("sensitivity")]
-    if moved:
-        lines += ["", "How Q* moves when one price doubles (×2) or halves (÷2):", ""]
-    for e in moved:
-        parts = ", ".join(f"{k} → {_fmt_queries(v)}" for k, v in e["sensitivity"].items())
-        lines.append(f"- {e['prompt']} vs {e['finetune']} (Q* = {_fmt_queries(e['queries'])}): {parts}")
-    if view["missing"]:
-        lines += ["", "For money:", "", *[f"- {h}" for h in view["missing"]]]
-    return lines

@@ -53,14 +53,14 @@ def _full_report(run_dir: Path) -> dict[str, Any]:
         _mark_best_variants(rows)
         focus = compared_trials(rows, config)
         prepared, correct, ids = {}, {}, {}
-        for r in (r for r in ok if r["method"] in focus):
-            preds = store.predictions(r["method"], "test")
-            ids[r["method"]] = [p["example_id"] for p in preds]
+        for r in (r for r in ok if r["trial"] in focus):
+            preds = store.predictions(r["trial"], "test")
+            ids[r["trial"]] = [p["example_id"] for p in preds]
             gold = [p["target"] for p in preds]
             out = [scored_value(kind, p["label"], p["output"]) for p in preds]
-            prepared[r["method"]] = METRICS[primary].prepare(gold, out, labels)
+            prepared[r["trial"]] = METRICS[primary].prepare(gold, out, labels)
             if kind == "classification":
-                correct[r["method"]] = np.array([g == o for g, o in zip(gold, out)])
+                correct[r["trial"]] = np.array([g == o for g, o in zip(gold, out)])
         if len({tuple(v) for v in ids.values()}) > 1:
             raise ValueError("methods were evaluated on different test examples; paired tests are impossible")
         stats = config.get("stats", {})
@@ -79,7 +79,9 @@ def _full_report(run_dir: Path) -> dict[str, Any]:
         leaderboard = sorted(rows, key=lambda r: -(r["test"] or {}).get(primary, {}).get("value", -1.0))
         power = top_two_power(leaderboard, correct)
         compared = [r for r in rows if r["method"] in focus]
-        costs = cost_view(compared, config.get("costs"), model_prices(config), primary)
+        costs = cost_view(
+            [{**r, "trial": r["method"]} for r in compared], config.get("costs"), model_prices(config), primary
+        )
         bad_rows = store.bad_rows()
         status = run["status"]
         if status == "running" and not run_is_live(run_dir):  # killed (SIGKILL, power cut) with no chance to say so
@@ -159,16 +161,16 @@ def _models(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for r in results:
         entry = out.setdefault(r["model"], {"name": r["model"], "parameters": r["model_params"], "trials": []})
-        entry["trials"].append(r["method"])
+        entry["trials"].append(r["trial"])
     return list(out.values())
 
 
 def _row(r: dict[str, Any], primary: str) -> dict[str, Any]:
     return {
-        "method": r["method"],
+        "method": r["trial"],
         "family": r["family"],
         "variant": r["variant"],
-        "registered": r["registered"],
+        "registered": r["method"],
         "route": r["route"],
         "status": r["status"],
         "error": r["error"],

@@ -222,7 +222,9 @@ def route_break_even(
         trials = by_point.get((method, size)) or by_point.get((method, "0"))  # a size-0 method serves every size
         if not trials:
             return None
-        return mean_costs([trial_costs(r, config.get("costs"), prices.get(r["model"])) for r in trials])
+        return mean_costs(
+            [trial_costs({**r, "trial": r["method"]}, config.get("costs"), prices.get(r["model"])) for r in trials]
+        )
 
     out = []
     for size, f in routes["finetune"].items():

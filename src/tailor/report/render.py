@@ -185,7 +185,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     if curve:
         lines += curve_markdown(curve)
     if report.get("costs"):
-        from ..costs.pricing import costs_markdown
+        from .costs_text import costs_markdown
 
         lines += ["", *costs_markdown(report["costs"], primary)]
     lines += ["", "## Data", ""]

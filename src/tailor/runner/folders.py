@@ -108,7 +108,7 @@ def resume_plan(spec: TaskSpec, run_dir: Path, resume: bool) -> Resume | None:
         if not store.has_run():  # killed before the run was recorded: nothing to keep, it starts again
             return None
         run = store.run()
-        done = frozenset(r["method"] for r in store.results() if r["status"] == "ok")
+        done = frozenset(r["trial"] for r in store.results() if r["status"] == "ok")
     finally:
         store.close()
     differ = config_differences(run["config"], json.loads(json.dumps(spec.model_dump(mode="json"))))

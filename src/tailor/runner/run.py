@@ -88,7 +88,7 @@ def run_task(
             with progress.bar("trials", len(todo)) as bar:
                 for result, predictions in executor(job, [trial.name for trial, _, _ in todo]):
                     store.add_result(result, predictions)
-                    progress.log(f"[bold]{result.method}[/bold]" + _one_line(result))
+                    progress.log(f"[bold]{result.trial}[/bold]" + _one_line(result))
                     bar.advance()
             return run_dir
         for trial, ctx, train in todo:
@@ -172,10 +172,10 @@ def run_trial(
     """
     method = METHODS[trial.method]
     result = TrialResult(
-        method=trial.name,
+        trial=trial.name,
         family=trial.family,
         variant=trial.variant,
-        registered=trial.method,
+        method=trial.method,
         route=method.route,
         status="failed",
         options=trial.options.model_dump(mode="json"),
@@ -304,7 +304,7 @@ def _failed(result: TrialResult, exc: Exception, store: RunStore | None, progres
     result.error = f"{type(exc).__name__}: {exc}"
     if store is not None:
         store.add_result(result)
-    progress.log(f"[red]{result.method} failed:[/red] {result.error}")
+    progress.log(f"[red]{result.trial} failed:[/red] {result.error}")
 
 
 def write_adapted_meta(

@@ -1,10 +1,11 @@
 """The run store: one SQLite file per run directory holding everything a report needs.
 
-A method's result and all of its predictions are written in one transaction, so a run stopped
-at any moment (Ctrl-C, a crash) leaves the store consistent: each method is either fully there
+A trial's result and all of its predictions are written in one transaction, so a run stopped
+at any moment (Ctrl-C, a crash) leaves the store consistent: each trial is either fully there
 or not there at all, and the run's status says how it ended.
 
-The store records its schema version; a store of another version is refused with a message saying so.
+The store records its schema version. A store of the version before this one is brought up to date when it is
+opened (a rename of two columns, in one transaction); any other version is refused with a message saying so.
 
 A run stopped without a chance to say so (SIGKILL, a power cut) keeps the status ``running``;
 ``tailor run --resume`` reopens it (:meth:`RunStore.reopen_run`) and reruns what is not ``ok``.
@@ -26,10 +27,19 @@ from ..types import Example, Prediction
 
 STORE_FILE = "run.sqlite"
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """Version of the store's tables (SQLite's ``user_version``). 1: one row per method, no usage, no training size or
 seed (tailor before trials). 2: one row per trial, with its model, training size, seed and usage. 3: per-query
-failures and cache counts. 4: a learning curve's size per trial."""
+failures and cache counts. 4: a learning curve's size per trial. 5: a trial's name in its own ``trial`` column, and
+``method`` the registered method it ran (version 4 kept the trial's name in ``method`` and the method in
+``registered``)."""
+
+_FROM_4 = """
+ALTER TABLE trial RENAME COLUMN method TO trial;
+ALTER TABLE trial RENAME COLUMN registered TO method;
+ALTER TABLE prediction RENAME COLUMN method TO trial;
+"""
+"""Version 4 to 5: the same tables with two columns renamed (SQLite rewrites the primary keys with them)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS run (
@@ -47,10 +57,10 @@ CREATE TABLE IF NOT EXISTS run (
     resumed_at TEXT                  -- when the run was last continued with `tailor run --resume`
 );
 CREATE TABLE IF NOT EXISTS trial (
-    method TEXT PRIMARY KEY,         -- the trial's unique display name, e.g. "zero-shot/v2"
+    trial TEXT PRIMARY KEY,          -- the trial's unique display name, e.g. "zero-shot/v2", "head@8:s1"
     family TEXT NOT NULL,            -- the method entry it came from (variants share it)
     variant TEXT,
-    registered TEXT NOT NULL,        -- the registry name
+    method TEXT NOT NULL,            -- the registered method it ran, e.g. "zero-shot"
     route TEXT NOT NULL,             -- prompt | finetune
     status TEXT NOT NULL,            -- ok | failed
     model TEXT NOT NULL,             -- the model's name (hub id, folder, file)
@@ -72,7 +82,7 @@ CREATE TABLE IF NOT EXISTS trial (
     details_json TEXT                -- what the method reports about itself (fine-tuning: data, audits, training)
 );
 CREATE TABLE IF NOT EXISTS prediction (
-    method TEXT NOT NULL,            -- the trial
+    trial TEXT NOT NULL,
     split TEXT NOT NULL,
     example_id TEXT NOT NULL,
     input TEXT NOT NULL,             -- the example's input fields as JSON
@@ -88,7 +98,7 @@ CREATE TABLE IF NOT EXISTS prediction (
     cached_calls INTEGER,            -- answered from tailor's response cache (still counted above)
     cached_input_tokens INTEGER,     -- input tokens the server reported as served from its own prompt cache
     error TEXT,                      -- the query failed (after every retry): why; the example is not scored
-    PRIMARY KEY (method, split, example_id)
+    PRIMARY KEY (trial, split, example_id)
 );
 CREATE TABLE IF NOT EXISTS bad_row (
     split TEXT NOT NULL,
@@ -104,12 +114,13 @@ def _now() -> str:
 
 @dataclass
 class TrialResult:
-    """What one trial gave: its identity, status, metrics, costs, usage and the method's own details."""
+    """What one trial gave: its identity (``trial``, its unique name; ``method``, the registered method it ran),
+    status, metrics, costs, usage and the method's own details."""
 
-    method: str
+    trial: str
     family: str
     variant: str | None
-    registered: str
+    method: str
     route: str
     status: str
     options: dict[str, Any]
@@ -152,7 +163,9 @@ class RunStore:
                 "serves: its reports (report.json, report.md, report.html) if they were written, and the adapted "
                 "models under adapted/ with `tailor predict`; to get a store again, run the task again."
             ) from None
-        if tables and version != SCHEMA_VERSION:
+        if tables and version == SCHEMA_VERSION - 1:
+            self._upgrade_from_4()
+        elif tables and version != SCHEMA_VERSION:
             self.db.close()
             raise OldStoreError(
                 f"{path} was written by "
@@ -163,8 +176,20 @@ class RunStore:
         if not tables:
             # One transaction: tables and version appear together, or not at all. (executescript commits each
             # statement on its own otherwise; a kill -9 between the tables and the version left a store that read
-            # as an older schema, found by tests/test_kill_resume.py.)
+            # as an older schema, found by tests/runner/test_kill_resume.py.)
             self.db.executescript(f"BEGIN;\n{_SCHEMA}\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;")
+
+    def _upgrade_from_4(self) -> None:
+        """Bring a version-4 store up to date in place: one transaction, so a kill leaves it at 4 or at 5."""
+        try:
+            self.db.executescript(f"BEGIN;\n{_FROM_4}\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;")
+        except sqlite3.OperationalError as exc:  # a read-only file or folder: nothing was changed
+            self.db.close()
+            raise OldStoreError(
+                f"{self.path} was written by an older tailor (store schema {SCHEMA_VERSION - 1}); this tailor reads "
+                f"schema {SCHEMA_VERSION} and brings such a store up to date when it opens it, but could not write "
+                f"it ({exc}). Copy the run folder somewhere writable and give that copy."
+            ) from None
 
     @classmethod
     def open_existing(cls, run_dir: str | Path) -> RunStore:
@@ -212,14 +237,14 @@ class RunStore:
         self, result: TrialResult, predictions: dict[str, Sequence[tuple[Example, Prediction]]] | None = None
     ) -> None:
         """Write one trial's result and its predictions atomically (replacing an earlier attempt of the trial)."""
-        earlier = self.db.execute("SELECT position FROM trial WHERE method = ?", (result.method,)).fetchone()
+        earlier = self.db.execute("SELECT position FROM trial WHERE trial = ?", (result.trial,)).fetchone()
         pos = earlier[0] if earlier else self.db.execute("SELECT COUNT(*) FROM trial").fetchone()[0]
         r = result
         row = {
-            "method": r.method,
+            "trial": r.trial,
             "family": r.family,
             "variant": r.variant,
-            "registered": r.registered,
+            "method": r.method,
             "route": r.route,
             "status": r.status,
             "model": r.model.get("name", ""),
@@ -241,7 +266,7 @@ class RunStore:
             "details_json": None if r.details is None else json.dumps(r.details, default=str),
         }
         with self.db:
-            self.db.execute("DELETE FROM prediction WHERE method = ?", (r.method,))
+            self.db.execute("DELETE FROM prediction WHERE trial = ?", (r.trial,))
             self.db.execute(
                 f"INSERT OR REPLACE INTO trial ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                 tuple(row.values()),
@@ -252,7 +277,7 @@ class RunStore:
                     u = pred.usage
                     rows.append(
                         (
-                            r.method,
+                            r.trial,
                             split,
                             ex.id,
                             json.dumps(dict(ex.inputs), ensure_ascii=False),
@@ -298,6 +323,8 @@ class RunStore:
         return out
 
     def results(self) -> list[dict[str, Any]]:
+        """Every trial's record, in the order the run planned them: the columns of ``trial`` (``trial`` its name,
+        ``method`` the registered method), JSON ones decoded (``model_spec`` the whole model spec)."""
         out = []
         for row in self.db.execute("SELECT * FROM trial ORDER BY position"):
             d = dict(row)
@@ -308,9 +335,10 @@ class RunStore:
             out.append(d)
         return out
 
-    def predictions(self, method: str, split: str = "test") -> list[dict[str, Any]]:
+    def predictions(self, trial: str, split: str = "test") -> list[dict[str, Any]]:
+        """The trial's predictions on ``split``, by example id, each with its input, target and usage."""
         rows = self.db.execute(
-            "SELECT * FROM prediction WHERE method = ? AND split = ? ORDER BY example_id", (method, split)
+            "SELECT * FROM prediction WHERE trial = ? AND split = ? ORDER BY example_id", (trial, split)
         )
         out = []
         for row in rows:
