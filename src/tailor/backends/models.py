@@ -98,6 +98,16 @@ def remote_code_refused(name: str, files: list[str], how: str) -> str:
     )
 
 
+def error_key(exc: TailorError) -> tuple[str, str]:
+    """The key under a model's entry that a model error is about (``name``, ``trust_remote_code``) and its message:
+    the errors here start with ``model.KEY: ``, and the caller knows where the model sits in the task file
+    (``model``, ``methods[0].model``, ``methods[0].proposer``). An error without such a start is about ``name``."""
+    key, sep, message = str(exc).partition(": ")
+    if sep and key.startswith("model.") and key[6:].isidentifier():
+        return key[6:], message
+    return "name", str(exc)
+
+
 def model_kind(spec: ModelSpec) -> str:
     """The spec's kind, reading the model's configuration when it says `auto`.
 

@@ -35,7 +35,7 @@ from ..errors import MethodError
 from ..prompting import compile_template
 from ..runner.evaluate import score_split
 from ..search.budget import Budget, Cost, cost_of
-from ..search.proposer import propose
+from ..search.proposer import check_proposer, propose
 from ..search.searcher import Search, Settings
 from ..search.space import Candidate, EncoderSpace, Space
 from ..search.space_lm import GenerativeSpace
@@ -213,8 +213,8 @@ class PromptSearch:
             except ValidationError as exc:
                 raise MethodError(f"not valid options of the prompt method: {exc}", key="prompt") from None
             Prompt().check(base, train, ctx)
-            if options.proposer is not None and ctx.models.kind(options.proposer) == "encoder":
-                raise MethodError("the proposer must be a generative model, not an encoder", key="proposer")
+            if options.proposer is not None:
+                check_proposer(ctx.models, options.proposer)
             return
         if ctx.task.kind != "classification":
             raise MethodError("on a sentence encoder, prompt-search handles classification only", key="name")

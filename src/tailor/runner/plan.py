@@ -19,9 +19,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ..backends.models import error_key
 from ..backends.pool import ModelPool
 from ..config.task import MethodCurveSpec, ModelSpec, TaskSpec, dotted_key
-from ..contract import Context, TaskInfo
+from ..contract import Context, Method, TaskInfo
 from ..data.load import TaskData
 from ..errors import MethodError, TailorError, TaskFileError
 from ..methods import METHODS
@@ -119,14 +120,8 @@ def plan_trials(spec: TaskSpec, origin: str, pool: ModelPool) -> list[Trial]:
     return trials
 
 
-def uses_examples(method: Any, options: Any) -> bool:
-    """Whether a method learns from, or draws demonstrations from, training examples (zero-shot doesn't)."""
-    check = getattr(method, "uses_examples", None)
-    return True if check is None else bool(check(options))
-
-
 def curve_points(
-    spec: TaskSpec, method: Any, options: Any, origin: str, at: str, own: MethodCurveSpec | None = None
+    spec: TaskSpec, method: Method, options: Any, origin: str, at: str, own: MethodCurveSpec | None = None
 ) -> list[tuple[int | str, int]]:
     """The (size, seed) points of one method entry in the task's curve: size 0 alone for a method that uses no
     examples, every size above 0 for the others; each at every seed. ``own`` is the entry's `curve:`, which narrows
@@ -143,7 +138,7 @@ def curve_points(
     if problem:
         raise TaskFileError(origin, f"{at}.curve.{problem[0]}", problem[1])
     sizes = own.size_list(curve)
-    if uses_examples(method, options):
+    if method.uses_examples(options):
         if own.sizes and 0 in own.sizes:
             raise TaskFileError(
                 origin,
@@ -187,11 +182,8 @@ def _kind(pool: ModelPool, model: ModelSpec, origin: str, at: str) -> str:
     try:
         return pool.kind(model)
     except TailorError as exc:
-        # the model's errors start with the key they are about (`model.name: `, `model.trust_remote_code: `)
-        key, sep, message = str(exc).partition(": ")
-        if sep and key.startswith("model.") and key[6:].isidentifier():
-            raise TaskFileError(origin, f"{at}.{key[6:]}", message) from None
-        raise TaskFileError(origin, f"{at}.name", str(exc)) from None
+        key, message = error_key(exc)  # `name`, or `trust_remote_code`: under the model's entry
+        raise TaskFileError(origin, f"{at}.{key}", message) from None
 
 
 def _shuffled(items: list[int], seed: int, salt: str) -> list[int]:

@@ -15,8 +15,11 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from ..backends.models import error_key
 from ..backends.protocol import GenerationSettings, PromptInput
+from ..config.model import ModelSpec
 from ..costs.usage import Usage, total
+from ..errors import MethodError, TailorError
 from ..types import Example
 
 ASK = """You write instructions for a language model.
@@ -59,6 +62,22 @@ def clean(text: str) -> str | None:
     if not line or len(line) > 400 or "{" in line or "}" in line or "%" in line:
         return None
     return line
+
+
+def check_proposer(models: Any, spec: ModelSpec) -> None:
+    """The proposer's model exists and is generative, read from its configuration (nothing loads).
+
+    Raises:
+        MethodError: at the proposer's own key (``proposer.name``, ``proposer.trust_remote_code``), not the task's
+            ``model``: the proposer is a model of its own.
+    """
+    try:
+        kind = models.kind(spec)
+    except TailorError as exc:
+        key, message = error_key(exc)
+        raise MethodError(message, key=f"proposer.{key}") from None
+    if kind == "encoder":
+        raise MethodError(f"the proposer must be a generative model; {spec.name} is an encoder", key="proposer.name")
 
 
 def propose(
