@@ -227,6 +227,7 @@ def one_worker(curve_task: Path) -> Path:
     return run_dir
 
 
+@pytest.mark.slow
 def test_a_curve_run_reports_its_curve(one_worker: Path) -> None:
     numbers = _numbers(one_worker)
     assert len(numbers) == 16 and all(t["status"] == "ok" for t in numbers.values())
@@ -268,6 +269,7 @@ def narrow_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return where / "run"
 
 
+@pytest.mark.slow
 def test_a_curve_with_a_method_curve_reports_each_method_at_its_own_points(narrow_run: Path) -> None:
     from tailor.report.curve import summarize_curve
 

@@ -211,6 +211,7 @@ class PairSpace(ToySpace):
         return dict(trial.params)
 
 
+@pytest.mark.slow
 def test_trials_that_score_nothing_new_are_not_counted_by_patience(tmp_path: Path) -> None:
     (tmp_path / "w").mkdir()
     settings = Settings(budget=Budget(evaluations=2000), minibatch=16, patience=30, startup=5, seed=0)
@@ -220,6 +221,7 @@ def test_trials_that_score_nothing_new_are_not_counted_by_patience(tmp_path: Pat
     assert len(searched) == 2 * outcome.parts["minibatches"] and outcome.trials > 200
 
 
+@pytest.mark.slow
 def test_a_search_killed_and_resumed_stops_on_patience_where_an_uninterrupted_one_does(tmp_path: Path) -> None:
     def search(workdir: Path, score: ToyScore) -> Search:
         workdir.mkdir(exist_ok=True)
@@ -244,6 +246,7 @@ def test_a_budget_in_calls_is_exceeded_by_at_most_one_batch(tmp_path: Path) -> N
     assert outcome.spent.calls >= 1000 - 2 * select
 
 
+@pytest.mark.slow
 def test_same_seed_same_search_other_seed_other_search(tmp_path: Path) -> None:
     a = _search(tmp_path / "a", ToyScore(), Budget(evaluations=40)).run()
     b = _search(tmp_path / "b", ToyScore(), Budget(evaluations=40)).run()
@@ -323,6 +326,7 @@ class _KillAfterWrite:
         pass
 
 
+@pytest.mark.slow
 def test_killed_between_the_ledger_and_optuna_replays_the_scoring(tmp_path: Path) -> None:
     whole = _search(tmp_path / "whole", ToyScore(), Budget(evaluations=40)).run()
     first = ToyScore()
@@ -359,6 +363,7 @@ def _proposer(asked: list[tuple[int, int]]):
     return propose
 
 
+@pytest.mark.slow
 def test_the_proposer_is_asked_at_each_share_of_the_budget_and_a_resumed_search_asks_none_twice(tmp_path: Path) -> None:
     def search(workdir: Path, score: ToyScore, asked: list) -> Search:
         workdir.mkdir(exist_ok=True)
@@ -434,6 +439,7 @@ def test_prompt_search_runs_exports_an_ordinary_prompt_and_reloads_identically(t
     assert [r["label"] for r in again] == [p["label"] for p in stored]
 
 
+@pytest.mark.slow
 def test_prompt_search_is_reproducible_on_cpu(tmp_path: Path) -> None:
     winners = []
     for name in ("a", "b"):
@@ -573,6 +579,7 @@ def test_a_small_budget_takes_fewer_finalists_and_too_small_a_one_is_refused(tmp
         _search(tmp_path / "x", ToyScore(), Budget(evaluations=7))
 
 
+@pytest.mark.slow
 def test_prompt_search_is_one_more_prompt_row_in_a_learning_curve(tmp_path: Path) -> None:
     write_jsonl(tmp_path / "data.jsonl", dataset_rows())
     search = {"name": "prompt-search", "budget": {"evaluations": 12}, "minibatch": 4, "edits": 2, "draws": 2}
@@ -589,6 +596,7 @@ def test_prompt_search_is_one_more_prompt_row_in_a_learning_curve(tmp_path: Path
     assert report["curve"]["methods"]["prompt-search"]["points"]["4"]["n_seeds"] == 2
 
 
+@pytest.mark.slow
 def test_halfway_the_proposer_sees_the_scores_and_its_new_instruction_wins(tmp_path: Path) -> None:
     from tailor.config.task import ModelSpec
     from tailor.testing.scripted import ScriptedLM
@@ -614,6 +622,7 @@ def test_halfway_the_proposer_sees_the_scores_and_its_new_instruction_wins(tmp_p
     assert any(i["text"] == MAGIC and i["from"].startswith("proposed") for i in search["space"]["instructions"])
 
 
+@pytest.mark.slow
 def test_a_budget_in_money_at_the_model_s_price(tmp_path: Path) -> None:
     from tailor.backends.pool import ModelPool
     from tailor.config.task import ModelSpec

@@ -52,6 +52,7 @@ def test_crossover_interval_covers_the_true_crossing_at_its_level() -> None:
     assert abs(np.mean(np.log2(estimates)) - np.log2(truth)) < 0.1  # unbiased on the log2 axis it interpolates on
 
 
+@pytest.mark.slow
 def test_percentile_bootstrap_of_the_crossing_would_under_cover() -> None:
     """Why the interval is an inverted t interval: the plain percentile bootstrap over 5 seeds misses more often."""
     rng = np.random.default_rng(7)

@@ -26,7 +26,7 @@ def same_accuracy_pair(rng: np.random.Generator, n: int, accuracy: float = 0.8) 
     return one(), one()
 
 
-@pytest.mark.parametrize("n", [200, 1000])
+@pytest.mark.parametrize("n", [200, pytest.param(1000, marks=pytest.mark.slow)])
 def test_paired_tests_have_the_nominal_false_positive_rate(n: int) -> None:
     rng = np.random.default_rng(n)
     labels = ["right", "wrong"]

@@ -40,6 +40,9 @@ from tailor.methods import METHODS
 from tailor.testing import LEARNABLE, ROUTINE_ANSWERS, routine_task, sentiment_task, tiny_lm_path
 from tailor.types import Example, Prediction, Split, adapting
 
+# Each test trains a tiny model until it learns the task: minutes on 2 cores.
+pytestmark = pytest.mark.slow
+
 SENTIMENT = TaskInfo("sentiment", "classification", ("negative", "positive"), ("text",), ("accuracy",))
 ROUTINE = TaskInfo("routine", "qa", None, ("question",), ("exact_match", "f1"))
 
