@@ -10,7 +10,11 @@ and what the output says (whitespace squashed; ``{task}`` and ``{dir}`` stand fo
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +45,7 @@ class Case:
         says: Text the output must contain (squashed; ``{task}``/``{dir}`` substituted).
         setup: A function of the task folder run before the command (e.g. to make a run to resume).
         never: Text the output must not contain (a library's wording, a bogus URL).
+        after: A check of the task folder after the command (e.g. that no temporary file is left).
     """
 
     id: str
@@ -52,6 +57,7 @@ class Case:
     says: tuple[str, ...] = ()
     setup: Callable[[Path], None] | None = None
     never: tuple[str, ...] = ()
+    after: Callable[[Path], None] | None = None
 
 
 def _m(*methods: dict[str, Any]) -> dict[str, Any]:
@@ -80,6 +86,80 @@ CUSTOM_CODE = json.dumps(
     }
 )
 LIBRARY_WORDS = ("hf.co", "trust_remote_code=True", "ValueError")
+
+
+# What a case's setup changed outside its folder, undone after the case whatever its outcome.
+_UNDO: list[Callable[[], None]] = []
+
+
+def _replace(mapping: Any, key: str, value: Any) -> None:
+    """``mapping[key] = value`` (in ``os.environ``, ``sys.modules``) until the case ends."""
+    missing = object()
+    saved = mapping.get(key, missing)
+    mapping[key] = value
+    _UNDO.append(lambda: mapping.pop(key, None) if saved is missing else mapping.__setitem__(key, saved))
+
+
+def _without_ray_client(folder: Path) -> None:
+    """Ray present, Ray Client's dependency (grpcio) not: what `pip install ray` gives."""
+    pytest.importorskip("ray")
+    _replace(sys.modules, "grpc", None)  # `import grpc` now raises ImportError
+
+
+def _read_only_cache(folder: Path) -> None:
+    """``TAILOR_CACHE_DIR`` set to a folder no file can be made in: by its mode, and for root (whom modes don't stop)
+    by the immutable attribute, where the file system has one."""
+    cache = folder / "cache"
+    cache.mkdir()
+    cache.chmod(0o555)
+    _UNDO.append(lambda: cache.chmod(0o755))
+    if _writable(cache) and shutil.which("chattr"):
+        if subprocess.run(["chattr", "+i", str(cache)], capture_output=True).returncode == 0:
+            _UNDO.append(lambda: subprocess.run(["chattr", "-i", str(cache)], check=True))
+    if _writable(cache):
+        pytest.skip("no way to make a folder read-only here (root, and no immutable attribute)")
+    _replace(os.environ, "TAILOR_CACHE_DIR", str(cache))
+
+
+def _small_disk(size: str) -> Callable[[Path], None]:
+    """A setup mounting a real file system of ``size`` at ``full/`` (a disk that fills: SQLite, torch and Python each
+    fail there in their own words, which a patched function would not show), with the tiny LM at ``lm/``."""
+
+    def setup(folder: Path) -> None:
+        from tailor.testing import tiny_lm_path
+
+        shutil.copytree(tiny_lm_path(folder.parent / "lms"), folder / "lm")
+        (folder / "full").mkdir()
+        mount = ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder / "full")]
+        if subprocess.run(mount, capture_output=True).returncode != 0:
+            pytest.skip("mounting a small file system needs root")
+        _UNDO.append(lambda: subprocess.run(["umount", "-l", str(folder / "full")], check=True))
+
+    return setup
+
+
+def _no_temporary_file(folder: Path) -> None:
+    left = [p for p in (folder / "full").rglob("*") if ".tmp" in p.name or ".partial" in p.name]
+    assert not left, left
+
+
+# Two optimizer steps of LoRA on the tiny LM with a checkpoint after each, on a few test and dev examples.
+CHECKPOINTED = {
+    "model": {"name": "./lm"},
+    "limit": {"dev": 4, "test": 6},
+    **_m(
+        {"name": "lora", "max_steps": 2, "batch_size": 4, "train_per_class": 2, "max_length": 64, "checkpoint_every": 1}
+    ),
+}
+
+
+def _writable(folder: Path) -> bool:
+    try:
+        (folder / "probe").touch()
+    except OSError:
+        return False
+    (folder / "probe").unlink()
+    return True
 
 
 def _adapted(model: dict[str, Any]) -> str:
@@ -198,6 +278,22 @@ CASES: list[Case] = [
         says=("--resume and --out name different folders",),
     ),
     Case("--resume a folder with no run", args=["run", "{task}", "--resume", "{dir}"], says=("no run store",)),
+    Case(
+        "--workers more than the cores",
+        args=["run", "{task}", "--workers", "4096"],
+        says=("--workers 4096: this machine gives tailor", "so at most", "or --ray"),
+    ),
+    Case(
+        "--ray ray:// without Ray Client",
+        setup=_without_ray_client,
+        args=["run", "{task}", "--ray", "ray://127.0.0.1:1"],
+        says=(
+            "--ray ray://127.0.0.1:1: a ray:// address is reached through Ray Client, which is not installed",
+            "pip install 'ray[client]==",
+            "`--ray auto`",
+        ),
+        never=("could be reached",),
+    ),
     # ---- methods and their options ----------------------------------------------------------------------------
     Case("unknown method", _m({"name": "magic"}), says=("methods[0].name", "unknown method 'magic'", "head")),
     Case("unknown option", _m({"name": "head", "CC": 1}), says=("methods[0].CC", "unknown option", "C, max_iter")),
@@ -351,6 +447,17 @@ CASES: list[Case] = [
         {"model": SCRIPTED, **_m({"name": "prompt-search", "proposer": {"name": "all-MiniLM-L6-v2"}})},
         files={"script.json": SCRIPT},
         says=("methods[0].proposer.name: the proposer must be a generative model",),
+    ),
+    Case(
+        "the response cache's folder is read-only",
+        _m({"name": "prompt", "model": {"name": "tiny", "endpoint": "http://127.0.0.1:9/v1"}}),
+        setup=_read_only_cache,
+        says=(
+            "the response cache can't be written: the tailor cache folder {dir}/cache is not writable",
+            "(set by $TAILOR_CACHE_DIR)",
+            "set TAILOR_CACHE_DIR to a folder you can write",
+        ),
+        never=("damaged", "may be deleted"),
     ),
     Case(
         "chat on a model without chat",
@@ -575,6 +682,24 @@ CASES: list[Case] = [
         args=["report", "{dir}/junk"],
         says=("is not a tailor run store, or it is damaged", "tailor predict"),
     ),
+    Case(
+        "a disk that fills while a checkpoint is written",
+        CHECKPOINTED,
+        setup=_small_disk("200k"),
+        args=["run", "{task}", "--out", "{dir}/full/run", "--quiet"],
+        code=3,
+        says=("lora: MethodError: can't write the checkpoint", "the disk is full (0 bytes left on the disk of"),
+        after=_no_temporary_file,
+    ),
+    Case(
+        "a disk too full for the run store",
+        CHECKPOINTED,
+        setup=_small_disk("40k"),
+        args=["run", "{task}", "--out", "{dir}/full/run", "--quiet"],
+        says=("can't write the run store in {dir}/full/run: the disk is full", "--resume {dir}/full/run"),
+        never=("OperationalError",),
+        after=_no_temporary_file,
+    ),
     # ---- predict ----------------------------------------------------------------------------------------------
     Case(
         "predict from a folder that is not an adapted model",
@@ -673,6 +798,14 @@ def test_bad_input(case: Case, tmp_path: Path) -> None:
     for name, content in case.files.items():
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_bytes(content) if isinstance(content, bytes) else (folder / name).write_text(content)
+    try:
+        _run_case(case, folder)
+    finally:
+        while _UNDO:
+            _UNDO.pop()()
+
+
+def _run_case(case: Case, folder: Path) -> None:
     if case.setup:
         case.setup(folder)
     task = folder / "task.yaml"
@@ -687,6 +820,8 @@ def test_bad_input(case: Case, tmp_path: Path) -> None:
         assert squash(text.replace("{task}", str(task)).replace("{dir}", str(folder))) in out, out
     for text in case.never:
         assert squash(text.replace("{task}", str(task)).replace("{dir}", str(folder))) not in out, out
+    if case.after:
+        case.after(folder)
 
 
 def test_the_catalogue_is_big_enough() -> None:

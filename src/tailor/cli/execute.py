@@ -19,7 +19,10 @@ def console(stderr: bool = False):
 
 
 def fail(message: str, code: int = 2) -> None:
-    console(stderr=True).print(f"[bold red]error:[/bold red] {message}", markup=True, highlight=False)
+    from rich.markup import escape
+
+    # escaped: a message quotes the user's text and commands (`pip install 'ray[client]'`), which aren't markup
+    console(stderr=True).print(f"[bold red]error:[/bold red] {escape(message)}", markup=True, highlight=False)
     raise typer.Exit(code)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -42,9 +44,9 @@ WorkersOption = Annotated[
         "--workers",
         "-w",
         min=1,
-        help="Run trials side by side in this many local processes (one GPU each where there are GPUs); each "
-        "loads a model once and reuses it. With --ray: the number of Ray actors (default: one per GPU of the "
-        "cluster, else one per CPU).",
+        help="Run trials side by side in this many local processes (one GPU each where there are GPUs; at most one "
+        "per CPU core); each loads a model once and reuses it. With --ray: the number of Ray actors (default: one "
+        "per GPU of the cluster, else one per CPU).",
     ),
 ]
 RayOption = Annotated[
@@ -97,7 +99,9 @@ def run(
     """
     from .execute import execute
 
-    execute(task_file, overrides or [], out, runs_root, quiet, resume, workers, ray)
+    _check_workers(workers, ray)
+    with _full_disk_named(resume or out, runs_root, task_file, "run"):
+        execute(task_file, overrides or [], out, runs_root, quiet, resume, workers, ray)
 
 
 @app.command()
@@ -146,7 +150,42 @@ def curve(
     """
     from .execute import execute
 
-    execute(task_file, overrides or [], out, runs_root, quiet, resume, workers, ray, curve=(sizes, seeds))
+    _check_workers(workers, ray)
+    with _full_disk_named(resume or out, runs_root, task_file, "curve"):
+        execute(task_file, overrides or [], out, runs_root, quiet, resume, workers, ray, curve=(sizes, seeds))
+
+
+@contextmanager
+def _full_disk_named(run_dir: Path | None, runs_root: Path, task_file: Path, command: str) -> Iterator[None]:
+    """A disk that fills during a run is one message naming the run folder and the space left, whatever was being
+    written (the store: SQLite says "database or disk is full"; a report; a model), not an internal error."""
+    import sqlite3
+
+    from ..backends.files import disk_full, write_failure
+
+    folder = run_dir or runs_root
+    try:
+        yield
+    except (OSError, sqlite3.OperationalError) as exc:  # not RuntimeError: typer's Exit is one
+        if not disk_full(folder, exc):
+            raise
+        what = Path(exc.filename).name if isinstance(exc, OSError) and exc.filename else "the run store"
+        _fail(
+            f"can't write {what} in {folder}: {write_failure(folder, exc)}. Free some space, then continue with "
+            f"`tailor {command} {task_file} --resume {run_dir or 'RUN_DIR'}` (finished trials are kept)"
+        )
+
+
+def _check_workers(workers: int, ray: str | None) -> None:
+    """Local workers are limited by this machine's cores (Ray actors by the cluster's, which Ray knows)."""
+    from ..errors import TailorError
+    from ..runner.parallel.workers import check_local_workers
+
+    if ray is None and workers > 1:
+        try:
+            check_local_workers(workers)
+        except TailorError as exc:
+            _fail(str(exc))
 
 
 @app.command()

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..backends.files import write_failure
 from ..errors import MethodError
 
 CHECKPOINT = "checkpoint.pt"
@@ -113,8 +114,8 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write ``state`` to ``path`` (and its identity file beside it), each through a temporary file renamed into place.
 
     Raises:
-        MethodError: The write failed (a full disk, a read-only folder); no temporary file is left behind, and the
-            previous checkpoint, if any, is still whole.
+        MethodError: The write failed (a full disk, a read-only folder): the message says which, with the folder and
+            its free space; no temporary file is left behind, and the previous checkpoint, if any, is still whole.
     """
     import torch
 
@@ -128,14 +129,17 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
             json.dumps({"fingerprint": state["fingerprint"], "per_step": state["per_step"]}), encoding="utf-8"
         )
         os.replace(written[0], identity)
-        torch.save(_plain(state), written[1])
+        # Through a file of ours, closed on any error: torch's own writer keeps its file open while the error is
+        # alive, so a half-written checkpoint removed below would still hold its space on a full disk.
+        with written[1].open("wb") as fh:
+            torch.save(_plain(state), fh)
         os.replace(written[1], path)  # a kill mid-write leaves the previous checkpoint whole
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:  # torch's writer reports a full disk as a RuntimeError of its own words
+        reason = write_failure(path.parent, exc)  # before the clean-up below frees the space again
         for tmp in written:  # a half-written file would only fill the disk further
             tmp.unlink(missing_ok=True)
-        reason = exc.strerror or str(exc)
         raise MethodError(
-            f"can't write the checkpoint {path}: {reason}; free some space or make the run folder writable, "
-            "then continue the run with --resume",
+            f"can't write the checkpoint {path}: {reason}; free some space or make the run folder writable, then "
+            "continue the run with --resume",
             key="checkpoint",
         ) from None

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import TailorError
-from ..files import file_sha256
+from ..files import file_sha256, writable_cache
 
 GGUF_MAGIC = b"GGUF"
 # Written last into a converted folder; a folder without it is never used (and is rebuilt).
@@ -182,7 +182,7 @@ def converted_folder(path: Path, cache: Path, announce: Callable[[str], None] | 
     info = check_gguf(path)
     from filelock import FileLock
 
-    final.parent.mkdir(parents=True, exist_ok=True)
+    writable_cache(final.parent, f"model.name: the model dequantized from {path.name}")
     with FileLock(str(final) + ".lock"):
         if _complete(final, sha):  # another process converted it while this one waited
             return final

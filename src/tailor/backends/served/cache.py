@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import TailorError
-from ..files import cache_home
+from ..files import cache_home, unwritable, writable_cache
 
 CACHE_SCHEMA = 1
 """Part of every key: bump it when what a key means changes, and every old entry misses."""
@@ -65,12 +66,7 @@ class ResponseCache:
     def __init__(self, path: Path):
         self.path = Path(path)
         self._lock = threading.Lock()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise TailorError(
-                f"cannot create the folder of the response cache {self.path}: {e}; point `cache:` elsewhere"
-            ) from e
+        self._writable()
         try:
             # isolation_level=None: autocommit, so each INSERT is its own transaction, durable when put() returns.
             self._conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30.0)
@@ -84,6 +80,28 @@ class ResponseCache:
         except sqlite3.Error as e:
             self._conn.close()
             raise self._damaged(e) from e
+
+    def _writable(self) -> None:
+        """Refuse a cache that can't be written as such: SQLite's own words ("unable to open database file", "attempt
+        to write a readonly database") would read as a damaged file, which it is not."""
+        if self.path != default_cache_path():  # a file the task file's `cache:` names
+            why = unwritable(self.path.parent)
+            if why is not None:
+                raise TailorError(
+                    f"model.endpoint.cache: the response cache {self.path} can't be written: its folder is not "
+                    f"writable ({why}); give `cache:` a file in a folder you can write, or `false` for no cache"
+                )
+        else:
+            writable_cache(
+                self.path.parent,
+                "the response cache",
+                "turn it off for this model (`cache: false` under its `endpoint:`)",
+            )
+        if self.path.exists() and not os.access(self.path, os.W_OK):
+            raise TailorError(
+                f"the response cache {self.path} is read-only; make it writable, or set the endpoint's `cache:` to "
+                "another file (or `false`)"
+            )
 
     def _damaged(self, error: Exception) -> TailorError:
         return TailorError(

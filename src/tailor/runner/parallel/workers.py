@@ -87,7 +87,7 @@ def local_workers(job: Job, names: list[str], workers: int) -> Iterator[Finished
         gpus = ctx.Manager().Queue()
         for i in range(workers):
             gpus.put(i % n_gpus)
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = max(1, usable_cores() // workers)
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start_local, initargs=(job, gpus, threads)) as ex:
         futures = [ex.submit(_run_local, name) for name in names]
         try:
@@ -97,6 +97,33 @@ def local_workers(job: Job, names: list[str], workers: int) -> Iterator[Finished
             for f in futures:
                 f.cancel()
             raise
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity, which a container or `taskset` narrows), not the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS and Windows have no affinity call
+        return os.cpu_count() or 1
+
+
+def check_local_workers(workers: int) -> None:
+    """Refuse more local workers than cores, before anything starts.
+
+    Why refuse rather than warn: each worker is a process that loads its own copy of every model it uses and gets
+    an equal share of the cores, so past one per core workers only wait for each other, in that many times the
+    memory — a typo (`--workers 99`) would otherwise fill the memory of the machine.
+    """
+    cores = usable_cores()
+    if workers > cores:
+        gpus = _local_gpus()
+        on = f" and {gpus} GPU{'s' if gpus != 1 else ''}" if gpus else ""
+        raise TailorError(
+            f"--workers {workers}: this machine gives tailor {cores} CPU core{'s' if cores != 1 else ''}{on}, so at "
+            f"most {cores} local workers: each worker is a process with its own copy of the models and an equal share "
+            f"of the cores, so more workers than cores only wait for each other, in {workers} times the memory. Give "
+            f"--workers {cores} or fewer, or --ray to spread the trials over a cluster"
+        )
 
 
 def _local_gpus() -> int:
@@ -124,6 +151,12 @@ def connect_ray(address: str) -> Any:
         raise TailorError(
             "--ray needs Ray, which is not installed: `pip install 'ray>=2.9'` (or tailor's `ray` extra)"
         ) from None
+    if address.startswith("ray://") and not _ray_client_installed():
+        raise TailorError(
+            f"--ray {address}: a ray:// address is reached through Ray Client, which is not installed here: "
+            f"`pip install 'ray[client]=={ray.__version__}'` (the cluster's Ray version). On a machine of the "
+            "cluster, `--ray auto` or the head's HOST:6379 need no Ray Client"
+        )
     if not ray.is_initialized():
         _reachable(address)  # Ray itself retries an unreachable address for minutes
         try:
@@ -135,6 +168,16 @@ def connect_ray(address: str) -> Any:
                 "give the address of a running one (ray://HOST:10001 or HOST:6379)"
             ) from None
     return ray
+
+
+def _ray_client_installed() -> bool:
+    """Whether Ray Client's dependency (grpcio) is here: without it Ray refuses a ray:// address only after the
+    connection, in words that read like an unreachable cluster."""
+    try:
+        import grpc  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _reachable(address: str) -> None:
