@@ -40,7 +40,7 @@ import torch
 import transformers
 
 import tailor
-from tailor.report.render import short_model
+from tailor.report.sections.overview import short_model
 
 ROOT = Path(__file__).resolve().parent.parent
 TASKS_DIR = ROOT / "benchmarks" / "real_lm"

@@ -149,9 +149,10 @@ def test_money_per_thousand_queries_from_the_task_files_price(tmp_path: Path) ->
     assert money["test_per_1k"] == pytest.approx((u["input_tokens"] * 2.0 + u["output_tokens"] * 8.0) / 1e6)
     assert money["currency"] == "USD" and money["total"] > 0
     md = (tmp_path / "run" / "report.md").read_text() if (tmp_path / "run" / "report.md").exists() else ""
-    from tailor.report.render import render_markdown
+    from tailor.report.build import build
+    from tailor.report.page import markdown
 
-    md = render_markdown(report)
+    md = markdown(build(tmp_path / "run"))
     assert "per 1,000 queries" in md and "USD" in md
 
 

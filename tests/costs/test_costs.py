@@ -18,7 +18,8 @@ from tailor.costs.pricing import (
     mean_costs,
     trial_costs,
 )
-from tailor.report.costs_text import costs_markdown
+from tailor.report.sections.costs import CostsSection
+from tailor.report.sections.costs import markdown as costs_markdown
 
 PRICE = {"input": 2.0, "output": 8.0, "cached_input": 0.5, "currency": "USD"}
 
@@ -193,7 +194,7 @@ def test_cost_view_and_markdown() -> None:
         ("ft-gpu", "flops"),
         ("ft-gpu", "seconds"),
     }
-    text = "\n".join(costs_markdown(view, "accuracy"))
+    text = "\n".join(costs_markdown(CostsSection(**view), "accuracy"))
     assert "| ft | cpu | 3,600.0 s |" in text
     assert "USD 1.00" in text
     assert "- pr vs ft, in USD: Q* = 10,000; prompt is cheaper up to 10,000 queries, finetune beyond" in text

@@ -11,6 +11,7 @@ fails, saying so, where either is missing. It never runs `playwright install`.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 from collections.abc import Iterator
@@ -22,8 +23,8 @@ import yaml
 from conftest import dataset_rows, task_doc, write_jsonl
 
 from tailor.config.task import load_task
-from tailor.report.build import build_report, write_reports
-from tailor.report.render import render_html
+from tailor.report.build import build, write_reports
+from tailor.report.page import html
 from tailor.runner.run import run_task
 from tailor.runner.store import RunStore
 
@@ -216,7 +217,7 @@ def test_a_thousand_examples_show_a_page_at_a_time(browser_page, curve_run: Path
         "prompt_prefixes": {"m1": "", "m2": ""},
     }
     big = tmp_path / "big.html"
-    big.write_text(render_html(build_report(curve_run), viewer))
+    big.write_text(html(dataclasses.replace(build(curve_run), viewer=viewer)))
     page.goto(big.as_uri())
     assert _count(page) == {"matching": n, "total": n, "rendered": 200}
     assert page.locator("#viewer-rows tr").count() == 200

@@ -8,12 +8,22 @@ import copy
 import json
 import re
 import xml.etree.ElementTree as ET
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tailor.report.plots import break_even_svg, learning_curves_svg, pareto_front, pareto_svg, report_figures
-from tailor.report.render import render_html, render_markdown, route_groups
+from tailor.report.document import Report
+from tailor.report.figures.costs import break_even_svg, pareto_front, pareto_svg
+from tailor.report.figures.curve import learning_curves_svg
+from tailor.report.page import html, markdown
+from tailor.report.sections import costs as costs_section
+from tailor.report.sections.comparisons import Comparisons
+from tailor.report.sections.costs import CostsSection
+from tailor.report.sections.curve import CurveSection
+from tailor.report.sections.curve import figure as curve_figure
+from tailor.report.sections.leaderboard import Row, route_groups
+from tailor.report.sections.overview import Overview
 from tailor.report.viewer import disagreements, script_json, viewer_data
 
 SIZES = {"0": 0.0, "2": 2.0, "4": 4.0, "8": 8.0, "all": 20.0}
@@ -60,7 +70,7 @@ def _curve(crossing: float | None = 3.0) -> dict[str, Any]:
             "method": "paired t over seeds, inverted",
         },
         "variance_aware": {"n": 4.0, "p_ahead": {"2": 0.2, "4": 0.7, "8": 1.0, "all": 1.0}},
-        "data_advantage": {"examples": 2.4, "error": 0.6, "range": [0.62, 0.71], "seeds": 3},
+        "data_advantage": {"examples": 2.4, "error": 0.6, "range": [0.62, 0.71], "seeds": 3, "flat": False},
         "p_better": {"2": [{"a": "few-shot", "b": "head", "p": 0.9}]},
         "notes": [],
         "break_even": [],
@@ -118,35 +128,34 @@ def _costs(money: bool = True) -> dict[str, Any]:
     }
 
 
-def _row(method: str, route: str, value: float | None, status: str = "ok") -> dict[str, Any]:
+def _row(method: str, route: str, value: float | None, status: str = "ok") -> Row:
     test = {"accuracy": {"value": value, "ci_low": value - 0.05, "ci_high": value + 0.05}} if value else None
-    return {
-        "method": method,
-        "family": method,
-        "variant": None,
-        "registered": method,
-        "route": route,
-        "status": status,
-        "error": None if status == "ok" else "RuntimeError: boom",
-        "options": {},
-        "n_train": 12,
-        "model": "all-MiniLM-L6-v2",
-        "model_params": 22_700_000,
-        "train_size": 12,
-        "size": None,
-        "seed": 0,
-        "usage": {"test_per_1k": {"input_tokens": 12_000, "output_tokens": 0, "flops": 3e11}},
-        "dev": {"accuracy": value} if value else None,
-        "test": test,
-        "costs": {"adapt_seconds": 0.1, "predict_seconds_per_1k": 4.0, "trainable_params": 0, "disk_bytes": 900},
-        "adapted_dir": f"adapted/{method}",
-        "details": None,
-        "dev_primary": value,
-        "best_variant": None,
-    }
+    return Row(
+        trial=method,
+        family=method,
+        variant=None,
+        method=method,
+        route=route,
+        status=status,
+        error=None if status == "ok" else "RuntimeError: boom",
+        options={},
+        n_train=12,
+        model="all-MiniLM-L6-v2",
+        model_params=22_700_000,
+        train_size=12,
+        size=None,
+        seed=0,
+        usage={"test_per_1k": {"input_tokens": 12_000, "output_tokens": 0, "flops": 3e11}},
+        dev={"accuracy": value} if value else None,
+        test=test,
+        costs={"adapt_seconds": 0.1, "predict_seconds_per_1k": 4.0, "trainable_params": 0, "disk_bytes": 900},
+        adapted_dir=f"adapted/{method}",
+        details=None,
+        dev_primary=value,
+    )
 
 
-def _report(curve: bool = True, costs: bool = True) -> dict[str, Any]:
+def _report(curve: bool | CurveSection = True, costs: bool | CostsSection = True, **changes: Any) -> Report:
     leaderboard = [
         _row("head", "finetune", 0.9),
         _row("few-shot", "prompt", 0.71),
@@ -158,38 +167,47 @@ def _report(curve: bool = True, costs: bool = True) -> dict[str, Any]:
         "method": "head",
         "route": "finetune",
         "chosen_on": "dev",
-        "test": leaderboard[0]["test"]["accuracy"],
+        "test": leaderboard[0].test["accuracy"],
         "significantly_better_than": ["few-shot", "zero-shot"],
         "not_significantly_different": ["contrastive"],
     }
-    return {
-        "task": "mini",
-        "kind": "classification",
-        "status": "finished",
-        "resume_hint": None,
-        "started_at": "2025-01-01T00:00:00",
-        "finished_at": "2025-01-01T00:01:00",
-        "seed": 0,
-        "git_rev": None,
-        "task_file": "./task.yaml",
-        "model": "all-MiniLM-L6-v2",
-        "models": [{"name": "all-MiniLM-L6-v2", "parameters": 22_700_000, "trials": []}],
-        "primary_metric": "accuracy",
-        "metrics": ["accuracy"],
-        "confidence": 0.95,
-        "data": {"rows_read": 90, "train": 54, "dev": 14, "test": 22, "skipped_rows": 0, "notes": [], "overlaps": []},
-        "bad_rows": {"count": 0, "rows": []},
+    overview = Overview(
+        task="mini",
+        kind="classification",
+        status="finished",
+        resume_hint=None,
+        started_at="2025-01-01T00:00:00",
+        finished_at="2025-01-01T00:01:00",
+        resumed_at=None,
+        seed=0,
+        git_rev=None,
+        task_file="./task.yaml",
+        model="all-MiniLM-L6-v2",
+        models=[{"name": "all-MiniLM-L6-v2", "parameters": 22_700_000, "trials": []}],
+        metrics=["accuracy"],
+        confidence=0.95,
+        data={"rows_read": 90, "train": 54, "dev": 14, "test": 22, "skipped_rows": 0, "notes": [], "overlaps": []},
+        bad_rows={"count": 0, "rows": []},
+        versions={"python": "3.11"},
+        config={},
+    )
+    parts = {
+        "run_dir": Path("run"),
+        "overview": overview,
         "leaderboard": leaderboard,
-        "winner": winner,
-        "power": None,
-        "warnings": [],
-        "comparisons": [],
-        "compared": [r["method"] for r in leaderboard],
-        "costs": _costs() if costs else None,
-        "curve": _curve() if curve else None,
-        "versions": {"python": "3.11"},
-        "config": {},
+        "comparisons": Comparisons([], winner, None, [], [r.trial for r in leaderboard]),
+        "costs": costs if isinstance(costs, CostsSection) else CostsSection(**_costs()) if costs else None,
+        "curve": curve if isinstance(curve, CurveSection) else CurveSection(**_curve()) if curve else None,
+        "search": None,
+        "viewer": None,
     }
+    return Report(**{**parts, **changes})
+
+
+def _figures(report: Report) -> dict[str, Any]:
+    """The figures of a report's curve and cost sections, by name."""
+    out = costs_section.figures(report.costs, report.leaderboard, report.primary)
+    return {**out, "curve": curve_figure(report.curve) if report.curve else ""}
 
 
 def _ids(svg: str) -> list[str]:
@@ -242,11 +260,11 @@ def test_break_even_draws_each_method_once_and_marks_every_crossing() -> None:
 
 
 def test_several_figures_share_a_page_without_sharing_ids() -> None:
-    figures = report_figures(_report())
+    figures = _figures(_report())
     assert figures["pareto_unit"] == "USD" and figures["break_even_unit"] == "USD"
     ids = [i for k in ("curve", "pareto", "break_even") for i in _ids(figures[k])]
     assert len(ids) == len(set(ids))
-    flops = report_figures(_report(costs=False) | {"costs": _costs(money=False)})
+    flops = _figures(_report(costs=CostsSection(**_costs(money=False))))
     assert flops["pareto_unit"] == "FLOPs" and flops["break_even"] == ""
 
 
@@ -257,24 +275,25 @@ def _no_external_urls(html: str) -> None:
 
 @pytest.mark.parametrize(("curve", "costs"), [(True, True), (False, False), (False, True)])
 def test_the_page_renders_with_and_without_its_curve_and_cost_sections(curve: bool, costs: bool) -> None:
-    html = render_html(_report(curve=curve, costs=costs))
-    _no_external_urls(html)
-    assert ('id="section-curve"' in html) == curve and ('id="plot-curve"' in html) == curve
-    assert ('id="section-costs"' in html) == costs and ('id="plot-pareto"' in html) == costs
-    assert 'id="verdict"' in html and 'id="section-viewer"' not in html
-    leaderboard = html.split('<table id="leaderboard">', 1)[1].split("</table>", 1)[0]
+    html_page = html(_report(curve=curve, costs=costs))
+    _no_external_urls(html_page)
+    assert ('id="section-curve"' in html_page) == curve and ('id="plot-curve"' in html_page) == curve
+    assert ('id="section-costs"' in html_page) == costs and ('id="plot-pareto"' in html_page) == costs
+    assert 'id="verdict"' in html_page and 'id="section-viewer"' not in html_page
+    leaderboard = html_page.split('<table id="leaderboard">', 1)[1].split("</table>", 1)[0]
     assert leaderboard.index("prompt route") < leaderboard.index("fine-tune route")
     if curve:
-        assert "Fine-tuning overtakes prompting" in html and "2.4 ± 0.6" in html and "n* = 3" in html
-        assert "0.700 ± 0.020 [0.680, 0.720] (3)" in html
+        assert "Fine-tuning overtakes prompting" in html_page and "2.4 ± 0.6" in html_page and "n* = 3" in html_page
+        assert "0.700 ± 0.020 [0.680, 0.720] (3)" in html_page
     elif costs:  # no curve: the winner, and its break-even against the best of the other route, in money
-        verdict = html.split('id="verdict"', 1)[1].split("</div>", 1)[0]
+        verdict = html_page.split('id="verdict"', 1)[1].split("</div>", 1)[0]
         assert "head (fine-tune route) is best" in verdict
         assert "few-shot against head: prompt is cheaper up to 4,900 queries" in verdict
 
 
 def test_the_leaderboard_groups_by_route_best_first_failed_last() -> None:
-    groups = route_groups(_report())
+    report = _report()
+    groups = route_groups(report.leaderboard, report.overview.metrics, report.winner)
     assert [g["route"] for g in groups] == ["prompt", "finetune"]
     assert [r["name"] for r in groups[1]["rows"]] == ["head", "contrastive", "encoder-full"]
     assert [r["best"] for r in groups[1]["rows"]] == [True, False, False] and groups[1]["rows"][0]["winner"]
@@ -282,40 +301,27 @@ def test_the_leaderboard_groups_by_route_best_first_failed_last() -> None:
 
 
 def test_missing_prices_are_shown_and_never_invented() -> None:
-    report = _report(curve=False) | {"costs": _costs(money=False)}
-    html = render_html(report)
-    assert "add `costs.cpu_hour` (money per CPU-hour) to the task file" in html
-    costs_table = html.split('<table id="costs-table">', 1)[1].split("</table>", 1)[0]
+    html_page = html(_report(curve=False, costs=CostsSection(**_costs(money=False))))
+    assert "add `costs.cpu_hour` (money per CPU-hour) to the task file" in html_page
+    costs_table = html_page.split('<table id="costs-table">', 1)[1].split("</table>", 1)[0]
     assert "USD" not in costs_table
 
 
 def test_markdown_tells_the_curve_and_the_costs() -> None:
-    md = render_markdown(_report())
+    md = markdown(_report())
     assert "## Verdict" in md and "## Learning curve" in md and "## Costs" in md
     assert "| head | fine-tune route | – | 0.550 ± 0.020 [0.530, 0.570] (3) |" in md
     assert "n* = 3 examples per class" in md and "2.5 to beyond the largest size" in md
     assert "Data advantage: the best prompt is worth 2.4 ± 0.6 labelled examples per class" in md
     assert "Variance-aware break-even: from 4 examples per class on" in md
-    assert "## Learning curve" not in render_markdown(_report(curve=False, costs=False))
-    flat = _report()  # a flat prompt curve (zero-shot best at every size): the gap at its one quality
-    flat["curve"]["data_advantage"] = {"examples": 38.6, "error": 7.1, "range": [0.777, 0.777], "seeds": 3}
+    assert "## Learning curve" not in markdown(_report(curve=False, costs=False))
+    flat_gap = {"examples": 38.6, "error": 7.1, "range": [0.777, 0.777], "seeds": 3, "flat": True}
+    # a flat prompt curve (zero-shot best at every size): the gap at its one quality
+    flat = _report(curve=CurveSection(**{**_curve(), "data_advantage": flat_gap}))
     assert (
         "the best prompt is worth 38.6 ± 7.1 labelled examples per class, at accuracy 0.777 (the prompt's, "
-        "reached by fine-tuning)" in render_markdown(flat)
+        "reached by fine-tuning)" in markdown(flat)
     )
-
-
-class _Store:
-    """What viewer_data reads from a run store."""
-
-    def __init__(self, kind: str, preds: dict[str, list[dict[str, Any]]]) -> None:
-        self.kind, self.preds = kind, preds
-
-    def run(self) -> dict[str, Any]:
-        return {"config": {"kind": self.kind}}
-
-    def predictions(self, method: str, split: str = "test") -> list[dict[str, Any]]:
-        return copy.deepcopy(self.preds[method])
 
 
 def _pred(i: int, text: str, target: str, label: str | None, prompt: str | None = None) -> dict[str, Any]:
@@ -335,17 +341,14 @@ HOSTILE = "</script><script>alert(1)</script><!-- & </SCRIPT >"
 
 def test_viewer_data_aligns_examples_and_survives_its_script_tag() -> None:
     instruction = "Classify the sentence.\nExamples: a -> x\n"
-    store = _Store(
-        "classification",
-        {
-            "zero-shot": [
-                _pred(1, HOSTILE, "x", "x", instruction + "Sentence: 1"),
-                _pred(0, "plain", "y", "x", instruction + "Sentence: 0"),
-            ],
-            "head": [_pred(0, "plain", "y", "y"), _pred(1, HOSTILE, "x", None)],
-        },
-    )
-    data = viewer_data(store, ["zero-shot", "head"])
+    stored = {
+        "zero-shot": [
+            _pred(1, HOSTILE, "x", "x", instruction + "Sentence: 1"),
+            _pred(0, "plain", "y", "x", instruction + "Sentence: 0"),
+        ],
+        "head": [_pred(0, "plain", "y", "y"), _pred(1, HOSTILE, "x", None)],
+    }
+    data = viewer_data("classification", copy.deepcopy(stored), ["zero-shot", "head"])
     assert [e["id"] for e in data["examples"]] == ["e0", "e1"] and data["examples"][1]["input"] == HOSTILE
     assert [o["correct"] for o in data["outputs"]["zero-shot"]] == [False, True]
     assert [o["correct"] for o in data["outputs"]["head"]] == [True, False]
@@ -353,16 +356,16 @@ def test_viewer_data_aligns_examples_and_survives_its_script_tag() -> None:
     assert data["prompt_prefixes"]["zero-shot"] + first["prompt"] == instruction + "Sentence: 0"
     assert disagreements(data, "zero-shot", "head") == 2
 
-    html = render_html(_report(curve=False, costs=False), data)
-    _no_external_urls(html)
-    start = html.index('<script type="application/json" id="viewer-data">')
-    body = html[start:].split(">", 1)[1].split("</script>", 1)[0]
+    html_page = html(_report(curve=False, costs=False, viewer=data))
+    _no_external_urls(html_page)
+    start = html_page.index('<script type="application/json" id="viewer-data">')
+    body = html_page[start:].split(">", 1)[1].split("</script>", 1)[0]
     assert json.loads(body) == data, "the embedded JSON reads back whole"
-    assert "<" not in body and html.count("</script>") == 2  # the data, and the viewer's code
+    assert "<" not in body and html_page.count("</script>") == 2  # the data, and the viewer's code
     assert json.loads(script_json({"a": HOSTILE})) == {"a": HOSTILE}
 
 
 def test_viewer_data_for_text_tasks_leaves_right_and_wrong_open() -> None:
-    store = _Store("generation", {"lm": [{**_pred(0, "q", "the answer", None), "output": "an answer"}]})
-    data = viewer_data(store, ["lm"])
+    stored = {"lm": [{**_pred(0, "q", "the answer", None), "output": "an answer"}]}
+    data = viewer_data("generation", stored, ["lm"])
     assert data["outputs"]["lm"][0]["correct"] is None and data["outputs"]["lm"][0]["output"] == "an answer"

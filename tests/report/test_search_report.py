@@ -1,7 +1,7 @@
-"""A prompt search in the reports: from a run store holding a `prompt-search` trial whose search trace is written
-here by hand, report.json's ``prompt_search`` holds the winner and its prompt in full, the dev-vs-test gap, what
-was spent and the best-so-far curve as the trace has it; report.md and report.html show them with the plot; a run
-without a search has no such section."""
+"""A prompt search in the reports: from a run store holding a `prompt-search` trial whose search trace and prompt
+record are written here by hand, report.json's ``prompt_search`` holds the winner and its prompt in full (from the
+store's record alone: no adapted folder exists), the dev-vs-test gap, what was spent and the best-so-far curve as
+the trace has it; report.md and report.html show them with the plot; a run without a search has no such section."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from tailor.report.build import build_report, write_reports
-from tailor.report.plots import report_figures
-from tailor.report.search import search_section, winning_prompt
-from tailor.report.search_plots import search_svg
+from tailor.report.build import build, build_report, write_reports
+from tailor.report.figures.search import search_svg
+from tailor.report.sections.search import search_entry
+from tailor.report.sections.search_prompt import winning_prompt
 from tailor.runner.store import RunStore, TrialResult
 from tailor.types import Example, Prediction
 
@@ -43,6 +43,21 @@ SCORINGS = [
     (2, "select", 0.55, 50, 0.08),
 ]
 DEV, TEST = 0.70, 0.625
+DEMO_TEXTS = ["a wonderful film", "dull and long", "loved it", "hated it"]
+DEMO_LABELS = ["positive", "negative", "positive", "negative"]
+
+
+def _used(method: str, options: dict[str, Any], seed: int, **facts: Any) -> dict[str, Any]:
+    """A prompt as a prompt-route method records it (``details["prompt"]``, :class:`tailor.prompting.UsedPrompt`)."""
+    record = {"template": None, "instruction": None, "labels": LABELS, "label_words": None, "calibration": None}
+    return {"method": method, "options": options, "seed": seed, **record, **facts}
+
+
+ZERO_SHOT_USED = _used("zero-shot", ZERO_SHOT, 0, template=TEMPLATE, label_words=DESCRIPTIONS)
+FEW_SHOT_USED = _used("few-shot", FEW_SHOT, 1)
+DEMONSTRATIONS = [
+    {"id": f"d{i}", "inputs": {"text": t}, "target": lb} for i, (t, lb) in enumerate(zip(DEMO_TEXTS, DEMO_LABELS))
+]
 
 
 def _cost(calls: int, money: float, evaluations: int = 1) -> dict[str, Any]:
@@ -181,17 +196,9 @@ def _run(tmp_path: Path, details: dict[str, Any] | None) -> Path:
     return run_dir
 
 
-def _save_prompt(run_dir: Path) -> None:
-    """The zero-shot winner as the runner saves it (prompt.json)."""
-    folder = run_dir / "adapted" / "prompt-search"
-    folder.mkdir(parents=True)
-    spec = {"template": TEMPLATE, "descriptions": DESCRIPTIONS, "aggregate": "max"}
-    (folder / "prompt.json").write_text(json.dumps(spec))
-
-
 def test_the_section_holds_the_winner_its_scores_and_the_dev_test_gap(tmp_path: Path) -> None:
-    run_dir = _run(tmp_path, {"search": _search()})
-    _save_prompt(run_dir)
+    run_dir = _run(tmp_path, {"search": _search(), "prompt": ZERO_SHOT_USED})
+    assert not (run_dir / "adapted").exists(), "the report reads the store's record, never an adapted folder"
     sections = build_report(run_dir)["prompt_search"]
     assert [s["trial"] for s in sections] == ["prompt-search"]  # the plain zero-shot trial has none
     s = sections[0]
@@ -210,7 +217,7 @@ def test_the_section_holds_the_winner_its_scores_and_the_dev_test_gap(tmp_path: 
 
 def test_the_best_so_far_series_follows_the_search_part_of_the_trace(tmp_path: Path) -> None:
     search = _search(money=True)
-    s = build_report(_run(tmp_path, {"search": search}))["prompt_search"][0]
+    s = build_report(_run(tmp_path, {"search": search, "prompt": ZERO_SHOT_USED}))["prompt_search"][0]
     series = s["series"]
     searched = [t for t in search["trace"] if t["part"] == "search"]
     assert len(series["best_so_far"]) == len(searched) == 5  # the held-out scorings are left out
@@ -230,8 +237,8 @@ def _svg_ids(svg: str) -> set[str]:
 
 
 def test_the_plot_draws_evaluations_calls_and_money_only_when_spent(tmp_path: Path) -> None:
-    free = search_section([{"method": "ps", "details": {"search": _search()}, "status": "ok"}], "accuracy")[0]
-    paid = search_section([{"method": "ps", "details": {"search": _search(money=True)}, "status": "ok"}], "accuracy")[0]
+    free = search_entry({"trial": "ps", "details": {"search": _search()}, "status": "ok"}, "accuracy")
+    paid = search_entry({"trial": "ps", "details": {"search": _search(money=True)}, "status": "ok"}, "accuracy")
     free_ids, paid_ids = _svg_ids(search_svg(free)), _svg_ids(search_svg(paid, currency="USD"))
     assert {"search-best-evaluations", "search-best-calls"} <= free_ids
     assert "search-best-money" not in free_ids and "search-best-money" in paid_ids
@@ -241,8 +248,7 @@ def test_the_plot_draws_evaluations_calls_and_money_only_when_spent(tmp_path: Pa
 
 
 def test_markdown_and_html_show_the_prompt_in_full_the_gap_and_the_plot(tmp_path: Path) -> None:
-    run_dir = _run(tmp_path, {"search": _search()})
-    _save_prompt(run_dir)
+    run_dir = _run(tmp_path, {"search": _search(), "prompt": ZERO_SHOT_USED})
     paths = write_reports(run_dir)
     md = paths["md"].read_text()
     section = md[md.index("## Prompt search") :]
@@ -261,44 +267,39 @@ def test_markdown_and_html_show_the_prompt_in_full_the_gap_and_the_plot(tmp_path
 
 
 def test_a_few_shot_winner_lists_its_demonstrations(tmp_path: Path) -> None:
-    run_dir = _run(tmp_path, {"search": _search(winner=2)})
-    folder = run_dir / "adapted" / "prompt-search"
-    folder.mkdir(parents=True)
-    texts = ["a wonderful film", "dull and long", "loved it", "hated it"]
-    spec = {"texts": texts, "labels": ["positive", "negative", "positive", "negative"], "classes": LABELS}
-    (folder / "demonstrations.json").write_text(json.dumps(spec))
+    details = {"search": _search(winner=2), "prompt": FEW_SHOT_USED, "demonstrations": DEMONSTRATIONS}
+    run_dir = _run(tmp_path, details)
     paths = write_reports(run_dir)
     s = json.loads(paths["json"].read_text())["prompt_search"][0]
     assert s["prompt"]["form"] == "few-shot" and s["prompt"]["demonstrations"] == 4
     assert (s["prompt"]["k"], s["prompt"]["select"], s["prompt"]["seed"]) == (2, "balanced", 1)
     assert s["gap"]["test_minus_select"] == pytest.approx(TEST - 0.55)
     md = paths["md"].read_text()
-    assert all(f"[{lb}] {t}" in md for t, lb in zip(texts, spec["labels"]))
+    assert all(f"[{lb}] {t}" in md for t, lb in zip(DEMO_TEXTS, DEMO_LABELS))
 
 
-def test_defaults_and_older_traces() -> None:
-    # A zero-shot winner that left its descriptions at their default reads them as the labels' names.
-    prompt = winning_prompt(
-        {"method": "zero-shot", "options": {"templates": ["{{ text }}"]}, "seed": 0}, {}, None, ["not_spam", "spam"]
-    )
-    assert prompt["descriptions"] == {"not_spam": ["not spam"], "spam": ["spam"]}
-    # Older runs kept only the number of candidates.
-    s = search_section([{"method": "ps", "details": {"search": _search(candidates=16)}, "status": "ok"}], "accuracy")
-    assert s and s[0]["candidates"] == 16
+def test_the_words_shown_are_those_the_prompt_used_and_older_records_say_what_they_have() -> None:
+    # The record holds every label's words as used, defaults filled in by the method: shown as they are.
+    used = _used("zero-shot", {"templates": ["{{ text }}"]}, 0, template="{{ text }}", labels=["not_spam", "spam"])
+    used["label_words"] = {"not_spam": ["not spam"], "spam": ["spam"]}
+    assert winning_prompt(used, None)["descriptions"] == {"not_spam": ["not spam"], "spam": ["spam"]}
+    # A store from before prompts were recorded: the winner's options as the search recorded them, nothing derived.
+    older = search_entry({"trial": "ps", "details": {"search": _search(candidates=16)}, "status": "ok"}, "accuracy")
+    assert older["candidates"] == 16  # older runs kept only the number of candidates
+    assert older["prompt"]["options"] == ZERO_SHOT and "recorded its options only" in older["prompt"]["summary"]
 
 
 def test_a_run_without_a_search_has_no_section(tmp_path: Path) -> None:
-    paths = write_reports(_run(tmp_path, None))
+    run_dir = _run(tmp_path, None)
+    paths = write_reports(run_dir)
     report = json.loads(paths["json"].read_text())
-    assert report["prompt_search"] is None and report_figures(report)["search"] == []
+    assert report["prompt_search"] is None and build(run_dir).search is None
     assert "Prompt search" not in paths["md"].read_text()
     page = paths["html"].read_text()
     assert "section-search" not in page and "plot-search" not in page
 
 
 def test_a_generative_winner_is_shown_by_its_parts_and_as_sent_for_a_dev_example() -> None:
-    from tailor.report.search import winning_prompt
-
     options = {
         "instruction": "Is the review positive or negative?",
         "output_format": "",
@@ -309,12 +310,14 @@ def test_a_generative_winner_is_shown_by_its_parts_and_as_sent_for_a_dev_example
         "demo_order": "random",
     }
     sent = ("d7", "Is the review positive or negative?\n\nfine film\nAnswer: good\n\nreview 7\nAnswer:")
-    prompt = winning_prompt({"method": "prompt", "options": options, "seed": 3}, {}, None, LABELS, sent)
+    words = {"negative": ["bad"], "positive": ["good"]}
+    used = _used("prompt", options, 3, template="{{ text }}", instruction=options["instruction"], label_words=words)
+    prompt = winning_prompt(used, [], None, sent)
     lines = prompt["text"].splitlines()
     assert "Instruction: Is the review positive or negative?" in lines and "Output format: (none)" in lines
     assert "Verbalizers: negative: bad; positive: good" in lines
     assert "Demonstrations: 4, chosen balanced, random order, draw seed 3" in lines
     assert prompt["text"].endswith("As sent to the model for dev example d7:\n\n" + sent[1])
     assert prompt["example"] == {"id": "d7", "prompt": sent[1]} and "prompt prompt" not in prompt["summary"]
-    bare = winning_prompt({"method": "prompt", "options": {**options, "k": 0}, "seed": 0}, {}, None, LABELS)
+    bare = winning_prompt({**used, "options": {**options, "k": 0}, "seed": 0}, [])
     assert "Demonstrations: none" in bare["text"] and "As sent" not in bare["text"] and bare["example"] is None

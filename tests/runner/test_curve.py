@@ -271,7 +271,8 @@ def narrow_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.slow
 def test_a_curve_with_a_method_curve_reports_each_method_at_its_own_points(narrow_run: Path) -> None:
-    from tailor.report.curve import summarize_curve
+    from tailor.report.build import build
+    from tailor.report.summary import summarize_curve
 
     numbers = _numbers(narrow_run)
     assert len(numbers) == 3 + 3 * 3 + 2 * 2 and all(t["status"] == "ok" for t in numbers.values())
@@ -296,7 +297,7 @@ def test_a_curve_with_a_method_curve_reports_each_method_at_its_own_points(narro
         paired = sum(f[s] - p[s] for s in ("0", "1")) / 2
         assert entry["quality_seeds"] == 2 and entry["quality_difference"] == pytest.approx(paired)
     assert curve["break_even"], "break-even at the sizes both routes reach"
-    summary = summarize_curve(report)
+    summary = summarize_curve(build(narrow_run))
     assert summary["methods"]["head"] == {
         size: {"mean": head[size]["mean"], "std": head[size]["std"], "n_seeds": 2} for size in ("4", "8")
     }

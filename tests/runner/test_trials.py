@@ -121,10 +121,11 @@ def test_the_cli_leaderboard_shows_each_rows_model(mixed_run, two_lms) -> None:
     from rich.console import Console
 
     from tailor.cli.main import print_leaderboard
+    from tailor.report.build import build, shown
 
     run_dir, _ = mixed_run
     console = Console(width=250, record=True)
-    print_leaderboard(run_dir, console)
+    print_leaderboard(shown(build(run_dir)), console)
     text = console.export_text()
     for line_start, model in (("│ zero", two_lms[0].name), ("│ lora", two_lms[1].name), ("│ head", "all-MiniLM")):
         line = next(x for x in text.splitlines() if x.startswith(line_start))

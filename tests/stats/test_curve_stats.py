@@ -366,13 +366,25 @@ def test_crossover_and_data_advantage_name_the_seeds_they_paired() -> None:
 
 
 def test_the_verdict_words_a_flat_prompt_curves_data_advantage_as_a_gap_at_its_quality() -> None:
-    from tailor.report.curve import verdict
+    from tailor.report.sections.curve import verdict
 
-    section = {"unit": "per class", "notes": [], "crossover": None, "variance_aware": None}
-    flat = verdict({**section, "data_advantage": {"examples": 40.6, "error": 4.0, "range": [0.777, 0.777]}}, [])
+    figures = {"crossover": None, "variance_aware": None}
+    flat_gap = {"examples": 40.6, "error": 4.0, "range": [0.777, 0.777], "flat": True}
+    flat = verdict("classification", [], {**figures, "data_advantage": flat_gap}, [])
     assert flat == [
         "The best prompt is worth 40.6 ± 4.0 labelled examples per class: fine-tuning needs that many more to reach "
         "its 0.777 (Le Scao & Rush's data advantage, for a prompt curve that is flat)."
     ]
-    ranged = verdict({**section, "data_advantage": {"examples": 2.4, "error": 0.6, "range": [0.62, 0.71]}}, [])
+    ranged_gap = {"examples": 2.4, "error": 0.6, "range": [0.62, 0.71], "flat": False}
+    ranged = verdict("classification", [], {**figures, "data_advantage": ranged_gap}, [])
     assert "over the quality range both reach" in ranged[0]
+
+
+def test_the_data_advantage_says_once_whether_the_prompt_curve_was_flat() -> None:
+    """The flag the verdict and the curve's words both read: a single quality in common is a flat prompt curve."""
+    sizes = ("0", "2", "4")
+    flat_prompt = _route({x: [0.7, 0.7, 0.7] for x in sizes})
+    climbing = _route({x: [0.5 + 0.2 * i] * 3 for i, x in enumerate(sizes)})
+    assert data_advantage(flat_prompt, climbing)["flat"] is True
+    rising_prompt = _route({x: [0.6 + 0.05 * i] * 3 for i, x in enumerate(sizes)})
+    assert data_advantage(rising_prompt, climbing)["flat"] is False

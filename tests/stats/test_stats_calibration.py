@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from tailor.report.build import power_warnings, top_two_power
+from tailor.report.sections.comparisons import power_warnings, top_two_power
 from tailor.stats.metrics import METRICS, mcnemar, min_detectable_difference, paired_bootstrap
 
 SIMULATIONS, ALPHA = 1000, 0.05
@@ -82,7 +82,7 @@ def test_the_report_warns_when_the_top_two_are_closer_than_the_test_set_can_tell
     a = rng.random(120) < 0.9
     b = a.copy()
     b[:6] = ~b[:6]  # six disagreements: a gap of at most 0.05 on 120 examples
-    leaderboard = [{"method": "head"}, {"method": "contrastive"}, {"method": "zero-shot"}]
+    leaderboard = ["head", "contrastive", "zero-shot"]
     power = top_two_power(leaderboard, {"head": a, "contrastive": b, "zero-shot": ~a})
     assert power["methods"] == ["head", "contrastive"] and power["n"] == 120
     assert power["discordance"] == pytest.approx(6 / 120)

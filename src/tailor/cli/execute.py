@@ -4,9 +4,13 @@ processes or on Ray), write the reports and print what the user looks at first."
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
+
+if TYPE_CHECKING:  # the report is built, and its modules imported, only once a run has finished
+    from ..report.document import Report
+    from ..report.sections.curve import CurveSection
 
 
 def console(stderr: bool = False):
@@ -97,11 +101,11 @@ def execute(
     from ..config.task import blame_overrides, load_task
     from ..errors import TailorError, TaskFileError
     from ..progress import NULL_PROGRESS, RichProgress
-    from ..report.build import write_reports
+    from ..report.build import build, shown, write
     from ..runner.folders import new_run_dir
     from ..runner.parallel.processes import end_processes, on_rank0, process_rank
     from ..runner.run import run_task
-    from ..runner.store import RunStore
+    from ..runner.store import STORE_FILE
 
     command = "curve" if curve is not None else "run"
     if resume is not None and out is not None and resume.resolve() != out.resolve():
@@ -146,23 +150,20 @@ def execute(
                 screen.print("[yellow]interrupted: the finished trials' results are kept[/yellow]")
         if rank != 0:  # the other processes helped fine-tune; rank 0 writes the reports
             raise typer.Exit(130 if interrupted else 0)
-        if not (run_dir / "run.sqlite").exists():
+        if not (run_dir / STORE_FILE).exists():
             raise typer.Exit(130 if interrupted else 1)
-        paths = write_reports(run_dir)
-        print_leaderboard(run_dir, screen)
+        report = build(run_dir)  # once: the files and the screen show the same report
+        seen = shown(report)
+        paths = write(report, seen)
+        print_leaderboard(seen, screen)
         screen.print(f"\nrun folder: {run_dir}\nreports: " + ", ".join(str(p) for p in paths.values()))
-        store = RunStore.open_existing(run_dir)
-        try:
-            results = store.results()
-        finally:
-            store.close()
         # A run whose trials failed must not look like a success to a script or CI job: list them, exit 3.
-        failed = [r for r in results if r["status"] != "ok"]
+        failed = [r for r in report.leaderboard if r.status != "ok"]
         if failed:
-            screen.print(f"\n[bold red]{len(failed)} of {len(results)} trials failed:[/bold red]")
+            screen.print(f"\n[bold red]{len(failed)} of {len(report.leaderboard)} trials failed:[/bold red]")
             for r in failed:
-                screen.print(f"  {escape(r['trial'])}: {escape(r['error'] or 'no error recorded')}", highlight=False)
-            if any(r["status"] == "incomplete" for r in failed):
+                screen.print(f"  {escape(r.trial)}: {escape(r.error or 'no error recorded')}", highlight=False)
+            if any(r.status == "incomplete" for r in failed):
                 screen.print(f"ask the failed queries again with: tailor {command} {task_file} --resume {run_dir}")
         if interrupted:
             again = " ".join([str(task_file), *overrides, "--resume", str(run_dir)])
@@ -174,49 +175,38 @@ def execute(
         end_processes(world)
 
 
-def print_leaderboard(run_dir: Path, screen) -> None:
-    """The leaderboard (a curve's: mean ± std per method and size), warnings and the verdict or winner."""
+def print_leaderboard(report: Report, screen) -> None:
+    """The leaderboard of a built report (a curve's: mean ± std per method and size), warnings and the verdict or
+    winner."""
     from rich.markup import escape
     from rich.table import Table
 
-    from ..report.build import build_report
-    from ..report.render import table_rows
+    from ..report.sections.leaderboard import table_rows
 
-    rep = build_report(run_dir)
-    title = f"{rep['task']}: test {rep['primary_metric']}"
-    if rep.get("curve"):
-        print_curve(rep, screen, title)
+    o = report.overview
+    title = f"{o.task}: test {o.primary_metric}"
+    if report.curve:
+        print_curve(report.curve, screen, title, o.status)
     else:
-        table = Table(title=f"{title} with {rep['confidence']:.0%} CI ({rep['status']})", title_justify="left")
-        columns = ("method", "route", "model", rep["primary_metric"], "dev", "adapt", "infer/1k", "FLOPs/1k", "params")
+        table = Table(title=f"{title} with {o.confidence:.0%} CI ({o.status})", title_justify="left")
+        columns = ("method", "route", "model", o.primary_metric, "dev", "adapt", "infer/1k", "FLOPs/1k", "params")
         for col in (*columns, "disk", "n train"):
             table.add_column(col, justify="left" if col in ("method", "route", "model") else "right")
-        for t in table_rows(rep, compact=True):
-            table.add_row(
-                t["method"],
-                t["route"],
-                t["model"],
-                t["quality"],
-                t["dev"],
-                t["adapt"],
-                t["infer"],
-                t["flops_1k"],
-                t["params"],
-                t["disk"],
-                t["n_train"],
-            )
+        keys = ("method", "route", "model", "quality", "dev", "adapt", "infer", "flops_1k", "params", "disk", "n_train")
+        for t in table_rows(report.leaderboard, o.metrics, compact=True):
+            table.add_row(*(t[k] for k in keys))
         screen.print(table)
-    skipped = rep["bad_rows"]["count"]
+    skipped = o.bad_rows["count"]
     if skipped:  # every row is accounted for: used, or skipped and counted with its reason
-        reasons = ", ".join(f"{n} × {why}" for why, n in rep["data"].get("skipped_by_reason", {}).items())
+        reasons = ", ".join(f"{n} × {why}" for why, n in o.data.get("skipped_by_reason", {}).items())
         screen.print(f"[yellow]{skipped} rows skipped[/yellow] (on_bad_rows: skip): {escape(reasons)}")
-    for warning in rep.get("warnings", []):
+    for warning in report.comparisons.warnings:
         screen.print(f"[yellow]warning:[/yellow] {escape(warning)}")
-    if rep.get("curve"):
-        for sentence in rep["curve"].get("verdict") or []:
+    if report.curve:
+        for sentence in report.curve.verdict:
             screen.print(escape(sentence))
         return
-    w = rep["winner"]
+    w = report.comparisons.winner
     if w:
         better = (
             f"; significantly better than {', '.join(w['significantly_better_than'])}"
@@ -226,25 +216,23 @@ def print_leaderboard(run_dir: Path, screen) -> None:
         screen.print(f"winner (chosen on {w['chosen_on']}): [bold]{w['method']}[/bold] ({w['route']}){better}")
 
 
-def print_curve(rep: dict[str, Any], screen, title: str) -> None:
+def print_curve(curve: CurveSection, screen, title: str, status: str) -> None:
     """A learning curve as a table: one row per method, one column per size, mean ± std over seeds."""
     from rich.table import Table
 
-    from ..report.curve_text import seeds_text
+    from ..report.sections.curve_text import seeds_text
 
-    curve = rep["curve"]
-    unit = curve["unit"]
     table = Table(
-        title=f"{title}, mean ± std over {seeds_text(curve)}, by training size ({unit}) ({rep['status']})",
+        title=f"{title}, mean ± std over {seeds_text(curve)}, by training size ({curve.unit}) ({status})",
         title_justify="left",
     )
     table.add_column("method")
     table.add_column("route")
-    for size in curve["sizes"]:
+    for size in curve.sizes:
         table.add_column(size, justify="right")
-    for name, m in curve["methods"].items():
+    for name, m in curve.methods.items():
         cells = []
-        for size in curve["sizes"]:
+        for size in curve.sizes:
             p = m["points"].get(size)
             cells.append(f"{p['mean']:.3f} ± {p['std']:.3f}" if p else "")
         table.add_row(name, m["route"], *cells)

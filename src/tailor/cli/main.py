@@ -250,14 +250,16 @@ def report(
 ) -> None:
     """Rebuild report.md, report.json and report.html from a run's store, and print the leaderboard."""
     from ..errors import TailorError
-    from ..report.build import write_reports
+    from ..report.build import build, shown, write
 
     try:
-        paths = write_reports(run_dir)
+        built = build(run_dir)  # once: the files and the screen show the same report
     except TailorError as exc:
         _fail(str(exc))
+    seen = shown(built)
+    paths = write(built, seen)
     console = _console()
-    print_leaderboard(run_dir, console)
+    print_leaderboard(seen, console)
     console.print("reports: " + ", ".join(str(p) for p in paths.values()))
 
 
@@ -353,10 +355,10 @@ def make_tiny_lm(
     _console().print(f"tiny {arch} model written to {path}")
 
 
-def print_leaderboard(run_dir: Path, console) -> None:
+def print_leaderboard(report, console) -> None:
     from .execute import print_leaderboard as show
 
-    show(run_dir, console)
+    show(report, console)
 
 
 def main(argv: list[str] | None = None) -> None:

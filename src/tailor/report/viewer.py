@@ -1,5 +1,6 @@
-"""The per-example viewer's data: every test example once, and each chosen method's answer to it, read from the run
-store, compact enough to embed in report.html for a test set of thousands.
+"""The per-example viewer's data: every test example once, and each chosen trial's answer to it, from the stored
+predictions (:attr:`tailor.report.records.Records.test_predictions`), compact enough to embed in report.html for a
+test set of thousands.
 
 Each method's prompts usually share a long beginning (an instruction, the same demonstrations): it is stored once per
 method in ``prompt_prefixes`` and each answer keeps the rest, so the prompt a method used for an example is
@@ -39,15 +40,17 @@ def _prefix(prompts: list[str]) -> str:
     return common[: cut + 1] if cut >= 0 else ""
 
 
-def viewer_data(store: Any, methods: list[str], split: str = "test") -> dict[str, Any]:
-    """The viewer's data for ``methods`` on ``split`` of the run in ``store`` (a :class:`tailor.runner.store.RunStore`):
-    ``examples`` ({id, input, gold}) in the order of their ids, and per method one answer per example, aligned with
-    them ({output, label, prompt, correct, error}; None where the method has no prediction for the example).
+def viewer_data(
+    kind: str, stored: dict[str, list[dict[str, Any]]], methods: list[str], split: str = "test"
+) -> dict[str, Any]:
+    """The viewer's data for the trials ``methods`` on ``split``, from their ``stored`` predictions there (by trial,
+    as :meth:`tailor.runner.store.RunStore.predictions` gives them): ``examples`` ({id, input, gold}) in the order of
+    their ids, and per trial one answer per example, aligned with them ({output, label, prompt, correct, error}; None
+    where the trial has no prediction for the example).
 
     ``correct`` is whether the label is the gold one for classification, None for text tasks (there the output is
     shown and judged by its metrics, not right or wrong)."""
-    kind = store.run()["config"]["kind"]
-    predictions = {m: {p["example_id"]: p for p in store.predictions(m, split)} for m in methods}
+    predictions = {m: {p["example_id"]: p for p in stored.get(m, [])} for m in methods}
     examples: dict[str, dict[str, Any]] = {}
     for preds in predictions.values():
         for example_id, p in preds.items():

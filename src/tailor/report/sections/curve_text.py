@@ -1,35 +1,30 @@
-"""A learning curve's part of report.md and report.html (see :mod:`tailor.report.curve` for what it holds): the
-table of methods × sizes and its figures in words."""
+"""A learning curve's section in words and tables, for report.md, report.html and the console (see
+:mod:`.curve` for what it holds): the table of methods × sizes and its figures in words."""
 
 from __future__ import annotations
 
 from typing import Any
 
-ROUTE_TITLES = {"prompt": "prompt route", "finetune": "fine-tune route"}
+from ...formats import MISSING, fmt_queries, route_title, unit_label
+from .curve import CurveSection
 
 
-def fmt_queries(q: float | None) -> str:
-    """A break-even volume Q* for a table (``never``: the costs never cross; the verdict beside it says which route
-    is cheaper)."""
-    return "never" if q is None else f"{q:,.0f}"
-
-
-def seeds_text(curve: dict[str, Any]) -> str:
+def seeds_text(curve: CurveSection) -> str:
     """How many seeds the curve's means are over: ``5 seeds``, or ``5 seeds (fewer for lora: 3)`` when a method ran
     fewer (its own `curve:`, or failed trials)."""
-    total = len(curve.get("seeds") or [])
-    most = {name: max((p["n_seeds"] for p in m["points"].values()), default=0) for name, m in curve["methods"].items()}
+    total = len(curve.seeds)
+    most = {name: max((p["n_seeds"] for p in m["points"].values()), default=0) for name, m in curve.methods.items()}
     fewer = [f"{name}: {n}" for name, n in most.items() if n < total]
     return f"{total} seeds" + (f" (fewer for {', '.join(fewer)})" if fewer else "")
 
 
-def curve_text(curve: dict[str, Any]) -> dict[str, str | None]:
+def curve_text(curve: CurveSection) -> dict[str, str | None]:
     """A curve's figures in words: the crossover n* with its interval, the variance-aware break-even and the data
     advantage with its error (None where the curve has none)."""
-    unit = "examples per class" if curve.get("unit") == "per class" else "examples"
+    unit = "examples per class" if curve.unit == "per class" else "examples"
     out: dict[str, str | None] = {"unit": unit, "crossover": None, "variance_aware": None, "data_advantage": None}
     out["seeds"] = seeds_text(curve)
-    c = curve.get("crossover")
+    c = curve.crossover
     if c and c.get("n") is None:
         out["crossover"] = f"none: prompting stays ahead at every size ({c.get('status', '')}, {c['seeds']} seeds)"
     elif c:
@@ -40,22 +35,22 @@ def curve_text(curve: dict[str, Any]) -> dict[str, str | None]:
             f"n* = {c['n']:.3g} {unit} ({c['status']}); {conf} interval {low} to {high}, over {c['seeds']} seeds"
             + (f" ({c['method']})" if c.get("method") else "")
         )
-    v = curve.get("variance_aware")
+    v = curve.variance_aware
     if v:
         out["variance_aware"] = (
             f"from {v['n']:g} {unit} on, fine-tuning beats prompting for most pairs of seeds at every larger size"
             if v.get("n") is not None
             else "at no size does fine-tuning beat prompting for most pairs of seeds from there on"
         )
-    d = curve.get("data_advantage")
+    d = curve.data_advantage
     if d and d.get("examples") is not None:
         err = (
             f" ± {d['error']:.1f}"
             if d.get("error") is not None
             else " (no error estimate: a leave-one-seed-out curve reached no common range)"
         )
-        metric, span = curve.get("metric", "quality"), ""
-        if d.get("range") and d["range"][0] == d["range"][1]:  # a flat prompt curve: the gap at its quality
+        metric, span = curve.metric, ""
+        if curve.flat_prompt:  # a flat prompt curve: the gap at its quality
             span = f", at {metric} {d['range'][0]:.3f} (the prompt's, reached by fine-tuning)"
         elif d.get("range"):
             span = f", over {metric} {d['range'][0]:.3f} to {d['range'][1]:.3f}"
@@ -67,11 +62,11 @@ def curve_text(curve: dict[str, Any]) -> dict[str, str | None]:
     return out
 
 
-def curve_table(curve: dict[str, Any]) -> list[dict[str, Any]]:
+def curve_table(curve: CurveSection) -> list[dict[str, Any]]:
     """Per method (prompt route first): its route and, per size of the curve, ``mean ± std [band] (seeds)`` (None
     where the method did not run at that size)."""
-    sizes = curve.get("sizes") or []
-    methods = sorted(curve.get("methods", {}).items(), key=lambda kv: kv[1].get("route") != "prompt")
+    sizes = curve.sizes
+    methods = sorted(curve.methods.items(), key=lambda kv: kv[1].get("route") != "prompt")
     out = []
     for name, m in methods:
         cells = []
@@ -86,30 +81,31 @@ def curve_table(curve: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def curve_markdown(curve: dict[str, Any]) -> list[str]:
-    """A learning curve as markdown: the table of methods × sizes and its figures in words."""
+def markdown(curve: CurveSection) -> list[str]:
+    """The Learning curve section of report.md: the table of methods × sizes and its figures in words."""
     text = curve_text(curve)
-    sizes = curve.get("sizes") or []
+    sizes = curve.sizes
     lines = [
         "",
-        f"## Learning curve (test {curve.get('metric')}: mean ± std over seeds [bootstrap band] (seeds), "
+        f"## Learning curve (test {curve.metric}: mean ± std over seeds [bootstrap band] (seeds), "
         f"per size in {text['unit']})",
         "",
         "| method | route | " + " | ".join(sizes) + " |",
         "|---|---|" + "---|" * len(sizes),
     ]
     for row in curve_table(curve):
-        cells = " | ".join(c or "–" for c in row["cells"])
-        lines.append(f"| {row['method']} | {ROUTE_TITLES.get(row['route'], row['route'])} | {cells} |")
+        cells = " | ".join(c or MISSING for c in row["cells"])
+        lines.append(f"| {row['method']} | {route_title(row['route'])} | {cells} |")
     lines.append("")
     for key, title in (("crossover", "Crossover"), ("variance_aware", "Variance-aware break-even")):
         if text[key]:
             lines.append(f"- {title}: {text[key]}.")
     if text["data_advantage"]:
         lines.append(f"- Data advantage: {text['data_advantage']}.")
-    for e in curve.get("break_even") or []:
+    for e in curve.break_even:
+        unit = unit_label(e["unit"], e.get("currency"))
         lines.append(
-            f"- Break-even at size {e['size']} ({e['prompt']} vs {e['finetune']}, {e['unit']}): "
+            f"- Break-even at size {e['size']} ({e['prompt']} vs {e['finetune']}, {unit}): "
             f"Q* = {fmt_queries(e['queries'])}; {e['sentence']}; quality difference {e['quality_difference']:+.3f}."
         )
     return lines

@@ -1,11 +1,14 @@
-"""A prompt search's part of report.md and report.html (see :mod:`tailor.report.search` for what it holds): the
-winner and its prompt in full, its scores on each part of dev and on test with the dev-vs-test gap, what the search
-spent, when its best score rose, and the finalists."""
+"""A prompt search's section in words and tables, for report.md and report.html (see :mod:`.search` for what it
+holds): the winner and its prompt in full, its scores on each part of dev and on test with the dev-vs-test gap, what
+the search spent, when its best score rose, and the finalists."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
+
+from ...formats import fmt_flops, fmt_gap, fmt_money, fmt_number, fmt_score
+from .search import SearchSection
 
 STOPPED = {
     "budget": "the budget ran out",
@@ -14,33 +17,8 @@ STOPPED = {
 }
 
 
-def _score(x: float | None) -> str:
-    return "–" if x is None else f"{x:.3f}"
-
-
-def _gap(x: float | None) -> str:
-    return "–" if x is None else f"{x:+.3f}"
-
-
-def _number(x: float | None) -> str:
-    """A count or amount for a sentence: thousands separated, large ones in k/M/G/T."""
-    if x is None:
-        return "–"
-    for scale, suffix in ((1e12, " T"), (1e9, " G"), (1e6, " M")):
-        if abs(x) >= scale:
-            return f"{x / scale:.1f}{suffix}"
-    return f"{x:,.0f}" if float(x).is_integer() else f"{x:,.3g}"
-
-
-def _flops(x: float) -> str:
-    for scale, suffix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if x >= scale:
-            return f"{x / scale:.1f} {suffix}FLOPs"
-    return f"{x:.0f} FLOPs"
-
-
 def _plural(n: float | None, word: str) -> str:
-    return f"{_number(n)} {word}" + ("" if n == 1 else "s")
+    return f"{fmt_number(n)} {word}" + ("" if n == 1 else "s")
 
 
 def _size(parts: dict[str, Any], key: str) -> str:
@@ -56,40 +34,40 @@ def score_rows(section: dict[str, Any]) -> list[dict[str, str]]:
     return [
         {
             "what": f"held-out part of dev{_size(parts, 'select')}",
-            "value": _score(section.get("select_score")),
+            "value": fmt_score(section.get("select_score")),
             "note": "the finalists were scored here; the best won",
         },
         {
             "what": f"whole search part of dev{_size(parts, 'search')}",
-            "value": _score(section.get("search_score")),
+            "value": fmt_score(section.get("search_score")),
             "note": "– : the winner was not scored on all of it" if section.get("search_score") is None else "",
         },
         {
             "what": "all of dev",
-            "value": _score(section.get("dev_score")),
+            "value": fmt_score(section.get("dev_score")),
             "note": "optimistic: the search chose on part of it",
         },
-        {"what": "test", "value": _score(section.get("test_score")), "note": "never seen by the search"},
+        {"what": "test", "value": fmt_score(section.get("test_score")), "note": "never seen by the search"},
         {
             "what": "gap: test − held-out dev",
-            "value": _gap(gap.get("test_minus_select")),
+            "value": fmt_gap(gap.get("test_minus_select")),
             "note": "negative: the held-out score overstated the winner",
         },
-        {"what": "gap: test − all of dev", "value": _gap(gap.get("test_minus_dev")), "note": ""},
+        {"what": "gap: test − all of dev", "value": fmt_gap(gap.get("test_minus_dev")), "note": ""},
     ]
 
 
 def spent_line(section: dict[str, Any]) -> str:
     """What the search spent, how many trials over how many candidates, and why it stopped."""
     s = section.get("spent") or {}
-    parts = [f"{_number(s.get('evaluations'))} evaluations", f"{_number(s.get('calls'))} calls"]
+    parts = [f"{fmt_number(s.get('evaluations'))} evaluations", f"{fmt_number(s.get('calls'))} calls"]
     if s.get("tokens") is not None:
-        split = f"{_number(s.get('input_tokens'))} in, {_number(s.get('output_tokens'))} out"
-        parts.append(f"{_number(s['tokens'])} tokens ({split})")
+        split = f"{fmt_number(s.get('input_tokens'))} in, {fmt_number(s.get('output_tokens'))} out"
+        parts.append(f"{fmt_number(s['tokens'])} tokens ({split})")
     if s.get("money"):
-        parts.append(f"{section.get('currency') or 'money'} {s['money']:.4g}")
+        parts.append(fmt_money(s["money"], section.get("currency") or "money"))
     if s.get("flops"):
-        parts.append(_flops(s["flops"]))
+        parts.append(fmt_flops(s["flops"], unit=True))
     line = "Spent " + ", ".join(parts)
     trials, candidates = section.get("trials"), section.get("candidates")
     if trials is not None:
@@ -129,9 +107,9 @@ def search_view(section: dict[str, Any]) -> dict[str, Any]:
             {
                 "candidate": "–" if f.get("candidate") is None else str(f["candidate"]),
                 "prompt": f.get("prompt") or "",
-                "search_mean": _score(f.get("search_mean")),
-                "search_whole": _score(f.get("search_whole")),
-                "select": _score(f.get("select")),
+                "search_mean": fmt_score(f.get("search_mean")),
+                "search_whole": fmt_score(f.get("search_whole")),
+                "select": fmt_score(f.get("select")),
                 "winner": bool(f.get("winner")),
             }
             for f in section.get("finalists") or []
@@ -151,12 +129,12 @@ def _fenced(text: str) -> list[str]:
     return [f"{fence}text", text, fence]
 
 
-def search_markdown(sections: list[dict[str, Any]]) -> list[str]:
-    """The "Prompt search" section of report.md (no lines when no trial searched)."""
-    if not sections:
+def markdown(search: SearchSection | None) -> list[str]:
+    """The Prompt search section of report.md (no lines when no trial searched)."""
+    if search is None:
         return []
     lines = ["", "## Prompt search"]
-    for section in sections:
+    for section in search.entries:
         view = search_view(section)
         metric = section.get("metric") or "score"
         lines += ["", f"### {section['trial']}", "", view["winner"], "", f"| winner's {metric} | value | |"]
