@@ -5,8 +5,11 @@ and/or generate; an encoder backend embeds texts. Each declares its :class:`Capa
 ``check`` refuses, before any model is called, an option its backend cannot serve, naming what is missing
 (:func:`require`). Every answer comes with the :class:`~tailor.costs.usage.Usage` of each query.
 
-Local Hugging Face models (:mod:`tailor.backends.local.lm`, :mod:`tailor.backends.local.encoder`), the scripted fake of
-:mod:`tailor.testing` and, later, served models all implement these protocols; the prompt route uses nothing else.
+Local Hugging Face models (:mod:`tailor.backends.local.lm`, :mod:`tailor.backends.local.encoder`), models served
+behind an OpenAI-compatible endpoint (:mod:`tailor.backends.served.endpoint`) and the scripted fake of
+:mod:`tailor.testing` all implement these protocols; the prompt route uses nothing else. Every member a method reads
+is declared here: a backend that lacks a capability still has the member, and says so (``None``, or an error naming
+the capability), so no method probes a backend for what it has.
 """
 
 from __future__ import annotations
@@ -147,6 +150,12 @@ class Generated:
     top_logprobs: dict[str, float] | None = None
 
 
+class Probe(Protocol):
+    """What a served model's probes found, as stored with each trial that prompted it."""
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
 @runtime_checkable
 class GenerativeBackend(Protocol):
     """A generative model (causal or encoder-decoder), local or served."""
@@ -156,6 +165,12 @@ class GenerativeBackend(Protocol):
     capabilities: Capabilities
     parameters: int | None
     """Total parameters of the model (None when unknown, e.g. a served model)."""
+    tokenizer: Any
+    """The model's Hugging Face tokenizer when there is one here (a local model; a served model's
+    ``endpoint.tokenizer``), for what only token ids can tell (two verbalizers that begin with the same token); None
+    otherwise (the scripted fake, a served model without one)."""
+    probe: Probe | None
+    """What the probes of a served model found (stored with each trial); None for a model that runs here."""
 
     def render(self, prompt: PromptInput) -> str:
         """The prompt as the text the model reads (the chat template applied): what is stored beside a prediction."""
@@ -177,24 +192,17 @@ class GenerativeBackend(Protocol):
         """One answer per prompt."""
         ...
 
-
-class TokenScoring(Protocol):
-    """What a backend with ``top_logprobs`` adds: the first answer token's most likely tokens (first-token scoring)."""
-
     def first_token_logprobs(
         self, prompts: Sequence[PromptInput], k: int, progress: Progress | None = None
     ) -> list[Generated]:
-        """One answer token per prompt, with ``top_logprobs`` holding the ``k`` most likely first tokens."""
+        """One answer token per prompt, with ``top_logprobs`` holding the ``k`` most likely first tokens (backends
+        with ``top_logprobs`` only: first-token scoring)."""
         ...
-
-
-class ChoiceGeneration(Protocol):
-    """What a backend with ``constrained_choice`` adds: answers restricted to given strings."""
 
     def choose(
         self, prompts: Sequence[PromptInput], choices: Sequence[str], progress: Progress | None = None
     ) -> list[Generated]:
-        """One of ``choices`` per prompt, the server (or model) constrained to them."""
+        """One of ``choices`` per prompt, the model constrained to them (backends with ``constrained_choice`` only)."""
         ...
 
 
@@ -205,6 +213,8 @@ class EncoderBackend(Protocol):
     name: str
     parameters: int | None
     dim: int
+    truncated: int
+    """Texts cut to the model's longest input so far, a running count (a trial reads its change over a split)."""
 
     def embed(self, texts: Sequence[str], progress: Progress | None = None, what: str = "embedding") -> np.ndarray:
         """Embeddings ``(len(texts), dim)``, rows L2-normalized."""
@@ -216,4 +226,9 @@ class EncoderBackend(Protocol):
 
     def cache_disabled(self) -> AbstractContextManager[None]:
         """Within this block nothing is served from a cache (for timing costs cold)."""
+        ...
+
+    def private_cache(self) -> AbstractContextManager[None]:
+        """Within this block embeddings are cached apart from the run's cache, neither read from it nor added to it
+        (a prompt search pays for each text it embeds once, and for none another trial paid for)."""
         ...

@@ -103,6 +103,8 @@ class ScriptedLM:
     parameters: int | None = None
     name: str = "scripted"
     requests: list[Request] = field(default_factory=list)
+    tokenizer: None = None  # tokens are words here: no token ids to compare
+    probe: None = None  # nothing is served
 
     @classmethod
     def from_file(cls, path: str | Path) -> ScriptedLM:
@@ -186,6 +188,42 @@ class ScriptedLM:
             answer = answer[: min(ends)] if ends else answer
             out.append(Generated(answer, query_usage(self.parameters or 0, _words(text), _words(answer))))
         return out
+
+    def first_token_logprobs(
+        self, prompts: Sequence[PromptInput], k: int, progress: Progress | None = None
+    ) -> list[Generated]:
+        """Each prompt's scripted answer with the ``k`` best-scored first words of the scripted continuations (a
+        fake given ``top_logprobs`` in its capabilities)."""
+        self._needs("top_logprobs", "first-token scoring")
+        answers = self.generate(prompts, GenerationSettings(max_new_tokens=1))
+        out = []
+        for prompt, answer in zip(prompts, answers):
+            text = self.render(prompt)
+            words = {c.split()[0]: self._score(text, c) for c in self._continuations(text) if c.split()}
+            top = dict(sorted(words.items(), key=lambda kv: -kv[1])[:k])
+            out.append(Generated(answer.text, answer.usage, top_logprobs=top))
+        return out
+
+    def choose(
+        self, prompts: Sequence[PromptInput], choices: Sequence[str], progress: Progress | None = None
+    ) -> list[Generated]:
+        """Each prompt's best-scored choice (a fake given ``constrained_choice`` in its capabilities)."""
+        self._needs("constrained_choice", "a constrained choice")
+        out = []
+        for prompt in prompts:
+            text = self.render(prompt)
+            best = max(choices, key=lambda c: self._score(text, c))
+            out.append(Generated(best, query_usage(self.parameters or 0, _words(text), _words(best))))
+        return out
+
+    def _continuations(self, prompt: str) -> list[str]:
+        """The continuations the script scores after ``prompt`` (none when its scores are a function)."""
+        if callable(self.scores):
+            return []
+        table: Any = self.scores
+        if table and isinstance(next(iter(table.values())), Mapping):
+            table = _lookup(table, prompt) or {}
+        return list(table)
 
 
 def _words(text: str) -> int:

@@ -25,7 +25,7 @@ from ...costs.usage import params_per_token, query_usage
 from ...errors import TailorError
 from ...progress import NULL_PROGRESS, Progress
 from ..models import best_device, model_kind, resolve_path
-from ..protocol import Capabilities, Generated, GenerationSettings, PromptInput, Scored, cut_at_stop
+from ..protocol import Capabilities, Generated, GenerationSettings, PromptInput, Scored, cut_at_stop, require
 from .scoring import batches, pad_rows, score_encoded, score_options, shared_prefix
 from .tokens import encode, encode_continuations
 
@@ -60,6 +60,8 @@ class LanguageModel:
         keeps_logits: The model's forward takes ``logits_to_keep`` (only the needed positions' logits are made).
         cache_argument: The forward's name for a KV cache passed in (the inner model's, see ``inner_model``).
     """
+
+    probe: None = None  # nothing to probe: the model runs here, its capabilities are known from its files
 
     def __init__(
         self,
@@ -232,6 +234,21 @@ class LanguageModel:
         per_token = params_per_token(self.model)
         rows = self._generate([self.render(p) for p in prompts], settings, None, progress or NULL_PROGRESS)
         return [Generated(text, query_usage(per_token, n_in, n_out)) for text, n_in, n_out in rows]
+
+    def first_token_logprobs(
+        self, prompts: Sequence[PromptInput], k: int, progress: Progress | None = None
+    ) -> list[Generated]:
+        """Not offered: a local model scores each verbalizer in full (``mode: score``), which first-token scoring
+        only approximates."""
+        require(self.capabilities, "top_logprobs", model=self.name, key="mode", why="mode: first-token")
+        return []
+
+    def choose(
+        self, prompts: Sequence[PromptInput], choices: Sequence[str], progress: Progress | None = None
+    ) -> list[Generated]:
+        """Not offered: scoring every choice (``mode: score``) does what a constrained answer would."""
+        require(self.capabilities, "constrained_choice", model=self.name, key="mode", why="mode: choice")
+        return []
 
     def generate_texts(
         self,
