@@ -163,10 +163,26 @@ def _writable(folder: Path) -> bool:
 
 
 def _adapted(model: dict[str, Any]) -> str:
-    """An ``adapted.json`` of a prompt on ``model``, as `tailor run` writes it; the folder holds nothing else, so
-    loading it would fail: an error about anything else shows that it came before any loading."""
+    """An ``adapted.json`` of a prompt on ``model``, as `tailor run` writes it, for a folder holding nothing else."""
     task = {"name": "mini", "kind": "classification", "labels": sorted(LABELS), "input_fields": ["text"]}
     return json.dumps({"method": "prompt", "seed": 0, "model": model, "task": {**task, "metrics": ["accuracy"]}})
+
+
+def _prompt_run_on(model: Callable[[Path], dict[str, Any]]) -> Callable[[Path], None]:
+    """A setup: a run of a prompt on the scripted model (``PROMPTED``), whose saved folder then names ``model`` (of
+    the task folder) instead, as a folder from someone else could. Loading such a model would fail or is refused:
+    an error about anything else shows that it came before any loading."""
+
+    def setup(folder: Path) -> None:
+        _a_run(folder)
+        meta_file = folder / "run" / "adapted" / "prompt" / "adapted.json"
+        meta = json.loads(meta_file.read_text())
+        meta_file.write_text(json.dumps({**meta, "model": model(folder)}))
+
+    return setup
+
+
+PROMPTED = {"model": SCRIPTED, **_m({"name": "prompt"})}
 
 
 def _old_store(folder: Path) -> None:
@@ -751,21 +767,27 @@ CASES: list[Case] = [
     ),
     Case(
         "predict with a model's own code, not trusted",
-        files={"ad/adapted.json": _adapted({"name": "../custom"}), "custom/config.json": CUSTOM_CODE},
-        args=["predict", "{dir}/ad", "{dir}/data.jsonl"],
-        says=("{dir}/ad/adapted.json:", "ships its own code", "add --trust-remote-code to this `tailor predict`"),
+        PROMPTED,
+        files={"script.json": SCRIPT, "custom/config.json": CUSTOM_CODE},
+        setup=_prompt_run_on(lambda folder: {"name": str(folder / "custom")}),
+        args=["predict", "{dir}/run/adapted/prompt", "{dir}/data.jsonl"],
+        says=("adapted.json:", "ships its own code", "add --trust-remote-code to this `tailor predict`"),
         never=LIBRARY_WORDS,
     ),
     Case(
         "predict --endpoint not a URL",
-        files={"ad/adapted.json": _adapted({"name": "tiny", "endpoint": "http://127.0.0.1:9/v1"})},
-        args=["predict", "{dir}/ad", "{dir}/data.jsonl", "--endpoint", "not-a-url"],
+        PROMPTED,
+        files={"script.json": SCRIPT},
+        setup=_prompt_run_on(lambda folder: {"name": "tiny", "endpoint": "http://127.0.0.1:9/v1"}),
+        args=["predict", "{dir}/run/adapted/prompt", "{dir}/data.jsonl", "--endpoint", "not-a-url"],
         says=("--endpoint: expected an http:// or https:// URL, got 'not-a-url'",),
     ),
     Case(
         "predict reads its input before loading the model",
-        files={"ad/adapted.json": _adapted({"name": "../model"}), "model/config.json": "{}", "in.jsonl": '{"text"\n'},
-        args=["predict", "{dir}/ad", "{dir}/in.jsonl"],
+        PROMPTED,
+        files={"script.json": SCRIPT, "model/config.json": "{}", "in.jsonl": '{"text"\n'},
+        setup=_prompt_run_on(lambda folder: {"name": str(folder / "model")}),
+        args=["predict", "{dir}/run/adapted/prompt", "{dir}/in.jsonl"],
         says=("in.jsonl:1", "not valid JSON"),
     ),
     Case(
