@@ -18,8 +18,6 @@ from tailor.costs.pricing import (
     mean_costs,
     trial_costs,
 )
-from tailor.report.sections.costs import CostsSection
-from tailor.report.sections.costs import markdown as costs_markdown
 
 PRICE = {"input": 2.0, "output": 8.0, "cached_input": 0.5, "currency": "USD"}
 
@@ -179,7 +177,7 @@ def test_mean_costs_propagates_none() -> None:
         mean_costs([])
 
 
-def test_cost_view_and_markdown() -> None:
+def test_cost_view() -> None:
     ft = row("ft", "finetune", adapt_seconds=3600, per_1k_seconds=36, accuracy=0.8)
     pr = row("pr", "prompt", per_1k_seconds=396, accuracy=0.7)
     gpu = row("ft-gpu", "finetune", adapt_seconds=60, device="cuda", accuracy=0.75)
@@ -194,10 +192,3 @@ def test_cost_view_and_markdown() -> None:
         ("ft-gpu", "flops"),
         ("ft-gpu", "seconds"),
     }
-    text = "\n".join(costs_markdown(CostsSection(**view), "accuracy"))
-    assert "| ft | cpu | 3,600.0 s |" in text
-    assert "USD 1.00" in text
-    assert "- pr vs ft, in USD: Q* = 10,000; prompt is cheaper up to 10,000 queries, finetune beyond" in text
-    assert "fine-tuning is 0.100 better on accuracy" in text
-    assert "finetune.adapt×2 → 20,000" in text
-    assert f"- {GPU_HINT}" in text

@@ -148,8 +148,8 @@ def mean_costs(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
         return values.pop() if len(values) == 1 else None
 
     return {
-        "adapt": {k: mean("adapt", k) for k in ("seconds", "flops", "money")},
-        "per_1k": {k: mean("per_1k", k) for k in ("tokens", "flops", "seconds", "money")},
+        "adapt": {k: mean("adapt", k) for k in items[0]["adapt"]},  # the amounts trial_costs gives, in its order
+        "per_1k": {k: mean("per_1k", k) for k in items[0]["per_1k"]},
         "device": common("device"),
         "served": any(item.get("served") for item in items),
         "currency": common("currency"),
