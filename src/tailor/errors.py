@@ -34,3 +34,13 @@ class MethodError(TailorError):
     def __init__(self, message: str, key: str | None = None):
         self.key, self.message = key, message
         super().__init__(message)
+
+
+class FolderError(TailorError):
+    """A file of an adapted folder that does not hold what tailor saved there, or disagrees with the folder's other
+    files, at a key (e.g. ``options.C`` of ``adapted.json``)."""
+
+    def __init__(self, file: str, key: str | None, message: str):
+        self.file, self.key, self.message = file, key, message
+        where = f"{file}: {key}" if key else file
+        super().__init__(f"{where}: {message}")

@@ -145,7 +145,7 @@ def seen_models(monkeypatch) -> list[Any]:
     """The ModelSpec each zero-shot load is given (the load itself stops there: no model is read)."""
     seen: list[Any] = []
 
-    def load(path: Path, ctx: Any):
+    def load(options: Any, path: Path, ctx: Any):
         seen.append(ctx.model)
         raise TailorError("stopped by the test after the model spec was checked")
 

@@ -1,4 +1,6 @@
-"""The one contract every registered method passes: adapt → predict → save → load → same predictions.
+"""The one contract every registered method passes: adapt → predict → save → load → same predictions, with every
+member the contract declares (:mod:`tailor.contract`) present and of its declared kind, on the adapted model and on the
+loaded one alike.
 
 Parametrized over the registry itself, as (method, model kind) pairs — every kind the method declares that can
 be built offline: the real pretrained encoder, a tiny random causal LM (Llama; Qwen2 too for the fine-tune route)
@@ -8,7 +10,9 @@ this file (give it small settings in ``conftest.FAST_OPTIONS`` if it is slow).
 
 from __future__ import annotations
 
+import inspect
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -16,13 +20,16 @@ from conftest import LABELS, fast_options, squash
 from typer.testing import CliRunner
 
 from tailor.backends.pool import ModelPool
+from tailor.backends.protocol import EncoderBackend, GenerativeBackend
 from tailor.cli.main import app
 from tailor.config.task import ModelSpec
-from tailor.contract import Adapted, Context, MethodOptions, TaskInfo
+from tailor.contract import Adapted, AdaptReport, Context, MethodOptions, SavedAs, TaskInfo
+from tailor.costs.usage import Usage
 from tailor.methods import METHODS
+from tailor.prompting import UsedPrompt
 from tailor.runner.plan import sample_per_class
 from tailor.runner.predict import load_adapted
-from tailor.runner.run import write_adapted_meta
+from tailor.runner.run import save_adapted
 from tailor.runner.store import RunStore
 from tailor.testing import tiny_lm_path
 from tailor.types import Example, Prediction, Split, adapting
@@ -39,13 +46,20 @@ def test_method_declares_its_contract(name: str) -> None:
     assert isinstance(method.task_kinds, frozenset) and method.task_kinds
     assert isinstance(method.model_kinds, frozenset) and method.model_kinds
     assert issubclass(method.Options, MethodOptions)
-    for verb in ("check", "variants", "adapt", "load"):
+    for verb in ("check", "variants", "adapt", "load", "uses_examples"):
         assert callable(getattr(method, verb)), f"{name} lacks {verb}()"
+    assert list(inspect.signature(method.load).parameters) == ["options", "path", "ctx"], name
+    assert isinstance(method.shares_model, bool), f"{name}: shares_model must be declared (True or False)"
+    assert method.shares_model == (method.route == "prompt" or name == "head"), "only methods that train own a copy"
+    assert isinstance(method.files, tuple) and method.files and all(isinstance(f, str) for f in method.files), name
     undocumented = [f for f, info in method.Options.model_fields.items() if not (info.description or "").strip()]
     assert not undocumented, f"{name}: options without a docstring: {undocumented}"
     # Defaults must be valid on their own: a bare `- name: <method>` entry has to work.
     options = method.Options()
     assert set(method.variants(options)), f"{name}: variants() of the default options is empty"
+    assert isinstance(method.uses_examples(options), bool)
+    # a saved folder's adapted.json spells every option out, and loading validates them again
+    assert method.Options.model_validate(options.model_dump(mode="json")) == options
 
 
 # The model kinds the contract runs on, each one a model that can be had offline: the real pretrained encoder
@@ -124,22 +138,50 @@ def _context(task: TaskInfo, model: ModelSpec, seed: int, workdir: Path, models:
     return Context(task=task, model=model, seed=seed, workdir=workdir, models=models)
 
 
+def _check_declared(name: str, adapted, train: Split, dev: Split | None) -> AdaptReport:
+    """Every member the contract declares, present and of its declared kind; the report returned."""
+    method = METHODS[name]
+    assert isinstance(adapted, Adapted), f"{name}: adapt() must return an object satisfying the Adapted protocol"
+    assert adapted.truncated is None or (isinstance(adapted.truncated, int) and not isinstance(adapted.truncated, bool))
+    report = adapted.adapt_report()
+    assert isinstance(report, AdaptReport)
+    assert isinstance(report.usage, Usage) and isinstance(report.helper_usage, Usage)
+    assert report.examples_used is None or 0 <= report.examples_used <= len(train), report.examples_used
+    assert isinstance(report.details, Mapping)
+    assert json.loads(json.dumps(report.details)) == report.details, "details are stored as they are: JSON"
+    assert isinstance(report.dev_predictions, Mapping)
+    assert all(isinstance(p, Prediction) and p.id == i for i, p in report.dev_predictions.items())
+    assert set(report.dev_predictions) <= set(dev.ids() if dev is not None else ())
+    assert report.saved_as is None or isinstance(report.saved_as, SavedAs)
+    if report.saved_as is not None:
+        assert report.saved_as.method in METHODS and isinstance(report.saved_as.options, MethodOptions)
+    if method.route == "prompt":  # the prompt as used, in one schema, and its demonstrations when it has any
+        used = UsedPrompt.model_validate(report.details["prompt"])
+        assert used.method == (report.saved_as.method if report.saved_as else name)
+        assert ("demonstrations" in report.details) == bool(report.examples_used)
+    return report
+
+
 def _roundtrip(name: str, options, variant: str, adapted, model: ModelSpec, ctx: Context, spec, test, out):
-    """Save ``adapted``, load it back through the CLI's loader (a fresh context), and return both predictions."""
+    """Save ``adapted`` as a run does, load it back through the CLI's loader (a fresh context), and return both
+    predictions."""
     before = adapted.predict(test)
     assert len(before) == len(test)
     assert all(isinstance(p, Prediction) for p in before)
     assert [p.id for p in before] == [ex.id for ex in test]
 
     out.mkdir()
-    adapted.save(out)
-    write_adapted_meta(out, name, f"{name}/{variant}" if variant else name, options, ctx)
-    assert any(p.name != "adapted.json" for p in out.iterdir()), f"{name}.save() wrote nothing"
+    report = adapted.adapt_report()
+    save_adapted(adapted, report, out, name, f"{name}/{variant}" if variant else name, options, ctx)
+    saved_as = report.saved_as.method if report.saved_as else name
+    assert all((out / f).exists() for f in METHODS[saved_as].files), f"{name}.save() wrote less than its files"
 
     loaded, meta = load_adapted(out)  # a fresh context: nothing shared with the adapting side
-    assert meta["method"] == name
+    assert meta["method"] == saved_as
     assert isinstance(loaded, Adapted)
     assert loaded.trainable_params == adapted.trainable_params
+    if METHODS[name].route == "prompt":  # the prompt as used survives saving and loading
+        assert loaded.adapt_report().details["prompt"] == report.details["prompt"]
     after = loaded.predict(test)
 
     assert [p.id for p in after] == [p.id for p in before]
@@ -162,7 +204,7 @@ def _check_trainable(name: str, method, adapted, options) -> int:
         assert params == 0, f"{name} is a prompt-route method but reports {params} trainable parameters"
     else:
         assert params > 0, f"{name} is a fine-tune-route method but reports no trainable parameters"
-    training = (getattr(adapted, "details", None) or {}).get("training")
+    training = adapted.adapt_report().details.get("training")
     if training is not None and getattr(options, "max_steps", None):
         assert training["steps"] == options.max_steps, f"{name} trained {training['steps']} steps"
     return params
@@ -187,8 +229,10 @@ def test_adapt_predict_save_load_roundtrip(
     with adapting(name):
         adapted = method.adapt(options, train, data.dev, ctx)
 
-    assert isinstance(adapted, Adapted), f"{name}: adapt() must return an object satisfying the Adapted protocol"
+    _check_declared(name, adapted, train, data.dev)
     _check_trainable(name, method, adapted, options)
+    if method.shares_model:  # the shared backend offers every member its protocol declares
+        assert isinstance(ctx.backend(), EncoderBackend if kind == "encoder" else GenerativeBackend)
 
     test = data.test.open().examples
     before, _ = _roundtrip(name, options, variant, adapted, model, ctx, spec, test, tmp_path / "adapted")
@@ -236,8 +280,9 @@ def test_generation_task_roundtrip(name: str, kind: str, model_for, task_data, t
     method.check(options, train, ctx)
     with adapting(name):
         adapted = method.adapt(options, train, dev, ctx)
+    _check_declared(name, adapted, train, dev)
     _check_trainable(name, method, adapted, options)
-    details = adapted.details
+    details = adapted.adapt_report().details
     # the generation path: prompt and answer tokenized apart, as generate() meets them, every answer closed by EOS
     assert details["audits"]["answer_mask"]["all_end_with_eos"] is True
     assert details["audits"]["template"]["identical"] is True

@@ -79,7 +79,8 @@ def test_prompt_contract_on_the_scripted_model(case: str, tmp_path: Path) -> Non
     with adapting("prompt"):
         adapted = method.adapt(options, train, None, ctx)
     while_adapting = list(fake.requests)
-    assert adapted.trainable_params == 0 and adapted.examples_used == options.k
+    report = adapted.adapt_report()
+    assert adapted.trainable_params == 0 and report.examples_used == options.k
     before = adapted.predict(test)
 
     truth = [ex.label if task.kind == "classification" else ex.target[0] for ex in test]
@@ -95,15 +96,15 @@ def test_prompt_contract_on_the_scripted_model(case: str, tmp_path: Path) -> Non
     assert fake.requests[-1].prompts == tuple(p.prompt for p in before), "exactly the stored prompts were sent"
     if options.scoring == "calibrated":
         assert [len(r.prompts) for r in while_adapting] == [3], "three content-free probes, while adapting"
-        assert adapted.adapt_usage.calls == 3
+        assert report.usage.calls == 3
     else:
-        assert while_adapting == [] and adapted.adapt_usage.calls == 0
+        assert while_adapting == [] and report.usage.calls == 0
 
     out = tmp_path / "adapted"
     out.mkdir()
     adapted.save(out)
     again = script(answers=fake.answers)  # a fresh fake from the same script: nothing shared but the folder
-    loaded = method.load(out, context(again, task, tmp_path))
+    loaded = method.load(options, out, context(again, task, tmp_path))
     after = loaded.predict(test)
     assert after == before
 

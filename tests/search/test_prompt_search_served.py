@@ -121,7 +121,7 @@ def test_prompt_search_on_vllm(vllm_server: Any, tmp_path: Path, monkeypatch: py
 
     again = search(tmp_path / "b")
     n2 = served_requests(vllm_server.url)
-    assert again.export_as == first.export_as, "the same seed gives the same prompt"
+    assert again.saved_as == first.saved_as, "the same seed gives the same prompt"
     assert n2 - n1 == n1 - n0
 
     with pytest.raises(KeyboardInterrupt):
@@ -131,4 +131,4 @@ def test_prompt_search_on_vllm(vllm_server: Any, tmp_path: Path, monkeypatch: py
     resumed = search(tmp_path / "c")
     n4 = served_requests(vllm_server.url)
     assert (n3 - n2) + (n4 - n3) == n1 - n0, "killed and resumed, the search sent what one uninterrupted search sends"
-    assert resumed.export_as == first.export_as
+    assert resumed.saved_as == first.saved_as

@@ -90,11 +90,11 @@ def _adapt(
         return method.adapt(options, train, dev, ctx), options, ctx
 
 
-def _reloaded(name: str, adapted: Any, ctx: Context, where: Path) -> Any:
+def _reloaded(name: str, adapted: Any, options: Any, ctx: Context, where: Path) -> Any:
     """``adapted`` saved and loaded back in a fresh context: what is measured is what was kept."""
     where.mkdir()
     adapted.save(where)
-    return METHODS[name].load(where, Context(task=ctx.task, model=ctx.model, seed=ctx.seed, workdir=where))
+    return METHODS[name].load(options, where, Context(task=ctx.task, model=ctx.model, seed=ctx.seed, workdir=where))
 
 
 def accuracy(preds: list[Prediction], examples: list[Example]) -> float:
@@ -126,12 +126,12 @@ def test_the_untrained_model_is_at_chance(model: ModelSpec, sentiment, tmp_path:
 @pytest.mark.parametrize("name", list(SETTINGS))
 def test_fine_tuning_learns_the_task(name: str, model: ModelSpec, sentiment, tmp_path: Path) -> None:
     train, dev, test = sentiment
-    adapted, _, ctx = _adapt(name, TRAINING | SETTINGS[name], SENTIMENT, model, train, dev, tmp_path / "work")
+    adapted, options, ctx = _adapt(name, TRAINING | SETTINGS[name], SENTIMENT, model, train, dev, tmp_path / "work")
     training = adapted.details["training"]
     assert training["steps"] == 4 * 50 or training["stopped_early"]
     assert training["best_metric"] >= THRESHOLDS[name], f"{name}: dev accuracy by epoch {training['evals']}"
 
-    loaded = _reloaded(name, adapted, ctx, tmp_path / "saved")
+    loaded = _reloaded(name, adapted, options, ctx, tmp_path / "saved")
     acc = accuracy(loaded.predict(test.examples), list(test))
     assert acc >= THRESHOLDS[name], f"{name} reached {acc:.2f} test accuracy (dev by epoch: {training['evals']})"
 
@@ -156,8 +156,8 @@ def test_fine_tuning_learns_on_other_architectures(
     untrained, _, _ = _adapt("prompt", COMPLETION, SENTIMENT, model, train, dev, tmp_path / "untrained")
     assert abs(accuracy(untrained.predict(test.examples), list(test)) - 0.5) <= 0.12
 
-    adapted, _, ctx = _adapt(name, TRAINING | settings, SENTIMENT, model, train, dev, tmp_path / "work")
-    acc = accuracy(_reloaded(name, adapted, ctx, tmp_path / "saved").predict(test.examples), list(test))
+    adapted, options, ctx = _adapt(name, TRAINING | settings, SENTIMENT, model, train, dev, tmp_path / "work")
+    acc = accuracy(_reloaded(name, adapted, options, ctx, tmp_path / "saved").predict(test.examples), list(test))
     assert acc >= 0.9, f"{name} on {arch} reached {acc:.2f} (dev by epoch: {adapted.details['training']['evals']})"
 
 
@@ -173,9 +173,9 @@ def test_lora_learns_to_answer_and_to_stop(model: ModelSpec, tmp_path: Path) -> 
     assert all(p.output not in ROUTINE_ANSWERS.values() for p in before)
 
     settings = {"learning_rate": 1e-2, "epochs": 4, "batch_size": 8, "prompt": prompt}
-    adapted, _, ctx = _adapt("lora", settings, ROUTINE, model, train, dev, tmp_path / "work")
+    adapted, options, ctx = _adapt("lora", settings, ROUTINE, model, train, dev, tmp_path / "work")
     assert adapted.details["audits"]["answer_mask"]["all_end_with_eos"]
-    after = _reloaded("lora", adapted, ctx, tmp_path / "saved").predict(test.examples)
+    after = _reloaded("lora", adapted, options, ctx, tmp_path / "saved").predict(test.examples)
     em = exact_match(after, list(test))
     assert em >= 0.9, f"exact match {em:.2f}; outputs: {[p.output for p in after[:8]]}"
     # every answer written is one of the answers, whole: none runs on into the next

@@ -73,7 +73,7 @@ def test_a_mergeable_adapter_predicts_merged_through_the_prefix_cache(name: str,
     adapted.save(out)
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
     ctx = Context(task=SENTIMENT, model=tiny, seed=0, workdir=tmp_path, models=ModelPool())
-    loaded = METHODS[name].load(out, ctx)
+    loaded = METHODS[name].load(adapted.options, out, ctx)  # the options it was trained with
     assert is_merged(loaded.model)
     before, after = adapted.predict(list(test)), loaded.predict(list(test))
     assert loaded.predictor.lm.prefix_fallbacks == 0 and loaded.predictor.lm.prefix_cached == len(test)

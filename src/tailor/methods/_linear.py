@@ -15,6 +15,9 @@ import numpy as np
 from ..costs.usage import Usage
 from ..types import Prediction
 
+HEAD_FILE = "head.npz"
+"""Where a method with a linear head saves it."""
+
 
 @dataclass(frozen=True)
 class LinearHead:

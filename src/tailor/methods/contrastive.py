@@ -33,16 +33,18 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from ..backends.local.encoder import Encoder
 from ..backends.local.hf import advance_callback, library_bars_off
 from ..backends.models import best_device, resolve_path
-from ..contract import Context, MethodOptions, count_trainable
+from ..config.saved import check_labels
+from ..contract import AdaptReport, Context, MethodOptions, count_trainable
 from ..costs.usage import NO_USAGE, Usage, total, training_flops
 from ..errors import MethodError
 from ..types import Example, Prediction, Split
-from ._linear import LinearHead, scores_to_predictions
+from ._linear import HEAD_FILE, LinearHead, scores_to_predictions
 
 # `batch`'s default budget (default_steps): chosen on dev data, see the README
 EPOCHS, MIN_STEPS, MAX_STEPS = 4, 16, 256
 LEARNING_RATE = {"batch": 6e-5, "pairs": 2e-5}  # the default of each loss
 TRAINING_QUANTILE = 0.75  # of the training texts' token counts: `batch`'s input length in training
+ENCODER_FOLDER = "encoder"  # the fine-tuned sentence encoder, as sentence-transformers saves it
 
 
 class ContrastiveOptions(MethodOptions):
@@ -90,7 +92,8 @@ class ContrastiveOptions(MethodOptions):
     @field_validator("pairs", "epochs")
     @classmethod
     def _pairs_for_pairs(cls, value: int, info: ValidationInfo) -> int:
-        if info.data.get("loss") == "batch":
+        # the default itself is no choice: a saved folder's adapted.json spells every option out
+        if info.data.get("loss") == "batch" and value != cls.model_fields[str(info.field_name)].default:
             raise ValueError(f"{info.field_name} is an option of loss: pairs; loss: batch trains `steps` steps")
         return value
 
@@ -113,6 +116,9 @@ class ContrastiveAdapted:
     def trainable_params(self) -> int:
         return count_trainable(self.encoder.model) + self.head.n_params
 
+    def adapt_report(self) -> AdaptReport:
+        return AdaptReport(usage=self.adapt_usage, details=self.details)
+
     def predict(self, examples: Sequence[Example]) -> list[Prediction]:
         texts = [ex.text for ex in examples]
         x = self.encoder.embed(texts)
@@ -122,8 +128,8 @@ class ContrastiveAdapted:
     def save(self, path: Path) -> None:
         # No model card: it describes the training run, which the run record already holds.
         with library_bars_off():
-            self.encoder.model.save(str(path / "encoder"), create_model_card=False)
-        self.head.save(path / "head.npz")
+            self.encoder.model.save(str(path / ENCODER_FOLDER), create_model_card=False)
+        self.head.save(path / HEAD_FILE)
 
 
 class Contrastive:
@@ -134,6 +140,10 @@ class Contrastive:
     Options: ClassVar[type[ContrastiveOptions]] = ContrastiveOptions
     task_kinds: ClassVar[frozenset[str]] = frozenset({"classification"})
     model_kinds: ClassVar[frozenset[str]] = frozenset({"encoder"})
+    files: ClassVar[tuple[str, ...]] = (ENCODER_FOLDER, HEAD_FILE)
+
+    def uses_examples(self, options: ContrastiveOptions) -> bool:
+        return True
 
     def check(self, options: ContrastiveOptions, train: Split, ctx: Context) -> None:
         counts = Counter(train.labels())
@@ -191,12 +201,14 @@ class Contrastive:
         usage = trained + total(encoder.usage_of(train.texts()))
         return ContrastiveAdapted(encoder, head, usage, {"contrastive": details})
 
-    def load(self, path: Path, ctx: Context) -> ContrastiveAdapted:
+    def load(self, options: ContrastiveOptions, path: Path, ctx: Context) -> ContrastiveAdapted:
+        head = LinearHead.load(path / HEAD_FILE)
+        check_labels(head.classes, ctx.task.labels, path / HEAD_FILE, "classes")
         # The saved folder keeps the max_seq_length used in training; don't override it from the spec.
         with library_bars_off():
-            model = _load_body(ctx, str(path / "encoder"))
+            model = _load_body(ctx, str(path / ENCODER_FOLDER))
         encoder = Encoder(model, batch_size=ctx.model.batch_size, cache=False, name=ctx.model.name)
-        return ContrastiveAdapted(encoder, LinearHead.load(path / "head.npz"))
+        return ContrastiveAdapted(encoder, head)
 
 
 def default_steps(n_train: int, batch_size: int) -> int:

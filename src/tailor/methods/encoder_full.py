@@ -24,7 +24,8 @@ from pydantic import Field
 
 from ..backends.local.hf import advance_callback, library_bars_off, transformers_quiet
 from ..backends.models import best_device, resolve_path
-from ..contract import Context, MethodOptions, count_trainable
+from ..config.saved import check_labels
+from ..contract import AdaptReport, Context, MethodOptions, count_trainable
 from ..costs.usage import NO_USAGE, Usage, forward_flops, params_per_token, query_usage, training_flops
 from ..errors import MethodError
 from ..types import Example, Prediction, Split
@@ -58,6 +59,9 @@ class EncoderFullAdapted:
     @property
     def trainable_params(self) -> int:
         return count_trainable(self.model)
+
+    def adapt_report(self) -> AdaptReport:
+        return AdaptReport(usage=self.adapt_usage)
 
     @property
     def labels(self) -> list[str]:
@@ -109,6 +113,10 @@ class EncoderFull:
     Options: ClassVar[type[EncoderFullOptions]] = EncoderFullOptions
     task_kinds: ClassVar[frozenset[str]] = frozenset({"classification"})
     model_kinds: ClassVar[frozenset[str]] = frozenset({"encoder"})
+    files: ClassVar[tuple[str, ...]] = ("config.json",)  # an ordinary Hugging Face folder (its weights beside it)
+
+    def uses_examples(self, options: EncoderFullOptions) -> bool:
+        return True
 
     def check(self, options: EncoderFullOptions, train: Split, ctx: Context) -> None:
         if ctx.task.kind != "classification":
@@ -163,15 +171,17 @@ class EncoderFull:
         usage = _training_usage(params_per_token(model), train_rows, dev_rows, options.epochs)
         return EncoderFullAdapted(model, tokenizer, batch_size=ctx.model.batch_size, adapt_usage=usage)
 
-    def load(self, path: Path, ctx: Context) -> EncoderFullAdapted:
+    def load(self, options: EncoderFullOptions, path: Path, ctx: Context) -> EncoderFullAdapted:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         trust = ctx.model.trust_remote_code
         tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust)
         with library_bars_off():
             model = AutoModelForSequenceClassification.from_pretrained(str(path), trust_remote_code=trust)
+        adapted = EncoderFullAdapted(model, tokenizer, batch_size=ctx.model.batch_size)
+        check_labels(adapted.labels, ctx.task.labels, path / "config.json", "id2label")
         model.to(best_device(ctx.model.device)).eval()
-        return EncoderFullAdapted(model, tokenizer, batch_size=ctx.model.batch_size)
+        return adapted
 
 
 def _encode(tokenizer: Any, split: Split, label2id: dict[str, int]) -> list[dict[str, Any]]:

@@ -7,7 +7,6 @@ Demonstrations come from train only, and never include the very text being predi
 
 from __future__ import annotations
 
-import json
 import random
 from collections import defaultdict
 from collections.abc import Sequence
@@ -19,9 +18,20 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from ..backends.protocol import EncoderBackend
-from ..contract import Context, MethodOptions
+from ..config.saved import check_labels
+from ..contract import AdaptReport, Context, MethodOptions
 from ..costs.usage import NO_USAGE, Usage, total
-from ..errors import MethodError
+from ..errors import FolderError, MethodError
+from ..prompting import (
+    DEMONSTRATIONS_FILE,
+    PROMPT_FILE,
+    UsedPrompt,
+    check_saved_prompt,
+    prompt_details,
+    read_demonstrations,
+    read_prompt,
+    save_prompt,
+)
 from ..types import Example, Prediction, Split
 from ._linear import scores_to_predictions
 
@@ -50,10 +60,11 @@ class FewShotOptions(MethodOptions):
 @dataclass
 class FewShotAdapted:
     encoder: EncoderBackend
-    texts: list[str]  # the demonstrations (or, for `nearest`, the candidates they are drawn from)
-    labels: list[str]
+    demos: list[Example]  # the demonstrations (or, for `nearest`, the candidates they are drawn from)
     classes: list[str]
+    """The labels it chooses among: those of the training examples it was given, sorted."""
     options: FewShotOptions
+    seed: int = 0
     trainable_params: int = 0
     adapt_usage: Usage = NO_USAGE
     """Embedding the demonstrations (for `nearest`, every candidate)."""
@@ -63,13 +74,19 @@ class FewShotAdapted:
         """Inputs cut to fit the encoder so far (its running count; the runner reads the difference per split)."""
         return self.encoder.truncated
 
-    @property
-    def examples_used(self) -> int:
-        return len(self.texts)
-
     def __post_init__(self) -> None:
+        self.texts = [d.text for d in self.demos]
+        self.labels = [d.label for d in self.demos]
         # Demonstrations are embedded once, when adapted or loaded; predicting embeds only the inputs.
         self.demo = self.encoder.embed(self.texts)
+
+    def used_prompt(self) -> UsedPrompt:
+        options = self.options.model_dump(mode="json")
+        return UsedPrompt(method="few-shot", options=options, seed=self.seed, labels=list(self.classes))
+
+    def adapt_report(self) -> AdaptReport:
+        details = prompt_details(self.used_prompt(), self.demos)
+        return AdaptReport(usage=self.adapt_usage, examples_used=len(self.demos), details=details)
 
     def predict(self, examples: Sequence[Example]) -> list[Prediction]:
         o = self.options
@@ -104,13 +121,7 @@ class FewShotAdapted:
         return scores_to_predictions([ex.id for ex in examples], scores, self.classes, self.encoder.usage_of(inputs))
 
     def save(self, path: Path) -> None:
-        spec = {
-            "texts": self.texts,
-            "labels": self.labels,
-            "classes": self.classes,
-            "options": self.options.model_dump(),
-        }
-        (path / "demonstrations.json").write_text(json.dumps(spec, ensure_ascii=False))
+        save_prompt(path, self.used_prompt(), self.demos)
 
 
 class FewShot:
@@ -120,6 +131,12 @@ class FewShot:
     Options: ClassVar[type[FewShotOptions]] = FewShotOptions
     task_kinds: ClassVar[frozenset[str]] = frozenset({"classification"})
     model_kinds: ClassVar[frozenset[str]] = frozenset({"encoder"})
+    shares_model: ClassVar[bool] = True
+    files: ClassVar[tuple[str, ...]] = (PROMPT_FILE, DEMONSTRATIONS_FILE)
+
+    def uses_examples(self, options: FewShotOptions) -> bool:
+        """Always: its demonstrations are training examples."""
+        return True
 
     def check(self, options: FewShotOptions, train: Split, ctx: Context) -> None:
         counts: dict[str, int] = defaultdict(int)
@@ -163,16 +180,14 @@ class FewShot:
         encoder: EncoderBackend = ctx.backend()
         texts = [ex.text for ex in chosen]
         encoder.embed(texts, ctx.progress, "embedding demonstrations")  # fills the cache, with a bar
-        adapted = FewShotAdapted(encoder, texts, [ex.label for ex in chosen], classes, options)
-        adapted.adapt_usage = total(encoder.usage_of(texts))
-        return adapted
+        return FewShotAdapted(encoder, chosen, classes, options, ctx.seed, adapt_usage=total(encoder.usage_of(texts)))
 
-    def load(self, path: Path, ctx: Context) -> FewShotAdapted:
-        spec = json.loads((path / "demonstrations.json").read_text())
-        return FewShotAdapted(
-            ctx.backend(),
-            spec["texts"],
-            spec["labels"],
-            spec["classes"],
-            FewShotOptions(**spec["options"]),
-        )
+    def load(self, options: FewShotOptions, path: Path, ctx: Context) -> FewShotAdapted:
+        saved = read_prompt(path)
+        if saved.labels is None:
+            raise FolderError(str(path / PROMPT_FILE), "labels", "expected the labels its demonstrations cover")
+        check_labels(saved.labels, ctx.task.labels, path / PROMPT_FILE, "labels")
+        demos = read_demonstrations(path, saved.labels)
+        adapted = FewShotAdapted(ctx.backend(), demos, saved.labels, options, ctx.seed)
+        check_saved_prompt(path, saved, adapted.used_prompt())
+        return adapted

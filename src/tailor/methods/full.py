@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from ..contract import Context
-from ..tuning.recipe import TunedAdapted, TuneOptions, check_options, load_tuned, tune
+from ..tuning.recipe import TUNE_FILE, TunedAdapted, TuneOptions, check_options, load_tuned, tune
 from ..types import Split
 
 
@@ -32,11 +32,15 @@ class Full:
     name: ClassVar[str] = "full"
     route: ClassVar[str] = "finetune"
     shares_model: ClassVar[bool] = False  # trains its own copy of the model; the run's shared one stays frozen
+    files: ClassVar[tuple[str, ...]] = (TUNE_FILE, "config.json")  # an ordinary Hugging Face folder, and tune.json
     summary: ClassVar[str] = "Every weight of a generative model trained (supervised fine-tuning)."
     Options: ClassVar[type[FullOptions]] = FullOptions
     task_kinds: ClassVar[frozenset[str]] = frozenset({"classification", "qa", "summarization", "translation"})
     model_kinds: ClassVar[frozenset[str]] = frozenset({"causal", "seq2seq"})
     lr_range: ClassVar[tuple[float, float]] = (1e-8, 1e-2)
+
+    def uses_examples(self, options: FullOptions) -> bool:
+        return True
 
     def check(self, options: FullOptions, train: Split, ctx: Context) -> None:
         check_options(options, train, ctx, self.lr_range, self.name)
@@ -48,5 +52,5 @@ class Full:
         self.check(options, train, ctx)
         return tune(self.name, options, train, dev, ctx, _every_weight)
 
-    def load(self, path: Path, ctx: Context) -> TunedAdapted:
-        return load_tuned(path, ctx)
+    def load(self, options: FullOptions, path: Path, ctx: Context) -> TunedAdapted:
+        return load_tuned(self.name, options, path, ctx, "model")

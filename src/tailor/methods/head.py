@@ -10,10 +10,11 @@ from typing import ClassVar
 from pydantic import Field
 
 from ..backends.protocol import EncoderBackend
-from ..contract import Context, MethodOptions
+from ..config.saved import check_labels
+from ..contract import AdaptReport, Context, MethodOptions
 from ..costs.usage import NO_USAGE, Usage, total
 from ..types import Example, Prediction, Split
-from ._linear import LinearHead, scores_to_predictions
+from ._linear import HEAD_FILE, LinearHead, scores_to_predictions
 
 
 class HeadOptions(MethodOptions):
@@ -39,6 +40,9 @@ class HeadAdapted:
     def trainable_params(self) -> int:
         return self.head.n_params
 
+    def adapt_report(self) -> AdaptReport:
+        return AdaptReport(usage=self.adapt_usage)
+
     def predict(self, examples: Sequence[Example]) -> list[Prediction]:
         texts = [ex.text for ex in examples]
         x = self.encoder.embed(texts)
@@ -46,7 +50,7 @@ class HeadAdapted:
         return scores_to_predictions(ids, self.head.probabilities(x), self.head.classes, self.encoder.usage_of(texts))
 
     def save(self, path: Path) -> None:
-        self.head.save(path / "head.npz")
+        self.head.save(path / HEAD_FILE)
 
 
 class Head:
@@ -56,6 +60,11 @@ class Head:
     Options: ClassVar[type[HeadOptions]] = HeadOptions
     task_kinds: ClassVar[frozenset[str]] = frozenset({"classification"})
     model_kinds: ClassVar[frozenset[str]] = frozenset({"encoder"})
+    shares_model: ClassVar[bool] = True  # the head trains on the shared encoder's embeddings; the encoder stays frozen
+    files: ClassVar[tuple[str, ...]] = (HEAD_FILE,)
+
+    def uses_examples(self, options: HeadOptions) -> bool:
+        return True
 
     def check(self, options: HeadOptions, train: Split, ctx: Context) -> None:
         pass
@@ -70,5 +79,7 @@ class Head:
         head = LinearHead.fit(x, train.labels(), C=options.C, max_iter=options.max_iter, seed=ctx.seed)
         return HeadAdapted(encoder, head, total(encoder.usage_of(texts)))
 
-    def load(self, path: Path, ctx: Context) -> HeadAdapted:
-        return HeadAdapted(ctx.backend(), LinearHead.load(path / "head.npz"))
+    def load(self, options: HeadOptions, path: Path, ctx: Context) -> HeadAdapted:
+        head = LinearHead.load(path / HEAD_FILE)
+        check_labels(head.classes, ctx.task.labels, path / HEAD_FILE, "classes")
+        return HeadAdapted(ctx.backend(), head)

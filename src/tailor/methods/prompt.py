@@ -14,22 +14,25 @@ option the backend cannot serve (scoring on a model that only generates, say) is
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
 from ..backends.protocol import Capabilities, require
 from ..config.task import ModelSpec
 from ..contract import Context
-from ..costs.usage import NO_USAGE, total
-from ..errors import MethodError
+from ..costs.usage import NO_USAGE, Usage, total
+from ..errors import FolderError, MethodError
 from ..prompting import (
+    DEMONSTRATIONS_FILE,
+    PROMPT_FILE,
     CompiledPrompt,
     PromptAdapted,
     PromptOptions,
     check_prompt_options,
+    check_saved_prompt,
     content_free_bias,
     first_token_clashes,
     fixed_demos,
@@ -37,6 +40,8 @@ from ..prompting import (
     order_demos,
     parts_of,
     prompt_variants,
+    read_demonstrations,
+    read_prompt,
     resolved_mode,
 )
 from ..types import Example, Split
@@ -60,6 +65,35 @@ def _require_capabilities(options: PromptOptions, caps: Capabilities, ctx: Conte
         require(caps, "chat", model=model, key=f"{at}chat", why="chat: chat", fix=fix)
 
 
+def _check_verbalizers(lm: Any, verbalizers: dict[str, list[str]], options: PromptOptions) -> None:
+    """Refuse verbalizers the model can't tell apart: one that tokenizes to nothing, or (first-token scoring) two
+    labels whose verbalizers begin with the same token."""
+    if lm.capabilities.local_tokenizer:
+        for label, words in verbalizers.items():
+            if any(lm.count_tokens(" " + w) == lm.count_tokens("") for w in words):
+                raise MethodError(f"a verbalizer of {label!r} tokenizes to nothing", key=f"verbalizers.{label}")
+    if resolved_mode(options.mode, lm.capabilities) == "first-token":
+        tokenizer = lm.tokenizer  # without one here, the first words are compared instead
+        tokenize = (lambda t: tokenizer(t, add_special_tokens=False)["input_ids"]) if tokenizer is not None else None
+        clash = first_token_clashes(verbalizers, tokenize)
+        if clash:
+            raise MethodError(
+                f"mode: first-token can't tell apart labels whose verbalizers begin alike: {', '.join(clash)}; "
+                "give them verbalizers with different first words",
+                key="verbalizers",
+            )
+
+
+def _pool(options: PromptOptions, demos: list[Example], ctx: Context) -> tuple[Any, np.ndarray | None, Usage]:
+    """For demonstrations chosen per input (``nearest``, ``mmr``): the sentence encoder that finds them (the default
+    one, whatever model is prompted), the pool's embeddings, and what embedding it cost; else nothing."""
+    if not options.k or options.select not in ("nearest", "mmr"):
+        return None, None, NO_USAGE
+    encoder = ctx.models.get(ModelSpec())
+    texts = [d.text for d in demos]
+    return encoder, encoder.embed(texts, ctx.progress, "embedding demonstration pool"), total(encoder.usage_of(texts))
+
+
 class Prompt:
     name: ClassVar[str] = "prompt"
     route: ClassVar[str] = "prompt"
@@ -70,13 +104,15 @@ class Prompt:
     Options: ClassVar[type[PromptOptions]] = PromptOptions
     task_kinds: ClassVar[frozenset[str]] = frozenset({"classification", "qa", "summarization", "translation"})
     model_kinds: ClassVar[frozenset[str]] = frozenset({"causal", "seq2seq", "scripted", "endpoint"})
+    shares_model: ClassVar[bool] = True
+    files: ClassVar[tuple[str, ...]] = (PROMPT_FILE, DEMONSTRATIONS_FILE)
 
     def uses_examples(self, options: PromptOptions) -> bool:
         """Only with demonstrations (`k > 0`); zero-shot prompting runs at a learning curve's size 0 alone."""
         return options.k > 0
 
     def check(self, options: PromptOptions, train: Split, ctx: Context) -> None:
-        check_prompt_options(options, len(train), ctx.task)
+        check_prompt_options(options, train, ctx.task)
         # Last, as it may read the model's configuration (never its weights): what the backend can serve.
         caps = ctx.capabilities()
         _require_capabilities(options, caps, ctx, "")
@@ -88,69 +124,41 @@ class Prompt:
         return prompt_variants(options)
 
     def adapt(self, options: PromptOptions, train: Split, dev: Split | None, ctx: Context) -> PromptAdapted:
+        if not options.k:
+            demos: list[Example] = []
+        elif options.select in ("nearest", "mmr"):
+            demos = list(train)  # the pool each input's own are chosen from
+        else:
+            chosen = fixed_demos(list(train), options.k, options.select, ctx.seed)
+            demos = order_demos(chosen, "random" if options.demo_order == "random" else "fixed", ctx.seed)
+        adapted = self._build(options, demos, None, ctx)
+        if adapted.verbalizers and adapted.mode in ("score", "first-token") and options.scoring == "calibrated":
+            bias, calibrating = content_free_bias(adapted, ctx.task.input_fields)
+            adapted = dataclasses.replace(adapted, bias=bias, calibration_usage=calibrating)
+        return adapted
+
+    def load(self, options: PromptOptions, path: Path, ctx: Context) -> PromptAdapted:
+        saved = read_prompt(path)
+        demos = read_demonstrations(path, ctx.task.labels if ctx.task.kind == "classification" else None)
+        bias = np.array([saved.calibration]) if saved.calibration is not None else None
+        if bias is not None and bias.shape[1] != len(saved.labels or ()):
+            raise FolderError(
+                str(path / PROMPT_FILE), "calibration", f"expected one number per label of {saved.labels}"
+            )
+        adapted = self._build(options, demos, bias, ctx)
+        check_saved_prompt(path, saved, adapted.used_prompt())
+        return adapted
+
+    def _build(self, options: PromptOptions, demos: list[Example], bias: Any, ctx: Context) -> PromptAdapted:
+        """The prompt over the run's model with these demonstrations (and calibration): what adapting makes, and
+        what loading the folder makes again."""
         lm = ctx.backend()
         prompt = CompiledPrompt.compile(parts_of(options), ctx.task.input_fields, "prompt")
         kind = ctx.task.kind
         verbalizers = label_words(ctx.task.labels or (), options.verbalizers) if kind == "classification" else None
-        if verbalizers and lm.capabilities.local_tokenizer:
-            for label, words in verbalizers.items():
-                if any(lm.count_tokens(" " + w) == lm.count_tokens("") for w in words):
-                    raise MethodError(f"a verbalizer of {label!r} tokenizes to nothing", key=f"verbalizers.{label}")
-        adapted = PromptAdapted(lm, prompt, options, kind, verbalizers, seed=ctx.seed)
-        if verbalizers and adapted.mode == "first-token":
-            tokenizer = getattr(lm, "tokenizer", None)
-            tokenize = (lambda t: tokenizer(t, add_special_tokens=False)["input_ids"]) if tokenizer else None
-            clash = first_token_clashes(verbalizers, tokenize)
-            if clash:
-                raise MethodError(
-                    f"mode: first-token can't tell apart labels whose verbalizers begin alike: {', '.join(clash)}; "
-                    "give them verbalizers with different first words",
-                    key="verbalizers",
-                )
-        served = getattr(lm, "probe", None)
-        if served is not None:  # what the server was found to do, and the path taken: stored with the trial
-            adapted.details = {
-                "endpoint": {"probe": served.to_dict(), "mode": adapted.mode if verbalizers else "generate"}
-            }
-        usage = NO_USAGE
-        if options.k:
-            if options.select in ("nearest", "mmr"):
-                # Similar demonstrations are found by the default sentence encoder, whatever model is prompted.
-                adapted.encoder = ctx.models.get(ModelSpec())
-                adapted.demos = list(train)
-                texts = train.texts()
-                adapted.pool_embeddings = adapted.encoder.embed(texts, ctx.progress, "embedding demonstration pool")
-                usage += total(adapted.encoder.usage_of(texts))
-            else:
-                chosen = fixed_demos(list(train), options.k, options.select, ctx.seed)
-                adapted.demos = order_demos(chosen, "random" if options.demo_order == "random" else "fixed", ctx.seed)
-        adapted.model_usage = NO_USAGE  # what adapting asked of the prompted model itself (not of the encoder)
-        if verbalizers and adapted.mode in ("score", "first-token") and options.scoring == "calibrated":
-            adapted.bias, calibrating = content_free_bias(adapted, ctx.task.input_fields)
-            usage += calibrating
-            adapted.model_usage = calibrating
-        adapted.adapt_usage = usage
-        return adapted
-
-    def load(self, path: Path, ctx: Context) -> PromptAdapted:
-        spec = json.loads((path / "prompt.json").read_text())
-        options = PromptOptions(**spec["options"])
-        demos = [
-            Example(r["id"], r["inputs"], tuple(r["target"]) if isinstance(r["target"], list) else r["target"])
-            for r in map(json.loads, (path / "demonstrations.jsonl").read_text().splitlines())
-        ]
-        adapted = PromptAdapted(
-            ctx.backend(),
-            CompiledPrompt.compile(parts_of(options), ctx.task.input_fields, "prompt"),
-            options,
-            ctx.task.kind,
-            spec["verbalizers"],
-            demos,
-            seed=ctx.seed,
+        if verbalizers:
+            _check_verbalizers(lm, verbalizers, options)
+        encoder, pool, pool_usage = _pool(options, demos, ctx)
+        return PromptAdapted(
+            lm, prompt, options, kind, verbalizers, demos, pool, encoder, bias, pool_usage=pool_usage, seed=ctx.seed
         )
-        if spec["per_input_demos"]:
-            adapted.encoder = ctx.models.get(ModelSpec())
-            adapted.pool_embeddings = adapted.encoder.embed([d.text for d in demos])
-        if spec["bias"] is not None:
-            adapted.bias = np.array(spec["bias"])
-        return adapted

@@ -28,17 +28,19 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, ValidationError
 
+from ..config.saved import validated
 from ..config.task import ModelSpec
-from ..contract import Adapted, Context, MethodOptions
+from ..contract import Adapted, AdaptReport, Context, MethodOptions, SavedAs
 from ..costs.usage import Usage, total
 from ..errors import MethodError
-from ..prompting import compile_template
-from ..runner.evaluate import score_split
+from ..prompting import PROMPT_FILE, PromptAdapted, compile_template, read_prompt
 from ..search.budget import Budget, Cost, cost_of
 from ..search.proposer import check_proposer, propose
 from ..search.searcher import Search, Settings
 from ..search.space import Candidate, EncoderSpace, Space
 from ..search.space_lm import GenerativeSpace
+from ..stats.metrics import METRICS, point
+from ..stats.outcomes import gold_and_pred
 from ..types import Example, Prediction, Split
 from .few_shot import FewShot
 from .prompt import Prompt
@@ -101,26 +103,33 @@ class PromptSearchOptions(MethodOptions):
 
 @dataclass
 class SearchWinner:
-    """The search's winning prompt (an ordinary zero-shot or few-shot adapted model, which predicts and saves), with
-    what the search cost and found. ``export_as`` tells the runner to save it as that ordinary prompt."""
+    """The search's winning prompt (an ordinary zero-shot, few-shot or prompt adapted model, which predicts and
+    saves), with what the search cost and found. ``saved_as`` tells the runner to save it as that ordinary prompt."""
 
-    prompt: Any
-    export_as: dict[str, Any]
+    prompt: Adapted
+    saved_as: SavedAs
     details: dict[str, Any]
+    """The search's record (``search``: its winner, finalists, trace and spending)."""
     adapt_usage: Usage
+    """Everything the search spent, building and scoring candidates included."""
 
     @property
     def trainable_params(self) -> int:
         return int(self.prompt.trainable_params)
 
     @property
-    def examples_used(self) -> int:
-        """The training examples the winning prompt depends on (its demonstrations; none for zero-shot)."""
-        return int(getattr(self.prompt, "examples_used", 0))
-
-    @property
     def truncated(self) -> int | None:
-        return getattr(self.prompt, "truncated", None)
+        return self.prompt.truncated
+
+    def adapt_report(self) -> AdaptReport:
+        """The winner's own report (its prompt as used, its demonstrations), with what the whole search cost."""
+        winner = self.prompt.adapt_report()
+        return AdaptReport(
+            usage=self.adapt_usage,
+            examples_used=winner.examples_used or 0,  # the winner's demonstrations; none for zero-shot
+            details={**winner.details, **self.details},
+            saved_as=self.saved_as,
+        )
 
     def predict(self, examples: Sequence[Example]) -> list[Prediction]:
         return self.prompt.predict(examples)
@@ -149,8 +158,8 @@ class CandidateScorer:
             self.built.pop(next(iter(self.built)))
         self.built[c.key] = adapted
         # A budget counts what the searched model is asked: a prompt's demonstrations found by the sentence encoder
-        # are not calls to it (its `model_usage`); an encoder's prompts are the encoder's own work.
-        return adapted, building + getattr(adapted, "model_usage", getattr(adapted, "adapt_usage", Usage()))
+        # are not calls to it (the report's helper usage); an encoder's prompts are the encoder's own work.
+        return adapted, building + adapted.adapt_report().usage
 
     def bootstrapped(self, c: Candidate) -> tuple[Split, Usage]:
         """The training examples the candidate's prompt without demonstrations (the space's ``bootstrap``) answers
@@ -170,7 +179,7 @@ class CandidateScorer:
             method = PROMPTS[how.method]
             adapted = method.adapt(method.Options(**how.options), self.train, None, self.ctx)
             preds = adapted.predict(sample)
-            usage = getattr(adapted, "model_usage", adapted.adapt_usage) + total(p.usage for p in preds)
+            usage = adapted.adapt_report().usage + total(p.usage for p in preds)
             record[key] = [ex.id for ex, p in zip(sample, preds) if p.error is None and p.label == ex.label]
             saved.write_text(json.dumps(record, indent=1))
         right = set(record[key])
@@ -185,10 +194,16 @@ class CandidateScorer:
 
     def __call__(self, c: Candidate, examples: Sequence[Example]) -> tuple[list[Prediction], Usage]:
         adapted, building = self.build(c)
-        before = getattr(adapted, "choosing_usage", Usage())
+        before = _choosing(adapted)
         preds = adapted.predict(examples)
-        choosing = getattr(adapted, "choosing_usage", Usage()) - before  # the sentence encoder's, not the model's
+        choosing = _choosing(adapted) - before  # the sentence encoder's, not the model's
         return preds, building + total(p.usage for p in preds) - choosing
+
+
+def _choosing(adapted: Adapted) -> Usage:
+    """What choosing demonstrations per input has cost so far another model than the one searched: only a generative
+    model's prompt has them chosen by the sentence encoder (a few-shot prompt on an encoder chooses with itself)."""
+    return adapted.choosing_usage if isinstance(adapted, PromptAdapted) else Usage()
 
 
 class PromptSearch:
@@ -201,6 +216,8 @@ class PromptSearch:
     Options: ClassVar[type[PromptSearchOptions]] = PromptSearchOptions
     task_kinds: ClassVar[frozenset[str]] = frozenset({"classification", "qa", "summarization", "translation"})
     model_kinds: ClassVar[frozenset[str]] = frozenset({"encoder", "causal", "seq2seq", "scripted", "endpoint"})
+    shares_model: ClassVar[bool] = True
+    files: ClassVar[tuple[str, ...]] = (PROMPT_FILE,)  # its winner's, which says which prompt it is
 
     def uses_examples(self, options: PromptSearchOptions) -> bool:
         """Whether it may search demonstrations; a search without them runs at a learning curve's size 0 only."""
@@ -251,10 +268,13 @@ class PromptSearch:
         metric_name = task.primary_metric
 
         def metric(examples: Sequence[Example], preds: Sequence[Prediction]) -> float:
-            return float(score_split(task.kind, [metric_name], task.labels, examples, preds)[metric_name])
+            scored = [(ex, p) for ex, p in zip(examples, preds) if p.error is None]  # a failed query is no answer
+            gold, pred = gold_and_pred(task.kind, [ex for ex, _ in scored], [p for _, p in scored])
+            return float(point(METRICS[metric_name].prepare(gold, pred, task.labels)))
 
         scorer = CandidateScorer(train, ctx, space)
-        private = getattr(ctx.backend(), "private_cache", contextlib.nullcontext)
+        # an encoder's embeddings are cached apart from the run's: the search pays for its own, and only once
+        private = ctx.backend().private_cache if isinstance(space, EncoderSpace) else contextlib.nullcontext
         with private():
             try:
                 search = Search(
@@ -280,11 +300,7 @@ class PromptSearch:
         method = PROMPTS[outcome.winner.method]
         return SearchWinner(
             winner,
-            {
-                "method": outcome.winner.method,
-                "options": method.Options(**outcome.winner.options),
-                "seed": outcome.winner.seed,
-            },
+            SavedAs(outcome.winner.method, method.Options(**outcome.winner.options), outcome.winner.seed),
             {"search": {**outcome.to_dict(), "space": space.describe(), "metric": metric_name}},
             outcome.spent.usage(),
         )
@@ -369,12 +385,11 @@ class PromptSearch:
         saved.write_text(json.dumps({"proposals": texts, "cost": cost.to_dict()}, indent=2))
         return texts, cost
 
-    def load(self, path: Path, ctx: Context) -> Adapted:
+    def load(self, options: PromptSearchOptions, path: Path, ctx: Context) -> Adapted:
         """A winner saved by hand-rolled code rather than the runner (whose adapted.json names the ordinary prompt
-        method, which `tailor predict` then loads it with): the files say which prompt it is."""
-        if (path / "demonstrations.json").is_file():
-            return PROMPTS["few-shot"].load(path, ctx)
-        if (path / "prompt.json").is_file():  # zero-shot's holds a template; prompt's, the prompt method's options
-            spec = json.loads((path / "prompt.json").read_text())
-            return PROMPTS["zero-shot" if "template" in spec else "prompt"].load(path, ctx)
-        raise MethodError(f"{path}: no prompt.json or demonstrations.json; not a saved prompt")
+        method, which `tailor predict` then loads it with): its prompt.json says which prompt it is."""
+        saved = read_prompt(path)
+        method = PROMPTS[saved.method]
+        known = f"options of {saved.method}: " + ", ".join(method.Options.model_fields)
+        winner = validated(saved.options, method.Options, str(path / PROMPT_FILE), at="options", known=known)
+        return method.load(winner, path, dataclasses.replace(ctx, seed=saved.seed))

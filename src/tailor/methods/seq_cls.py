@@ -10,16 +10,21 @@ the model (``2·N`` each, see :mod:`tailor.costs.usage`); adapting, the training
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from pydantic import BaseModel
+
 from ..backends.local.hf import peft_quiet
-from ..contract import Context, count_trainable
+from ..config.saved import ADAPTED_FILE, check_labels, read_saved
+from ..config.strict import STRICT
+from ..contract import AdaptReport, Context, count_trainable
 from ..costs.usage import NO_USAGE, Usage, params_per_token, query_usage
-from ..errors import MethodError
+from ..errors import FolderError, MethodError
 from ..prompting import shorten_to_fit
 from ..tuning.packing import class_batch
 from ..tuning.recipe import build_predictor, check_options, check_target_modules, method_settings
@@ -30,6 +35,22 @@ from ..types import Example, Prediction, Split
 from .lora import LoraOptions, lora_config
 
 SEQ_CLS_FILE = "seq_cls.json"
+MODEL_FOLDER = "model"  # the classifier (PEFT's adapter and head, or the whole model) and its tokenizer
+
+
+class SeqClsFile(BaseModel):
+    """``seq_cls.json``: what training produced besides the weights (the options are ``adapted.json``'s)."""
+
+    model_config = STRICT
+
+    labels: list[str]
+    """The label of each row of the classification head, in order: the task's labels when it was trained."""
+    max_length: int
+    """The longest prompt it trained on, in tokens: longer inputs are shortened to it when predicting too."""
+    trainable_params: int
+    """Parameters trained."""
+    details: dict[str, Any]
+    """What training reported: data, audits, training."""
 
 
 class SeqClsOptions(LoraOptions):
@@ -50,6 +71,9 @@ class SeqClsAdapted:
     """Training (tokens trained, their FLOPs) plus the dev predictions made while training."""
     truncated: int = 0
     """Inputs shortened to fit ``max_length`` so far (the runner reports its change while predicting)."""
+
+    def adapt_report(self) -> AdaptReport:
+        return AdaptReport(usage=self.adapt_usage, details=self.details)
 
     def encode(self, examples: Sequence[Example]) -> tuple[list[Encoded], list[str]]:
         """Each example's prompt tokens, and the prompt text they come from (shortened when it was too long)."""
@@ -93,17 +117,12 @@ class SeqClsAdapted:
         from ..backends.local.hf import library_bars_off
 
         with library_bars_off():
-            self.model.save_pretrained(str(path / "model"))
-            self.predictor.lm.tokenizer.save_pretrained(str(path / "model"))
-        spec = {
-            "weights": "adapter" if hasattr(self.model, "peft_config") else "model",
-            "labels": self.labels,
-            "prompt": self.predictor.options.model_dump(mode="json"),
-            "max_length": self.max_length,
-            "trainable_params": self.trainable_params,
-            "details": self.details,
-        }
-        (path / SEQ_CLS_FILE).write_text(json.dumps(spec, indent=2, ensure_ascii=False))
+            self.model.save_pretrained(str(path / MODEL_FOLDER))
+            self.predictor.lm.tokenizer.save_pretrained(str(path / MODEL_FOLDER))
+        spec = SeqClsFile(
+            labels=self.labels, max_length=self.max_length, trainable_params=self.trainable_params, details=self.details
+        )
+        (path / SEQ_CLS_FILE).write_text(json.dumps(spec.model_dump(mode="json"), indent=2, ensure_ascii=False))
 
 
 def _load_classifier(name: str, labels: list[str], ctx: Context) -> tuple[Any, Any]:
@@ -140,11 +159,15 @@ class SeqCls:
     name: ClassVar[str] = "seq-cls"
     route: ClassVar[str] = "finetune"
     shares_model: ClassVar[bool] = False  # trains its own copy of the model; the run's shared one stays frozen
+    files: ClassVar[tuple[str, ...]] = (SEQ_CLS_FILE, MODEL_FOLDER)
     summary: ClassVar[str] = "A classification head on a causal LM's last token, trained with LoRA or in full."
     Options: ClassVar[type[SeqClsOptions]] = SeqClsOptions
     task_kinds: ClassVar[frozenset[str]] = frozenset({"classification"})
     model_kinds: ClassVar[frozenset[str]] = frozenset({"causal"})
     lr_range: ClassVar[tuple[float, float]] = (1e-7, 5e-2)
+
+    def uses_examples(self, options: SeqClsOptions) -> bool:
+        return True
 
     def check(self, options: SeqClsOptions, train: Split, ctx: Context) -> None:
         if ctx.task.kind != "classification" or not ctx.task.labels:
@@ -175,11 +198,11 @@ class SeqCls:
                 model = get_peft_model(model, config)
         context = getattr(model.config, "max_position_embeddings", None) or options.max_length
         max_length = min(options.max_length, context)
-        adapted = SeqClsAdapted(
-            model, _renderer(model, tokenizer, options, ctx, max_length), labels, max_length, count_trainable(model)
-        )
+        renderer = _renderer(model, tokenizer, options, ctx, max_length)
+        # the trained weights go on in place: the same model object predicts during training and after it
+        training = SeqClsAdapted(model, renderer, labels, max_length, count_trainable(model))
         examples = list(train_split)
-        encoded, _ = adapted.encode(examples)
+        encoded, _ = training.encode(examples)
         classes = {lb: i for i, lb in enumerate(labels)}
         rows = [(e, classes[ex.label]) for e, ex in zip(encoded, examples)]
         pad = tokenizer.pad_token_id
@@ -193,33 +216,38 @@ class SeqCls:
             make_batch,
             class_loss,
             lambda r: 1,
-            adapted.predict,
+            training.predict,
             dev,
             options,
             ctx,
             method=[self.name, method_settings(options)],
             data=[[e.id, e.prompt_ids, c] for e, c in rows],
         )
-        adapted.details = {
+        details = {
             "data": {"examples": len(rows), "max_length": max_length},
-            "audits": {"template": {"chat_template": bool(adapted.predictor.use_chat)}},
+            "audits": {"template": {"chat_template": bool(renderer.use_chat)}},
             "training": done.result.to_dict(),
         }
-        adapted.adapt_usage = done.usage
-        return adapted
+        return dataclasses.replace(training, details=details, adapt_usage=done.usage)
 
-    def load(self, path: Path, ctx: Context) -> SeqClsAdapted:
-        spec = json.loads((path / SEQ_CLS_FILE).read_text())
-        labels = spec["labels"]
-        options = SeqClsOptions.model_validate({"prompt": spec["prompt"]})
-        if spec["weights"] == "adapter":
+    def load(self, options: SeqClsOptions, path: Path, ctx: Context) -> SeqClsAdapted:
+        spec = read_saved(path / SEQ_CLS_FILE, SeqClsFile, "; the folder's seq_cls.json is damaged (rerun the method)")
+        if spec.labels != list(ctx.task.labels or ()):  # the head's rows are labels by position: the order counts
+            check_labels(spec.labels, ctx.task.labels, path / SEQ_CLS_FILE, "labels")
+            raise FolderError(
+                str(path / SEQ_CLS_FILE),
+                "labels",
+                f"the head's rows are {spec.labels}, in this order, but {ADAPTED_FILE}'s task.labels are "
+                f"{list(ctx.task.labels or [])}: expected the same labels in the same order; restore task.labels",
+            )
+        if options.adapter == "lora":
             from peft import PeftModel
 
-            model, tokenizer = _load_classifier(ctx.model.name, labels, ctx)
+            model, tokenizer = _load_classifier(ctx.model.name, spec.labels, ctx)
             with peft_quiet():
-                model = PeftModel.from_pretrained(model, str(path / "model"))
+                model = PeftModel.from_pretrained(model, str(path / MODEL_FOLDER))
         else:
-            model, tokenizer = _load_classifier(str(path / "model"), labels, ctx)
+            model, tokenizer = _load_classifier(str(path / MODEL_FOLDER), spec.labels, ctx)
         model.eval()
-        renderer = _renderer(model, tokenizer, options, ctx, spec["max_length"])
-        return SeqClsAdapted(model, renderer, labels, spec["max_length"], spec["trainable_params"], spec["details"])
+        renderer = _renderer(model, tokenizer, options, ctx, spec.max_length)
+        return SeqClsAdapted(model, renderer, spec.labels, spec.max_length, spec.trainable_params, spec.details)

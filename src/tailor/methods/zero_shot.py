@@ -7,7 +7,6 @@ entry become variants, each scored on dev and test, so the report shows what the
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +16,21 @@ import numpy as np
 from pydantic import Field
 
 from ..backends.protocol import EncoderBackend
-from ..contract import Context, MethodOptions
+from ..config.saved import ADAPTED_FILE
+from ..contract import AdaptReport, Context, MethodOptions
 from ..costs.usage import Usage, total
-from ..errors import MethodError
-from ..prompting import Template, compile_template, label_words
+from ..errors import FolderError, MethodError
+from ..prompting import (
+    PROMPT_FILE,
+    Template,
+    UsedPrompt,
+    check_saved_prompt,
+    compile_template,
+    label_words,
+    prompt_details,
+    read_prompt,
+    save_prompt,
+)
 from ..types import Example, Prediction, Split
 from ._linear import scores_to_predictions
 
@@ -44,9 +54,10 @@ class ZeroShotAdapted:
     encoder: EncoderBackend
     template: Template
     descriptions: dict[str, list[str]]
-    aggregate: str
+    """Each label's descriptions, defaults filled in, in the task's label order."""
+    options: ZeroShotOptions
+    seed: int = 0
     trainable_params: int = 0
-    examples_used: int = 0
 
     @property
     def truncated(self) -> int:
@@ -57,10 +68,23 @@ class ZeroShotAdapted:
         # Label descriptions are embedded once; predicting embeds only the prompts.
         self.label_vectors = {label: self.encoder.embed(d) for label, d in self.descriptions.items()}
 
+    def used_prompt(self) -> UsedPrompt:
+        return UsedPrompt(
+            method="zero-shot",
+            options=self.options.model_dump(mode="json"),
+            seed=self.seed,
+            template=self.template.source,
+            labels=list(self.descriptions),
+            label_words=self.descriptions,
+        )
+
     @property
     def adapt_usage(self) -> Usage:
-        """Embedding the label descriptions."""
+        """Embedding the label descriptions: the whole of adapting."""
         return total(self.encoder.usage_of([d for ds in self.descriptions.values() for d in ds]))
+
+    def adapt_report(self) -> AdaptReport:
+        return AdaptReport(usage=self.adapt_usage, examples_used=0, details=prompt_details(self.used_prompt(), []))
 
     def predict(self, examples: Sequence[Example]) -> list[Prediction]:
         prompts = [self.template.render_example(ex) for ex in examples]
@@ -69,7 +93,7 @@ class ZeroShotAdapted:
         cols = []
         for label in labels:
             d = self.label_vectors[label]
-            if self.aggregate == "mean":
+            if self.options.aggregate == "mean":
                 centre = d.mean(axis=0)
                 cols.append(x @ (centre / np.linalg.norm(centre)))
             else:
@@ -79,8 +103,7 @@ class ZeroShotAdapted:
         return scores_to_predictions([ex.id for ex in examples], np.stack(cols, axis=1), labels, usages, prompts)
 
     def save(self, path: Path) -> None:
-        spec = {"template": self.template.source, "descriptions": self.descriptions, "aggregate": self.aggregate}
-        (path / "prompt.json").write_text(json.dumps(spec, indent=2, ensure_ascii=False))
+        save_prompt(path, self.used_prompt())
 
 
 class ZeroShot:
@@ -90,6 +113,8 @@ class ZeroShot:
     Options: ClassVar[type[ZeroShotOptions]] = ZeroShotOptions
     task_kinds: ClassVar[frozenset[str]] = frozenset({"classification"})
     model_kinds: ClassVar[frozenset[str]] = frozenset({"encoder"})
+    shares_model: ClassVar[bool] = True
+    files: ClassVar[tuple[str, ...]] = (PROMPT_FILE,)
 
     def uses_examples(self, options: ZeroShotOptions) -> bool:
         """Never: a learning curve runs it at size 0 only."""
@@ -121,9 +146,12 @@ class ZeroShot:
         template = compile_template(options.templates[0], "templates[0]", ctx.task.input_fields)
         assert ctx.task.labels is not None
         descriptions = label_words(ctx.task.labels, options.label_descriptions, _spelled_out)
-        return ZeroShotAdapted(ctx.backend(), template, descriptions, options.aggregate)
+        return ZeroShotAdapted(ctx.backend(), template, descriptions, options, ctx.seed)
 
-    def load(self, path: Path, ctx: Context) -> ZeroShotAdapted:
-        spec = json.loads((path / "prompt.json").read_text())
-        template = compile_template(spec["template"], "template", ctx.task.input_fields)
-        return ZeroShotAdapted(ctx.backend(), template, spec["descriptions"], spec["aggregate"])
+    def load(self, options: ZeroShotOptions, path: Path, ctx: Context) -> ZeroShotAdapted:
+        saved = read_prompt(path)
+        if not ctx.task.labels:
+            raise FolderError(str(path / ADAPTED_FILE), "task.labels", "zero-shot classifies: expected the labels")
+        adapted = self.adapt(options, Split("train", ()), None, ctx)
+        check_saved_prompt(path, saved, adapted.used_prompt())
+        return adapted

@@ -6,6 +6,8 @@
 - :mod:`.demos`: choosing and ordering demonstrations.
 - :mod:`.predictor`: :class:`PromptAdapted`, which builds each prompt, scores or generates through the backend
   and parses the answer; fine-tuned generative models predict through it too.
+- :mod:`.record`: a prompt as it was used (:class:`UsedPrompt`), one schema for every prompt-route method, stored
+  with the trial and saved in its folder with its demonstrations.
 
 The ``prompt`` method (:mod:`tailor.methods.prompt`) only checks options and wires these together.
 """
@@ -36,11 +38,23 @@ from .predictor import (
     parse_label,
     shorten_to_fit,
 )
+from .record import (
+    DEMONSTRATIONS_FILE,
+    PROMPT_FILE,
+    UsedPrompt,
+    check_saved_prompt,
+    prompt_details,
+    read_demonstrations,
+    read_prompt,
+    save_prompt,
+)
 
 __all__ = [
     "CONTENT_FREE",
     "DEFAULT_ORDER",
+    "DEMONSTRATIONS_FILE",
     "PART_NAMES",
+    "PROMPT_FILE",
     "CompiledPrompt",
     "DemoPool",
     "Order",
@@ -50,8 +64,10 @@ __all__ = [
     "PromptParts",
     "Selection",
     "Template",
+    "UsedPrompt",
     "answer_text",
     "check_prompt_options",
+    "check_saved_prompt",
     "compile_template",
     "content_free_bias",
     "first_token_clashes",
@@ -60,8 +76,12 @@ __all__ = [
     "order_demos",
     "parse_label",
     "parts_of",
+    "prompt_details",
     "prompt_variants",
+    "read_demonstrations",
+    "read_prompt",
     "resolved_mode",
+    "save_prompt",
     "shorten_to_fit",
     "similar_demos",
 ]

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..backends.protocol import Message, PromptInput
 from ..contract import MethodOptions, TaskInfo
 from ..errors import MethodError
-from ..types import Example
+from ..types import Example, Split
 from .demos import Order, Selection
 from .jinja import Template, compile_template
 
@@ -192,10 +192,11 @@ def prompt_variants(options: PromptOptions) -> dict[str, PromptOptions]:
     return {name: options.model_copy(update={**over, "variants": None}) for name, over in options.variants.items()}
 
 
-def check_prompt_options(options: PromptOptions, train_size: int, task: TaskInfo) -> None:
+def check_prompt_options(options: PromptOptions, train: Split, task: TaskInfo) -> None:
     """Refuse, naming the key, prompt options that can't work with the task, whatever the model: variants
-    setting what is not a part, templates naming fields the data lacks, bad verbalizers, more demonstrations than
-    training examples."""
+    setting what is not a part, templates naming fields the data lacks or that fail to render (the sandbox's limits,
+    an error in the template: tried on the first training example, so before any model loads), bad verbalizers,
+    more demonstrations than training examples."""
     for name, over in (options.variants or {}).items():
         unknown = sorted(set(over) - PART_NAMES)
         if unknown:
@@ -205,7 +206,10 @@ def check_prompt_options(options: PromptOptions, train_size: int, task: TaskInfo
                 key=f"variants.{name}",
             )
     for name, opts in prompt_variants(options).items():
-        CompiledPrompt.compile(parts_of(opts), task.input_fields, f"variants.{name}" if name else "")
+        compiled = CompiledPrompt.compile(parts_of(opts), task.input_fields, f"variants.{name}" if name else "")
+        if len(train):
+            for template in compiled.templates.values():
+                template.render_example(train.examples[0])
     if task.kind == "classification":
         labels = task.labels or ()
         extra = sorted(set(options.verbalizers or {}) - set(labels))
@@ -225,8 +229,8 @@ def check_prompt_options(options: PromptOptions, train_size: int, task: TaskInfo
                         f"labels {seen[word]!r} and {label!r} share the verbalizer {w!r}", key=f"verbalizers.{label}"
                     )
                 seen[word] = label
-    if options.k > train_size:
-        raise MethodError(f"k={options.k} demonstrations, but train has {train_size} examples", key="k")
+    if options.k > len(train):
+        raise MethodError(f"k={options.k} demonstrations, but train has {len(train)} examples", key="k")
 
 
 def resolved_mode(mode: str, caps: Any) -> str:

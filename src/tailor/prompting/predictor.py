@@ -14,7 +14,6 @@ exactly what it was trained on.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +22,13 @@ from typing import Any
 import numpy as np
 
 from ..backends.protocol import GenerationSettings, PromptInput
+from ..contract import AdaptReport
 from ..costs.usage import NO_USAGE, Usage, total
 from ..errors import MethodError
 from ..types import Example, Prediction
 from .demos import DemoPool, order_demos, similar_demos
 from .parts import CompiledPrompt, PromptOptions, answer_text, resolved_mode
+from .record import UsedPrompt, prompt_details, save_prompt
 
 CONTENT_FREE = ("N/A", "", "[MASK]")
 """The content-free inputs calibration measures a prompt's own bias with (Zhao et al. 2021)."""
@@ -82,8 +83,8 @@ class PromptAdapted:
         encoder: The sentence encoder (an :class:`~tailor.backends.protocol.EncoderBackend`) choosing per-input
             demonstrations.
         bias: Calibration: the content-free log-probabilities of each label.
-        adapt_usage: What adapting cost: the calibration queries and embedding the demonstration pool.
-        model_usage: Of that, what was asked of the prompted model itself (the calibration queries).
+        calibration_usage: What adapting asked of the prompted model: the calibration queries.
+        pool_usage: What adapting asked of the sentence encoder: embedding the demonstration pool.
         truncated: Inputs shortened to fit the context (``truncate: true``) while predicting, so far; the runner
             reports its change over each split.
     """
@@ -98,19 +99,14 @@ class PromptAdapted:
     encoder: Any = None
     bias: np.ndarray | None = None
     trainable_params: int = 0
-    adapt_usage: Usage = NO_USAGE
-    model_usage: Usage = NO_USAGE
+    calibration_usage: Usage = NO_USAGE
+    pool_usage: Usage = NO_USAGE
     choosing_usage: Usage = NO_USAGE
     """A running total of what choosing demonstrations per input cost the sentence encoder while predicting (part of
     each prediction's usage, but not a call to the prompted model: a prompt search's budget leaves it out)."""
     truncated: int = 0
-    details: dict[str, Any] | None = None
     seed: int = 0
     """The trial's seed: sampled answers (``do_sample``) depend on it, and a served model's cache key with them."""
-
-    @property
-    def examples_used(self) -> int:
-        return len(self.demos)
 
     @property
     def use_chat(self) -> bool:
@@ -294,21 +290,35 @@ class PromptAdapted:
                 preds.append(Prediction(ex.id, answer.text.strip(), None, None, text, usage))
         return preds
 
-    # -------------------------------------------------------------------------------------- saving
+    # -------------------------------------------------------------------------------------- what was used
+
+    def used_prompt(self) -> UsedPrompt:
+        """The prompt as used (the demonstrations apart): what is stored with the trial and saved."""
+        return UsedPrompt(
+            method="prompt",
+            options=self.options.model_dump(mode="json"),
+            seed=self.seed,
+            template=self.prompt.parts.input,
+            instruction=self.prompt.parts.instruction,
+            labels=list(self.verbalizers) if self.verbalizers is not None else None,
+            label_words=self.verbalizers,
+            calibration=self.bias[0].tolist() if self.bias is not None else None,
+        )
+
+    def adapt_report(self) -> AdaptReport:
+        details = prompt_details(self.used_prompt(), self.demos)
+        if self.lm.probe is not None:  # what the server was found to do, and the path taken
+            mode = self.mode if self.verbalizers else "generate"
+            details["endpoint"] = {"probe": self.lm.probe.to_dict(), "mode": mode}
+        return AdaptReport(
+            usage=self.calibration_usage,
+            helper_usage=self.pool_usage,
+            examples_used=len(self.demos),
+            details=details,
+        )
 
     def save(self, path: Path) -> None:
-        spec = {
-            "options": self.options.model_dump(mode="json"),
-            "verbalizers": self.verbalizers,
-            "bias": self.bias.tolist() if self.bias is not None else None,
-            "per_input_demos": self.pool_embeddings is not None,
-        }
-        (path / "prompt.json").write_text(json.dumps(spec, indent=2, ensure_ascii=False))
-        with (path / "demonstrations.jsonl").open("w", encoding="utf-8") as fh:
-            for d in self.demos:
-                fh.write(
-                    json.dumps({"id": d.id, "inputs": dict(d.inputs), "target": d.target}, ensure_ascii=False) + "\n"
-                )
+        save_prompt(path, self.used_prompt(), self.demos)
 
 
 def content_free_bias(adapted: PromptAdapted, fields: Sequence[str]) -> tuple[np.ndarray, Usage]:

@@ -4,7 +4,7 @@ valid-output rate, and what the queries cost (usage)."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..contract import Adapted
@@ -31,10 +31,12 @@ def predict_all(adapted: Adapted, examples: Sequence[Example], progress: Progres
     return out
 
 
-def predict_dev(adapted: Adapted, examples: Sequence[Example], progress: Progress, what: str) -> list[Prediction]:
+def predict_dev(
+    adapted: Adapted, examples: Sequence[Example], known: Mapping[str, Prediction], progress: Progress, what: str
+) -> list[Prediction]:
     """:func:`predict_all` on the dev split, taking the predictions the adapted model already made on it with its
-    final weights (its ``dev_predictions``, by id: fine-tuning's best evaluation) rather than asking again."""
-    known = getattr(adapted, "dev_predictions", None) or {}
+    final weights (``known``, by id: its :attr:`~tailor.contract.AdaptReport.dev_predictions`, fine-tuning's best
+    evaluation) rather than asking again."""
     fresh = iter(predict_all(adapted, [ex for ex in examples if ex.id not in known], progress, what))
     return [known[ex.id] if ex.id in known else next(fresh) for ex in examples]
 

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 from pydantic import ValidationError
 
 from ..config.model import EndpointSpec, ModelSpec
-from ..contract import Adapted, Context, TaskInfo
+from ..config.saved import ADAPTED_FILE, AdaptedFile, read_saved, validated
+from ..contract import Adapted, Context, Method, TaskInfo
 from ..data.load import read_rows
-from ..errors import DataError, TailorError
+from ..errors import DataError, FolderError, TailorError
 from ..progress import NULL_PROGRESS, Progress
-from ..types import Example, Prediction, TaskKind
-from .record import ADAPTED_FILE
+from ..types import Example, Prediction
 
 # A Hugging Face hub id: a name, or owner/name, of letters, digits and ``_.-`` (never ``..``: no path escapes).
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?", re.ASCII)
@@ -53,9 +52,9 @@ def check_adapted(
     path: str | Path, trust_remote_code: bool = False, endpoint: str | None = None
 ) -> tuple[dict[str, Any], ModelSpec]:
     """What :func:`load_adapted` checks before loading anything (arguments as there): the metadata, and the model
-    spec it would load."""
+    spec it would load. The folder must hold what its method saves, and ``adapted.json`` must be as a run writes it
+    (:class:`~tailor.config.saved.AdaptedFile`), its options valid for its method."""
     from ..backends.models import remote_code_refused, shipped_code
-    from ..methods import get_method
 
     path = Path(path)
     meta_file = path / ADAPTED_FILE
@@ -63,19 +62,44 @@ def check_adapted(
         raise TailorError(
             f"{path}: not an adapted model folder (no {ADAPTED_FILE}); use a folder under RUN_DIR/adapted/"
         )
-    meta = _read_meta(meta_file)
+    saved = read_saved(meta_file, AdaptedFile, f"; the folder's {ADAPTED_FILE} is damaged (rerun the method)")
+    method = _method(saved.method, meta_file)
+    _check_files(method, path)
+    known = f"options of {method.name}: " + ", ".join(method.Options.model_fields)
+    options = validated(saved.options, method.Options, str(meta_file), at="options", known=known)
+    meta = {**saved.model_dump(mode="json"), "options": options.model_dump(mode="json")}
     meta["model"] = {**meta["model"], "trust_remote_code": trust_remote_code}
     model = _served_at(_model_spec(meta["model"], meta_file), endpoint, meta_file)
-    try:
-        get_method(meta["method"])
-    except TailorError as exc:
-        raise TailorError(f"{meta_file}: method: {exc}") from None
     folder = Path(os.path.expanduser(model.name))
     code = shipped_code(folder) if model.endpoint is None and not trust_remote_code and folder.is_dir() else []
     if code:
         how = "add --trust-remote-code to this `tailor predict` command line"
         raise TailorError(f"{meta_file}: the model {remote_code_refused(model.name, code, how)}")
     return meta, model
+
+
+def _method(name: str, meta_file: Path) -> Method:
+    from ..methods import get_method
+
+    try:
+        return get_method(name)
+    except TailorError as exc:
+        raise FolderError(str(meta_file), "method", str(exc)) from None
+
+
+def _check_files(method: Method, folder: Path) -> None:
+    """The folder holds every file its method saves: a folder whose ``adapted.json`` names another method than the
+    one that saved it (or copied in part) is named as such, before anything is read."""
+    missing = [f for f in method.files if not (folder / f).exists()]
+    if missing:
+        held = ", ".join(sorted(p.name for p in folder.iterdir()))
+        raise FolderError(
+            str(folder),
+            None,
+            f"{missing[0]} is missing; the adapted folder is incomplete: {method.name} saves "
+            f"{' and '.join(method.files)}, and this folder holds {held}. Copy all of it; or, if the method of its "
+            f"{ADAPTED_FILE} ({method.name}) is not the one that saved the folder, correct it",
+        )
 
 
 def _load(path: Path, meta: dict[str, Any], model: ModelSpec, progress: Progress) -> Adapted:
@@ -88,57 +112,14 @@ def _load(path: Path, meta: dict[str, Any], model: ModelSpec, progress: Progress
         workdir=path,
         progress=progress,
     )
+    method = get_method(meta["method"])
     try:
-        return get_method(meta["method"]).load(path, ctx)
+        return method.load(method.Options.model_validate(meta["options"]), path, ctx)
     except FileNotFoundError as exc:  # a folder copied in part: name the file, not a traceback
         raise TailorError(
             f"{path}: {exc.filename or exc} is missing; the adapted folder is incomplete (copy all of it, or rerun "
             "the method)"
         ) from None
-
-
-_MISSING = object()
-
-
-def _texts(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(v, str) for v in value)
-
-
-# What each key of adapted.json must hold, as `tailor run` writes it.
-_META_SHAPE: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "method": (lambda v: isinstance(v, str), "a method name (text)"),
-    "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
-    "model": (lambda v: isinstance(v, dict), "an object of model keys"),
-    "task": (lambda v: isinstance(v, dict), "an object describing the task"),
-    "task.name": (lambda v: isinstance(v, str), "text"),
-    "task.kind": (lambda v: v in get_args(TaskKind), "one of " + ", ".join(get_args(TaskKind))),
-    "task.labels": (lambda v: v is None or v is _MISSING or _texts(v), "a list of labels or null"),
-    "task.input_fields": (lambda v: _texts(v) and bool(v), "a non-empty list of field names"),
-    "task.metrics": (lambda v: _texts(v) and bool(v), "a non-empty list of metric names"),
-}
-
-
-def _read_meta(meta_file: Path) -> dict[str, Any]:
-    """``adapted.json`` read and checked key by key: a damaged file is an error naming it and the key."""
-
-    def bad(key: str | None, expected: str) -> TailorError:
-        where = f"{meta_file}: {key}" if key else str(meta_file)
-        return TailorError(f"{where}: expected {expected}; the folder's {ADAPTED_FILE} is damaged (rerun the method)")
-
-    try:
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8
-        raise bad(None, f"a JSON object, as `tailor run` writes ({type(exc).__name__}: {exc})") from None
-    if not isinstance(meta, dict):
-        raise bad(None, f"a JSON object, got {type(meta).__name__}")
-
-    for key, (fits, expected) in _META_SHAPE.items():  # parents before their keys (dict order)
-        value: Any = meta
-        for part in key.split("."):
-            value = value.get(part, _MISSING)
-        if not fits(value):
-            raise bad(key, f"{expected}, got {'nothing' if value is _MISSING else json.dumps(value)[:60]}")
-    return meta
 
 
 def _served_at(spec: ModelSpec, endpoint: str | None, meta_file: Path) -> ModelSpec:

@@ -1,13 +1,12 @@
-"""What a run records: package versions, the git revision, sizes on disk, and each adapted folder's ``adapted.json``."""
+"""What a run records about itself: package versions, the git revision, sizes on disk (each adapted folder's
+``adapted.json`` is :class:`tailor.config.saved.AdaptedFile`)."""
 
 from __future__ import annotations
 
-import json
 import platform
 import subprocess
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 _PACKAGES = (
     "tailor",
@@ -57,27 +56,6 @@ def git_revision(where: Path | None = None) -> str | None:
 
 def dir_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-
-
-ADAPTED_FILE = "adapted.json"
-
-
-def write_meta(
-    path: Path, *, method: str, name: str, options: dict[str, Any], seed: int, task: dict, model: dict
-) -> None:
-    """Write ``adapted.json``: what :func:`load_adapted` needs to load the folder on its own."""
-    from .. import __version__  # the package's own version; `tailor/__init__` imports nothing eagerly
-
-    meta = {
-        "tailor_version": __version__,
-        "method": method,
-        "name": name,
-        "options": options,
-        "seed": seed,
-        "task": task,
-        "model": model,
-    }
-    (path / ADAPTED_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False))
 
 
 def repo_python() -> str:

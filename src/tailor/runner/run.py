@@ -22,9 +22,10 @@ from typing import Any
 
 from ..backends.models import best_device
 from ..backends.pool import ModelPool
+from ..config.saved import AdaptedFile
 from ..config.task import TaskSpec
-from ..contract import Adapted, Context
-from ..costs.usage import NO_USAGE, money_summary
+from ..contract import Adapted, AdaptReport, Context
+from ..costs.usage import money_summary
 from ..data.load import TaskData, load_task_data
 from ..errors import MethodError, TailorError
 from ..methods import METHODS
@@ -36,7 +37,7 @@ from .folders import Resume, check_same_data, make_run_dir, resume_plan, run_loc
 from .parallel.job import Executor, Job
 from .parallel.processes import on_rank0, process_rank
 from .plan import Trial, plan_trials, prepare_trials, task_info
-from .record import dir_size, git_revision, versions, write_meta
+from .record import dir_size, git_revision, versions
 from .store import RunStore, TrialResult
 
 CURVE_TIMING_SAMPLE = 256
@@ -107,7 +108,7 @@ def load_shared_models(prepared: list[tuple[Trial, Context, Split]], pool: Model
     """Load each distinct model that a method uses frozen (shared) once, before any trial's clock starts. Methods
     that train load their own copy inside adapt (that is part of their cost)."""
     for trial, ctx, _ in prepared:
-        if getattr(METHODS[trial.method], "shares_model", True):
+        if METHODS[trial.method].shares_model:
             t0 = time.perf_counter()
             seen = trial.model.name in pool.load_seconds
             ctx.backend()
@@ -193,14 +194,14 @@ def run_trial(
         with adapting(trial.name), ctx.models.cache_disabled():  # the sealed test split refuses to open in here
             adapted = method.adapt(trial.options, train, data.dev, ctx)
         adapt_seconds = time.perf_counter() - t0
-        details = getattr(adapted, "details", None)  # fine-tuning: data, audits, training
-        result.details = details if isinstance(details, dict) and details else None
+        report = adapted.adapt_report()
+        result.details = dict(report.details) or None
         if rank != 0 or store is None:  # the other processes helped adapt; rank 0 evaluates and writes
             result.status = "ok"
             return result
-        predictions = _evaluate(spec, trial, adapted, data, ctx, progress, result)
-        result.adapted_dir, disk = _save(adapted, trial, ctx, run_dir, base)
-        result.n_train = int(getattr(adapted, "examples_used", len(train)))
+        predictions = _evaluate(spec, trial, adapted, report, data, ctx, progress, result)
+        result.adapted_dir, disk = _save(adapted, report, trial, ctx, run_dir, base)
+        result.n_train = len(train) if report.examples_used is None else report.examples_used
         result.costs.update(
             adapt_seconds=adapt_seconds,
             trainable_params=int(adapted.trainable_params),
@@ -229,15 +230,24 @@ def run_trial(
     return result
 
 
-def _evaluate(spec, trial, adapted: Adapted, data: TaskData, ctx: Context, progress: Progress, result: TrialResult):
+def _evaluate(
+    spec: TaskSpec,
+    trial: Trial,
+    adapted: Adapted,
+    report: AdaptReport,
+    data: TaskData,
+    ctx: Context,
+    progress: Progress,
+    result: TrialResult,
+) -> dict[str, list]:
     """Dev (untimed, caches allowed) and test (timed cold) predictions, their metrics and usage, into ``result``."""
     labels, kind, names = data.labels, spec.kind, spec.metric_names
     predictions: dict[str, list] = {}
     dev_preds: list = []
     truncated: dict[str, int] = {}
     if data.dev is not None:
-        before = _truncated_so_far(adapted)
-        dev_preds = predict_dev(adapted, data.dev.examples, progress, f"{trial.name}: dev")
+        before = adapted.truncated
+        dev_preds = predict_dev(adapted, data.dev.examples, report.dev_predictions, progress, f"{trial.name}: dev")
         _count_truncated(truncated, "dev", before, adapted)
         result.dev = score_split(kind, names, labels, data.dev.examples, dev_preds)
         predictions["dev"] = list(zip(data.dev.examples, dev_preds))
@@ -246,7 +256,7 @@ def _evaluate(spec, trial, adapted: Adapted, data: TaskData, ctx: Context, progr
     # split cold and read the rest through the caches: a frozen encoder then embeds each test input once per run,
     # not once per trial (the embeddings, hence the predictions, are the same either way).
     timed = test.examples if trial.size is None else test.examples[:CURVE_TIMING_SAMPLE]
-    before = _truncated_so_far(adapted)
+    before = adapted.truncated
     with ctx.models.cache_disabled():
         t0 = time.perf_counter()
         test_preds = predict_all(adapted, timed, progress, f"{trial.name}: test")
@@ -259,7 +269,7 @@ def _evaluate(spec, trial, adapted: Adapted, data: TaskData, ctx: Context, progr
     ci = (spec.stats.bootstrap, spec.stats.confidence, spec.seed)
     result.test = score_split(kind, names, labels, test.examples, test_preds, ci)
     result.costs["predict_seconds_per_1k"] = 1000 * predict_seconds / max(1, len(timed))
-    result.usage = usage_summary(getattr(adapted, "adapt_usage", NO_USAGE), dev_preds, test_preds)
+    result.usage = usage_summary(report.total_usage, dev_preds, test_preds)
     predictions["test"] = list(zip(test.examples, test_preds))
     return predictions
 
@@ -271,33 +281,47 @@ def _device(trial: Trial) -> str:
     return best_device(trial.model.device).split(":")[0]
 
 
-def _truncated_so_far(adapted: Adapted) -> int | None:
-    """Inputs cut to fit the model so far, by the adapted model's running count (only a difference means anything:
-    a shared encoder counts for every trial); None when the method doesn't count."""
-    n = getattr(adapted, "truncated", None)
-    return n if isinstance(n, int) and not isinstance(n, bool) else None
-
-
 def _count_truncated(counts: dict[str, int], split: str, before: int | None, adapted: Adapted) -> None:
-    after = _truncated_so_far(adapted)
+    """The inputs cut while predicting ``split``: the change of the adapted model's running count (only a difference
+    means anything: a shared encoder counts for every trial); nothing when the method doesn't count."""
+    after = adapted.truncated
     if before is not None and after is not None:
         counts[split] = after - before
 
 
-def _save(adapted: Adapted, trial: Trial, ctx: Context, run_dir: Path, base: Path | None) -> tuple[str, int]:
+def _save(
+    adapted: Adapted, report: AdaptReport, trial: Trial, ctx: Context, run_dir: Path, base: Path | None
+) -> tuple[str, int]:
     out_dir = run_dir / "adapted" / safe_name(trial.name)
     shutil.rmtree(out_dir, ignore_errors=True)  # an earlier attempt's files, when resumed
     out_dir.mkdir(parents=True, exist_ok=True)
-    adapted.save(out_dir)
-    # PEFT records the absolute path it loaded the model from; tailor reloads from adapted.json, not from there
-    share_adapter_configs(out_dir, shown_path(ctx.model.name, base or run_dir.resolve()))
-    registered, options = trial.method, trial.options
-    export = getattr(adapted, "export_as", None)  # a prompt search's winner is saved as the ordinary prompt it is
-    if isinstance(export, dict):
-        registered, options = export["method"], export["options"]
-        ctx = dataclasses.replace(ctx, seed=export["seed"])
-    write_adapted_meta(out_dir, registered, trial.name, options, ctx, run_dir)
+    save_adapted(adapted, report, out_dir, trial.method, trial.name, trial.options, ctx, run_dir, base)
     return str(out_dir.relative_to(run_dir)), dir_size(out_dir)
+
+
+def save_adapted(
+    adapted: Adapted,
+    report: AdaptReport,
+    folder: Path,
+    method: str,
+    name: str,
+    options: Any,
+    ctx: Context,
+    run_dir: Path | None = None,
+    base: Path | None = None,
+) -> None:
+    """Save ``adapted`` (trial ``name`` of ``method`` with ``options``) into the existing, empty ``folder`` with its
+    ``adapted.json``, as a run does: a prompt search's winner as the ordinary prompt it is (``report.saved_as``).
+
+    ``base`` is the task file's folder: saved files meant to be shared name the model relative to it (or to the run).
+    """
+    adapted.save(folder)
+    # PEFT records the absolute path it loaded the model from; tailor reloads from adapted.json, not from there
+    share_adapter_configs(folder, shown_path(ctx.model.name, base or (run_dir or folder).resolve()))
+    if report.saved_as is not None:
+        method, options = report.saved_as.method, report.saved_as.options
+        ctx = dataclasses.replace(ctx, seed=report.saved_as.seed)
+    write_adapted_meta(folder, method, name, options, ctx, run_dir)
 
 
 def _failed(result: TrialResult, exc: Exception, store: RunStore | None, progress: Progress) -> None:
@@ -310,22 +334,24 @@ def _failed(result: TrialResult, exc: Exception, store: RunStore | None, progres
 def write_adapted_meta(
     path: Path, registered: str, name: str, options: Any, ctx: Context, run_dir: Path | None = None
 ) -> None:
-    """``adapted.json``: what `tailor predict` needs to load the folder on its own (method, task, seed, model).
+    """``adapted.json``: what `tailor predict` needs to load the folder on its own (method, options, seed, task, model).
 
     A model inside or beside ``run_dir`` is named relative to ``path``, so the run and its models move together.
     """
+    from .. import __version__  # the package's own version; `tailor/__init__` imports nothing eagerly
+
     model = ctx.model.model_dump(mode="json")
     if run_dir is not None:
         model["name"] = model_name_for_meta(model["name"], path, run_dir)
-    write_meta(
-        path,
+    AdaptedFile(
+        tailor_version=__version__,
         method=registered,
         name=name,
         options=options.model_dump(mode="json"),
         seed=ctx.seed,
         task=ctx.task.to_dict(),
         model=model,
-    )
+    ).write(path)
 
 
 def _one_line(r: TrialResult) -> str:

@@ -18,8 +18,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from pydantic import BaseModel
+
 from ..backends.local.hf import peft_quiet
-from ..contract import Context, MethodOptions, TaskInfo, count_trainable
+from ..config.saved import AdaptedFile, read_saved
+from ..config.strict import STRICT
+from ..contract import AdaptReport, Context, MethodOptions, TaskInfo, count_trainable
 from ..costs.usage import NO_USAGE, Usage
 from ..errors import MethodError
 from ..prompting import CompiledPrompt, PromptAdapted, PromptOptions, check_prompt_options, label_words, parts_of
@@ -32,6 +36,21 @@ from .steps import packed_loss, padded_loss, seq2seq_loss, unwrap
 from .trainer import Trained, train_with_dev
 
 TUNE_FILE = "tune.json"
+ADAPTER_FOLDER = "adapter"  # PEFT's own format
+
+
+class TuneFile(BaseModel):
+    """``tune.json``: what training produced besides the weights (the options are ``adapted.json``'s)."""
+
+    model_config = STRICT
+
+    max_length: int
+    """The longest sequence the model trained on (``max_length`` capped at the model's context): inputs are cut to
+    it when predicting too."""
+    trainable_params: int
+    """Parameters trained."""
+    details: dict[str, Any]
+    """What training reported: data, audits, training."""
 
 
 @dataclass
@@ -45,6 +64,8 @@ class TunedAdapted:
     method: str
     trainable_params: int
     weights: Literal["adapter", "model"]
+    options: TuneOptions
+    """The options it was trained with (what the folder's ``adapted.json`` holds)."""
     details: dict[str, Any] = field(default_factory=dict)
     export_merged: bool = False
     meta: dict[str, Any] = field(default_factory=dict)
@@ -56,6 +77,14 @@ class TunedAdapted:
     runner takes them rather than scoring those examples again. A merged adapter's are the adapter's own (the
     merge audit checks that merging changes no prediction)."""
 
+    @property
+    def truncated(self) -> None:
+        """Not counted while predicting (``details["data"]`` counts the training examples shortened)."""
+        return None
+
+    def adapt_report(self) -> AdaptReport:
+        return AdaptReport(usage=self.adapt_usage, details=self.details, dev_predictions=self.dev_predictions)
+
     def predict(self, examples: Sequence[Example]) -> list[Prediction]:
         return self.predictor.predict(examples)
 
@@ -65,7 +94,7 @@ class TunedAdapted:
         tokenizer = self.predictor.lm.tokenizer
         with library_bars_off():
             if self.weights == "adapter":
-                self.model.save_pretrained(str(path / "adapter"))  # PEFT's own format
+                self.model.save_pretrained(str(path / ADAPTER_FOLDER))
             else:
                 self.model.save_pretrained(str(path))  # an ordinary Hugging Face folder
                 tokenizer.save_pretrained(str(path))
@@ -83,25 +112,23 @@ class TunedAdapted:
         with library_bars_off():
             merged.save_pretrained(str(path))
             self.predictor.lm.tokenizer.save_pretrained(str(path))
-        _write_tune_file(path, self, method="full", weights="model")
-        if self.meta:  # what `tailor predict` needs to use the folder on its own
-            from ..runner.record import write_meta
+        _write_tune_file(path, self)
+        if self.meta:  # what `tailor predict` needs to use the folder on its own: a `full` model, prompted the same
+            from .. import __version__
 
-            write_meta(path, method="full", name=f"{self.method} (merged)", options={}, **self.meta)
+            o = self.options
+            options = {"prompt": o.prompt.model_dump(mode="json"), "too_long": o.too_long, "max_length": o.max_length}
+            name = f"{self.method} (merged)"
+            AdaptedFile(tailor_version=__version__, method="full", name=name, options=options, **self.meta).write(path)
 
 
-def _write_tune_file(path: Path, adapted: TunedAdapted, method: str | None = None, weights: str | None = None) -> None:
-    p = adapted.predictor
-    spec = {
-        "method": method or adapted.method,
-        "weights": weights or adapted.weights,
-        "prompt": p.options.model_dump(mode="json"),
-        "verbalizers": p.verbalizers,
-        "max_length": p.lm.context_length,
-        "trainable_params": adapted.trainable_params,
-        "details": adapted.details,
-    }
-    (path / TUNE_FILE).write_text(json.dumps(spec, indent=2, ensure_ascii=False))
+def _write_tune_file(path: Path, adapted: TunedAdapted) -> None:
+    spec = TuneFile(
+        max_length=adapted.predictor.lm.context_length,
+        trainable_params=adapted.trainable_params,
+        details=adapted.details,
+    )
+    (path / TUNE_FILE).write_text(json.dumps(spec.model_dump(mode="json"), indent=2, ensure_ascii=False))
 
 
 # -------------------------------------------------------------------------------------------------- checks
@@ -117,7 +144,7 @@ def check_options(options: TuneOptions, train: Split, ctx: Context, lr_range: tu
             key="prompt.k" if options.prompt.k else "prompt.variants",
         )
     try:
-        check_prompt_options(options.prompt, len(train), ctx.task)
+        check_prompt_options(options.prompt, train, ctx.task)
     except MethodError as exc:  # the prompt's options sit under `prompt:` here
         raise MethodError(exc.message, key=f"prompt.{exc.key}" if exc.key else "prompt") from None
     low, high = lr_range
@@ -135,6 +162,12 @@ def check_options(options: TuneOptions, train: Split, ctx: Context, lr_range: tu
 
 
 # -------------------------------------------------------------------------------------------------- adapt
+
+
+def trained_prompt(options: TuneOptions) -> PromptOptions:
+    """The prompt a fine-tuned model trains on and predicts with: an over-long input is shortened when predicting as
+    it was in training (or refused, as in training)."""
+    return options.prompt.model_copy(update={"truncate": options.too_long == "truncate"})
 
 
 def build_predictor(lm: Any, prompt: PromptOptions, task: TaskInfo) -> PromptAdapted:
@@ -185,10 +218,7 @@ def tune(
     # Adapters injected into the base model's layers (LoRA, IA3) run through the base model's own forward, which
     # keeps the scorer's fast paths (logits of chosen positions, a cached prefix); soft prompts need PEFT's.
     lm.model = trained if per_sequence else unwrap(trained)
-    # at inference an over-long input is shortened as in training (or refused, as in training)
-    predictor = build_predictor(
-        lm, options.prompt.model_copy(update={"truncate": options.too_long == "truncate"}), ctx.task
-    )
+    predictor = build_predictor(lm, trained_prompt(options), ctx.task)
 
     encoded = encode_examples(predictor, list(train_split), max_length=lm.context_length, too_long=options.too_long)
     if not encoded.rows:
@@ -236,6 +266,7 @@ def tune(
         name,
         count_trainable(trained),
         "model" if trained is base else "adapter",
+        options,
         report,
         export_merged,
         {"task": ctx.task.to_dict(), "seed": ctx.seed, "model": ctx.model.model_dump(mode="json")},
@@ -261,17 +292,20 @@ def _merge_for_prediction(
 # -------------------------------------------------------------------------------------------------- load
 
 
-def load_tuned(path: Path, ctx: Context) -> TunedAdapted:
-    """An adapted model saved by :meth:`TunedAdapted.save`: an adapter over ``ctx.model``, or a whole model."""
+def load_tuned(
+    name: str, options: TuneOptions, path: Path, ctx: Context, weights: Literal["adapter", "model"]
+) -> TunedAdapted:
+    """An adapted model saved by :meth:`TunedAdapted.save`: an adapter over ``ctx.model``, or a whole model, prompted
+    as ``options`` (the folder's ``adapted.json``) say."""
     from ..backends.local.lm import LanguageModel
 
-    spec = json.loads((path / TUNE_FILE).read_text())
-    if spec["weights"] == "adapter":
+    spec = read_saved(path / TUNE_FILE, TuneFile, "; the folder's tune.json is damaged (rerun the method)")
+    if weights == "adapter":
         from peft import PeftModel
 
         lm = LanguageModel.from_spec(ctx.model)
         with peft_quiet():
-            trained = PeftModel.from_pretrained(lm.model, str(path / "adapter"))
+            trained = PeftModel.from_pretrained(lm.model, str(path / ADAPTER_FOLDER))
         trained.eval()
         per_sequence = (
             not getattr(trained, "merge_and_unload", None) or trained.peft_config["default"].is_prompt_learning
@@ -282,9 +316,9 @@ def load_tuned(path: Path, ctx: Context) -> TunedAdapted:
     else:
         lm = LanguageModel.from_spec(ctx.model.model_copy(update={"name": str(path)}))
         trained = lm.model
-    lm.cap_context(spec["max_length"])
-    predictor = build_predictor(lm, PromptOptions(**spec["prompt"]), ctx.task)
-    return TunedAdapted(predictor, trained, spec["method"], spec["trainable_params"], spec["weights"], spec["details"])
+    lm.cap_context(spec.max_length)
+    predictor = build_predictor(lm, trained_prompt(options), ctx.task)
+    return TunedAdapted(predictor, trained, name, spec.trainable_params, weights, options, spec.details)
 
 
 def method_settings(options: MethodOptions, base: type[MethodOptions] = TuneOptions) -> dict[str, Any]:
@@ -340,6 +374,7 @@ class PeftMethod:
 
     route: ClassVar[str] = "finetune"
     shares_model: ClassVar[bool] = False  # trains its own copy of the model; the run's shared one stays frozen
+    files: ClassVar[tuple[str, ...]] = (TUNE_FILE, ADAPTER_FOLDER)
     task_kinds: ClassVar[frozenset[str]] = frozenset({"classification", "qa", "summarization", "translation"})
     model_kinds: ClassVar[frozenset[str]] = frozenset({"causal", "seq2seq"})
     name: ClassVar[str]
@@ -358,6 +393,9 @@ class PeftMethod:
         if getattr(options, "export_merged", False) and not self.mergeable:
             raise MethodError(f"{self.name} can't be merged into the base weights", key="export_merged")
         self.check_more(options, ctx)
+
+    def uses_examples(self, options: Any) -> bool:
+        return True
 
     def variants(self, options: Any) -> dict[str, Any]:
         return {"": options}
@@ -384,5 +422,5 @@ class PeftMethod:
             describe=method_settings(options),
         )
 
-    def load(self, path: Path, ctx: Context) -> TunedAdapted:
-        return load_tuned(path, ctx)
+    def load(self, options: Any, path: Path, ctx: Context) -> TunedAdapted:
+        return load_tuned(self.name, options, path, ctx, "adapter")
