@@ -68,9 +68,9 @@ def build_comparisons(records: Records, leaderboard: list[Row]) -> Comparisons:
         if len(prepared) > 1
         else []
     )
-    compared = set(records.compared)
+    position = {trial: i for i, trial in enumerate(records.compared)}
     # the winner is chosen among the compared trials in the run's order (ties: the first)
-    in_order = sorted((r for r in leaderboard if r.trial in compared), key=lambda r: records.compared.index(r.trial))
+    in_order = sorted((r for r in leaderboard if r.trial in position), key=lambda r: position[r.trial])
     winner = choose_winner(in_order, primary, pairs)
     power = top_two_power([r.trial for r in leaderboard], correct)
     return Comparisons(
