@@ -1,7 +1,8 @@
 """`encoder-full` (fine-tune route): an encoder with a fresh classification head, every weight trained with
 transformers' `Trainer`.
 
-With a dev split, dev accuracy is measured after each epoch and the best epoch's weights are kept.
+With a dev split, the task's primary metric is measured on dev after each epoch and the best epoch's weights are
+kept.
 They are kept as a copy of the state dict in memory, not through `load_best_model_at_end`: that
 needs a checkpoint on disk every epoch (optimizer state included, ~3× the model) only to read one
 back, while a copy in memory costs one model's size and never touches the disk.
@@ -14,7 +15,7 @@ plus one forward pass over the dev split per epoch when there is one. A predicti
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -25,9 +26,10 @@ from pydantic import Field
 from ..backends.local.hf import advance_callback, library_bars_off, transformers_quiet
 from ..backends.models import best_device, resolve_path
 from ..config.saved import check_labels
-from ..contract import AdaptReport, Context, MethodOptions, count_trainable
+from ..contract import AdaptReport, Context, MethodOptions, TaskInfo, count_trainable
 from ..costs.usage import NO_USAGE, Usage, forward_flops, params_per_token, query_usage, training_flops
 from ..errors import MethodError
+from ..stats.metrics import METRICS, point
 from ..types import Example, Prediction, Split
 
 
@@ -162,11 +164,12 @@ class EncoderFull:
 
         train_rows = _encode(tokenizer, train, label2id)
         dev_rows = _encode(tokenizer, dev, label2id) if dev is not None and len(dev) else None
-        dev_accuracy = _train(model, tokenizer, train_rows, dev_rows, options, ctx)
-        if dev_accuracy:
-            kept = len(dev_accuracy) - dev_accuracy[::-1].index(max(dev_accuracy))
-            by_epoch = ", ".join(f"{a:.3f}" for a in dev_accuracy)
-            ctx.progress.log(f"{self.name}: dev accuracy by epoch {by_epoch}; kept epoch {kept}")
+        by_epoch = _train(model, tokenizer, train_rows, dev_rows, options, ctx)
+        if by_epoch:
+            kept = len(by_epoch) - by_epoch[::-1].index(max(by_epoch))
+            shown = ", ".join(f"{a:.3f}" for a in by_epoch)
+            metric = ctx.task.primary_metric
+            ctx.progress.log(f"{self.name}: dev {metric} by epoch {shown}; kept epoch {kept}")
         model.eval()
         usage = _training_usage(params_per_token(model), train_rows, dev_rows, options.epochs)
         return EncoderFullAdapted(model, tokenizer, batch_size=ctx.model.batch_size, adapt_usage=usage)
@@ -215,7 +218,8 @@ def _train(
     options: EncoderFullOptions,
     ctx: Context,
 ) -> list[float]:
-    """Train ``model`` in place; with dev rows, leave it at its best epoch. Returns dev accuracy by epoch."""
+    """Train ``model`` in place; with dev rows, leave it at its best epoch by the task's primary metric. Returns that
+    metric on dev by epoch."""
     from transformers import DataCollatorWithPadding, PrinterCallback, Trainer, TrainingArguments
 
     args = TrainingArguments(
@@ -247,23 +251,33 @@ def _train(
             eval_dataset=dev_rows,
             data_collator=DataCollatorWithPadding(tokenizer),
             processing_class=tokenizer,
-            compute_metrics=_accuracy if dev_rows else None,
+            compute_metrics=dev_metric(ctx.task) if dev_rows else None,
             callbacks=callbacks,
         )
         trainer.remove_callback(PrinterCallback)  # with tqdm off, transformers would print every log dict
         trainer.train()
     if keeper.state is not None:
         model.load_state_dict(keeper.state)
-    return keeper.accuracies
+    return keeper.scores
 
 
-def _accuracy(pred: Any) -> dict[str, float]:
-    logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
-    return {"accuracy": float(np.mean(np.argmax(logits, axis=-1) == pred.label_ids))}
+def dev_metric(task: TaskInfo) -> Callable[[Any], dict[str, float]]:
+    """The trainer's ``compute_metrics``: the task's primary metric (accuracy, macro-F1) of the dev predictions, as
+    the run scores them."""
+    labels = list(task.labels or ())
+    metric = METRICS[task.primary_metric]
+
+    def compute(pred: Any) -> dict[str, float]:
+        logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
+        gold = [labels[i] for i in pred.label_ids]
+        guessed = [labels[i] for i in np.argmax(logits, axis=-1)]
+        return {"primary": point(metric.prepare(gold, guessed, labels))}
+
+    return compute
 
 
 def _keep_best() -> Any:
-    """A trainer callback that records dev accuracy after each evaluation and keeps a copy of the best weights.
+    """A trainer callback that records the dev metric after each evaluation and keeps a copy of the best weights.
 
     On ties the later epoch wins: the dev split has shown no reason to stop earlier, so the result is then
     the same as training without one.
@@ -272,13 +286,13 @@ def _keep_best() -> Any:
 
     class KeepBest(TrainerCallback):
         def __init__(self) -> None:
-            self.accuracies: list[float] = []
+            self.scores: list[float] = []
             self.state: dict[str, Any] | None = None
 
         def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
-            acc = float((metrics or {})["eval_accuracy"])
-            if not self.accuracies or acc >= max(self.accuracies):
+            score = float((metrics or {})["eval_primary"])
+            if not self.scores or score >= max(self.scores):
                 self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            self.accuracies.append(acc)
+            self.scores.append(score)
 
     return KeepBest()
