@@ -369,7 +369,8 @@ class PeftMethod:
     """What the PEFT-based fine-tuning methods share; each subclass says how its PEFT config is made.
 
     Class attributes a subclass sets: ``name``, ``summary``, ``Options``, ``lr_range`` (sane learning rates),
-    ``per_sequence`` (soft prompts: no packing), ``mergeable`` (the adapter merges into the base weights).
+    ``per_sequence`` (soft prompts: no packing), ``mergeable`` (the adapter merges into the base weights; its
+    ``Options`` then declare ``export_merged``).
     """
 
     route: ClassVar[str] = "finetune"
@@ -390,7 +391,7 @@ class PeftMethod:
 
     def check(self, options: Any, train: Split, ctx: Context) -> None:
         check_options(options, train, ctx, self.lr_range, self.name)
-        if getattr(options, "export_merged", False) and not self.mergeable:
+        if _export_merged(options) and not self.mergeable:
             raise MethodError(f"{self.name} can't be merged into the base weights", key="export_merged")
         self.check_more(options, ctx)
 
@@ -418,9 +419,14 @@ class PeftMethod:
             add_parameters,
             per_sequence=self.per_sequence,
             mergeable=self.mergeable,
-            export_merged=getattr(options, "export_merged", False),
+            export_merged=_export_merged(options),
             describe=method_settings(options),
         )
 
     def load(self, options: Any, path: Path, ctx: Context) -> TunedAdapted:
         return load_tuned(self.name, options, path, ctx, "adapter")
+
+
+def _export_merged(options: MethodOptions) -> bool:
+    """The ``export_merged`` option, among the options' declared fields: mergeable methods declare it, others don't."""
+    return bool(options.model_dump().get("export_merged", False))
