@@ -12,7 +12,7 @@ import yaml
 from conftest import MakeTask, dataset_rows, task_doc, write_jsonl
 
 from tailor.config.task import load_task
-from tailor.contract import Context, MethodOptions
+from tailor.contract import AdaptReport, Context, MethodOptions
 from tailor.data.load import content_hash, hash_split, load_task_data
 from tailor.report.build import write_reports
 from tailor.runner.run import run_task
@@ -166,8 +166,13 @@ class _Peek:
     Options: ClassVar[type] = _PeekOptions
     task_kinds: ClassVar[frozenset[str]] = frozenset({"classification"})
     model_kinds: ClassVar[frozenset[str]] = frozenset({"encoder"})
+    shares_model: ClassVar[bool] = True
+    files: ClassVar[tuple[str, ...]] = ()
     sealed: SealedSplit | None = None
     attempts: list[str] = []
+
+    def uses_examples(self, options: Any) -> bool:
+        return True
 
     def check(self, options: Any, train: Split, ctx: Context) -> None:
         pass
@@ -181,7 +186,7 @@ class _Peek:
         test = self.sealed.open()  # must raise
         raise AssertionError(f"the test split opened inside adapt ({len(test)} examples)")
 
-    def load(self, path: Path, ctx: Context) -> Any:
+    def load(self, options: Any, path: Path, ctx: Context) -> Any:
         raise NotImplementedError
 
 
@@ -192,6 +197,11 @@ class _Honest:
     Options: ClassVar[type] = _PeekOptions
     task_kinds: ClassVar[frozenset[str]] = frozenset({"classification"})
     model_kinds: ClassVar[frozenset[str]] = frozenset({"encoder"})
+    shares_model: ClassVar[bool] = True
+    files: ClassVar[tuple[str, ...]] = ("label.txt",)
+
+    def uses_examples(self, options):
+        return False
 
     def check(self, options, train, ctx):
         pass
@@ -204,6 +214,10 @@ class _Honest:
 
         class _Const:
             trainable_params = 0
+            truncated = None
+
+            def adapt_report(self):
+                return AdaptReport()
 
             def predict(self, examples):
                 return [Prediction(ex.id, label, label) for ex in examples]
@@ -213,7 +227,7 @@ class _Honest:
 
         return _Const()
 
-    def load(self, path, ctx):
+    def load(self, options, path, ctx):
         raise NotImplementedError
 
 
