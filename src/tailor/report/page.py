@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..formats import fmt_ci, fmt_count, fmt_flops, fmt_money, fmt_p, fmt_queries, route_title, unit_label
+from ..formats import fmt_ci, fmt_p, fmt_queries, route_title, unit_label
 from .document import Report
 from .sections import comparisons, costs, leaderboard, overview
 from .sections import curve_text as curve
@@ -69,7 +69,7 @@ def html(report: Report) -> str:
     from markupsafe import Markup
 
     env = Environment(loader=PackageLoader("tailor.report", "templates"), autoescape=select_autoescape(["html", "j2"]))
-    env.filters.update(money=fmt_money, flops=fmt_flops, count=fmt_count, queries=fmt_queries)
+    env.filters.update(queries=fmt_queries)
     primary, viewer = report.primary, report.viewer
     figures: dict[str, Any] = costs.figures(report.costs, report.leaderboard, primary) if report.costs else {}
     figures = {k: Markup(v) if k in ("pareto", "break_even") else v for k, v in figures.items()}
