@@ -9,7 +9,7 @@ when they cross at all. The usual case — fine-tuning dearer to adapt, cheaper 
 cheaper route from Q* on. The other cases have answers too (one route cheaper at every volume; or fine-tuning cheaper
 only *below* Q*, when a long training run buys a model dearer to serve), and :func:`break_even` says which.
 
-The arithmetic is the T-Few paper's (Liu et al. 2022); ``tests/test_breakeven.py`` reproduces its figures from the
+The arithmetic is the T-Few paper's (Liu et al. 2022); ``tests/costs/test_breakeven.py`` reproduces its figures from the
 FLOPs convention of :mod:`tailor.costs.usage`. Costs come from the usage records and the user's prices; nothing here
 knows a price.
 """

@@ -226,7 +226,7 @@ def crossover(prompt: dict[str, Any], finetune: dict[str, Any], confidence: floa
     span of the points where U >= 0 >= L. U and L are not linear in log2 x between sizes (the sd is the square
     root of a quadratic there), so they are evaluated on FINE points per interval. If the true mean difference is
     0 at x*, the span holds x* whenever the t interval at x* covers 0: coverage is at least the nominal level
-    (tests/test_curve_stats.py measures it). A percentile bootstrap of n* over 5 seeds, by
+    (tests/stats/test_curve_stats.py measures it). A percentile bootstrap of n* over 5 seeds, by
     contrast, under-covers: resampling 5 seeds understates the spread and ignores the t quantile.
 
     Ends beyond the grid: ``ci_low`` None means at or below the smallest size (fine-tuning is never significantly

@@ -146,7 +146,7 @@ def paired_bootstrap(
     # Two-sided p: how often the resampled difference falls on the other side of zero, doubled, a tie at zero
     # counting half to each side. Counting ties wholly to both sides (the plain percentile rule) made the test
     # conservative on accuracy, whose differences tie often: 3.6–4.8 % false positives at α = 0.05 in the A/A
-    # simulation of tests/test_stats_calibration.py, 4.2–5.2 % with ties halved.
+    # simulation of tests/stats/test_stats_calibration.py, 4.2–5.2 % with ties halved.
     below, above, tied = float(np.mean(diffs < 0)), float(np.mean(diffs > 0)), float(np.mean(diffs == 0))
     p = 2 * min(below + tied / 2, above + tied / 2)
     return point(a) - point(b), float(np.quantile(diffs, alpha)), float(np.quantile(diffs, 1 - alpha)), min(1.0, p)
@@ -155,7 +155,7 @@ def paired_bootstrap(
 def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> float:
     """McNemar's test on paired correctness, mid-p version: the discordant pairs under a fair coin, two-sided, with
     half the probability of the observed split. The exact (conditional binomial) version is conservative — 2.5–4.1 %
-    false positives at α = 0.05 in the A/A simulation of tests/test_stats_calibration.py; mid-p 3.9–4.9 %
+    false positives at α = 0.05 in the A/A simulation of tests/stats/test_stats_calibration.py; mid-p 3.9–4.9 %
     (Fagerland, Lydersen & Laake 2013 recommend it for the same reason)."""
     from scipy.stats import binom
 
