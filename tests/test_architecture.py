@@ -13,6 +13,7 @@ outside the package ``tailor.a`` that imports one of its modules depends on the 
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,7 @@ def _type_checking_nodes(tree: ast.AST) -> set[int]:
     return skip
 
 
+@functools.cache
 def _imports(module: str, type_only: bool = True) -> list[tuple[str, list[str], int]]:
     """(imported module, names taken from it, line) for every import in ``module`` (those under ``if TYPE_CHECKING:``
     only with ``type_only``; never the package root's)."""
@@ -74,6 +76,7 @@ def _imports(module: str, type_only: bool = True) -> list[tuple[str, list[str], 
     return out
 
 
+@functools.cache
 def _edges() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {m: set() for m in MODULES}
     for module in MODULES:
@@ -290,6 +293,7 @@ FORBIDDEN: dict[str, set[str]] = {
 }
 
 
+@functools.cache
 def _reached(module: str) -> dict[str, list[str]]:
     """Every tailor module ``module`` reaches by imports, with one path to it."""
     graph = _edges()

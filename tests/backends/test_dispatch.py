@@ -196,6 +196,7 @@ def test_replies_come_in_order_and_bodies_go_out_exactly_as_given(server: Server
     assert set(server.auth) == ({None} if transport == "aiohttp" else {"Bearer EMPTY"})
 
 
+@pytest.mark.slow
 def test_429_waits_for_retry_after_then_succeeds(server: Server, make) -> None:
     server.script = lambda n, body: error(429, "slow down", {"Retry-After": "1"}) if n < 2 else ok()
     d = make(server.url)
@@ -217,6 +218,7 @@ def test_500_and_503_are_retried(server: Server, make) -> None:
     assert reply.body is not None and reply.attempts == 3 and server.count == 3
 
 
+@pytest.mark.slow
 def test_a_read_timeout_is_retried(server: Server, make) -> None:
     server.script = lambda n, body: ok(delay=2.0) if n == 0 else ok()
     d = make(server.url, read_timeout=0.3)
@@ -337,6 +339,7 @@ def test_cache_disabled_neither_reads_nor_writes(server: Server, make) -> None:
     assert not d.send([chat("b")])[0].cached and d.send([chat("a")])[0].cached
 
 
+@pytest.mark.slow
 def test_the_server_never_sees_more_than_max_concurrency(server: Server, make) -> None:
     server.script = lambda n, body: ok(delay=0.2)
     replies = make(server.url, max_concurrency=8).send([completion(str(i)) for i in range(40)])
@@ -344,6 +347,7 @@ def test_the_server_never_sees_more_than_max_concurrency(server: Server, make) -
     assert 1 < server.max_in_flight <= 8
 
 
+@pytest.mark.slow
 def test_429s_cut_the_concurrency_which_then_grows_back(server: Server, make) -> None:
     server.script = lambda n, body: error(429, headers={"Retry-After": "0"}, delay=0.2) if n < 8 else ok(delay=0.1)
     d = make(server.url, max_concurrency=8)
@@ -356,6 +360,7 @@ def test_429s_cut_the_concurrency_which_then_grows_back(server: Server, make) ->
     assert d.stats.concurrency == 8
 
 
+@pytest.mark.slow
 def test_requests_per_minute_spaces_the_requests(server: Server, make) -> None:
     make(server.url, requests_per_minute=600).send([completion(str(i)) for i in range(25)])
     times = [t for t, _ in server.arrivals]

@@ -190,6 +190,7 @@ def test_failed_queries_are_counted_not_scored_and_resume_asks_only_them(tmp_pat
 
 
 @pytest.mark.parametrize("transport", ["aiohttp", "openai"])
+@pytest.mark.slow
 def test_the_key_is_written_nowhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, transport: str) -> None:
     monkeypatch.setenv("FAKE_API_KEY", KEY)
     with FakeServer("fake-model", **PRESETS["generate-only"]) as srv:

@@ -298,6 +298,7 @@ def test_the_data_summary_holds_a_content_hash_per_split(task_folder: Path) -> N
 # ---------------------------------------------------------------------------------------------- 5. killed runs
 
 
+@pytest.mark.slow
 def test_a_run_left_running_without_its_lock_is_reported_stopped(task_folder: Path, tmp_path: Path) -> None:
     from tailor.runner.folders import run_is_live, run_lock
 

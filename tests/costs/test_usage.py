@@ -133,6 +133,7 @@ def test_encoder_predictions_cost_two_n_per_token(name: str, encoder_pool: Model
     assert adapted.adapt_usage.flops > 0 and adapted.adapt_usage.calls > 0
 
 
+@pytest.mark.slow
 def test_encoder_full_predictions_and_training_cost(encoder_pool: ModelPool, tmp_path: Path) -> None:
     task = TaskInfo("mini", "classification", ("sports", "weather"), ("text",), ("accuracy",))
     examples = _texts()

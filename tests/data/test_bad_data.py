@@ -48,6 +48,7 @@ def test_macro_f1_ignores_a_declared_label_absent_from_gold_and_predictions() ->
 
 
 @pytest.mark.parametrize("seed", range(6))
+@pytest.mark.slow
 def test_macro_f1_matches_sklearn_on_the_sample_and_on_resamples(seed: int) -> None:
     rng = np.random.default_rng(seed)
     labels = ["c0", "c1", "c2", "c3", "c4", "unused"]
@@ -261,6 +262,7 @@ def test_cli_run_whose_only_method_fails_exits_3(make_task: MakeTask, monkeypatc
     assert "1 of 1 trials failed" in out and "head: MethodError: C=0 leaves the head nothing to fit" in out
 
 
+@pytest.mark.slow
 def test_cli_run_with_one_failed_trial_of_two_exits_3(make_task: MakeTask, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(METHODS["head"], "adapt", _fail_at_adapt)
     task = make_task(methods=[{"name": "zero-shot"}, {"name": "head"}])

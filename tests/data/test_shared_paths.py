@@ -99,6 +99,7 @@ def test_shown_path_keeps_hub_ids_and_far_paths(tmp_path: Path) -> None:
     assert shown_path(far, base) == far  # only the root in common: climbing to it says no less
 
 
+@pytest.mark.slow
 def test_a_summary_inside_a_repository_names_paths_relative_to_the_repository(make_task) -> None:
     from tailor.config.task import load_task
     from tailor.report.build import write_reports

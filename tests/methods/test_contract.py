@@ -71,6 +71,10 @@ EXTRA_ARCHS = {"causal": ("qwen2",)}
 TINY_ARCH = {"causal": "llama", "seq2seq": "t5"}
 
 
+# A prompt search on a real model takes seconds per kind: the developer tier runs it on the scripted model only.
+SLOW_CASES = {"prompt-search-encoder", "prompt-search-causal", "prompt-search-seq2seq"}
+
+
 def _cases(route: str | None = None) -> list:
     cases = []
     for name, method in METHODS.items():
@@ -79,7 +83,8 @@ def _cases(route: str | None = None) -> list:
         for kind in MODEL_KINDS:
             if kind not in method.model_kinds:
                 continue
-            cases.append(pytest.param(name, kind, id=f"{name}-{kind}"))
+            marks = [pytest.mark.slow] if f"{name}-{kind}" in SLOW_CASES else []
+            cases.append(pytest.param(name, kind, id=f"{name}-{kind}", marks=marks))
             if method.route == "finetune":
                 for arch in EXTRA_ARCHS.get(kind, ()):
                     cases.append(pytest.param(name, f"{kind}-{arch}", id=f"{name}-{kind}-{arch}"))

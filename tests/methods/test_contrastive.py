@@ -123,6 +123,7 @@ def test_batch_loss_needs_two_labels_with_two_examples(tmp_path: Path, shared_mo
 
 
 @pytest.mark.parametrize("given", [{"loss": "pairs", "pairs": 1}, {"steps": 12, "batch_size": 12}])
+@pytest.mark.slow
 def test_both_losses_learn_the_task(given: dict, tmp_path: Path, shared_models, task_data) -> None:
     spec, data = task_data
     method = METHODS["contrastive"]
@@ -141,6 +142,7 @@ def test_both_losses_learn_the_task(given: dict, tmp_path: Path, shared_models, 
     assert isinstance(adapted.predict([Example("x", {"text": "a sentence"})])[0].label, str)
 
 
+@pytest.mark.slow
 def test_a_label_with_one_example_is_said_to_stay_out_of_the_pairs(tmp_path: Path, shared_models, task_data) -> None:
     from contextlib import contextmanager
 

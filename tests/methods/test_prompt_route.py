@@ -32,6 +32,7 @@ def _run(task: Path, tmp_path: Path, overrides: list[str] | None = None) -> tupl
     return run_dir, RunStore.open_existing(run_dir)
 
 
+@pytest.mark.slow
 def test_classification_by_scoring_and_by_generation(make_task: MakeTask, tiny: str, tmp_path: Path) -> None:
     methods = [
         {
@@ -186,6 +187,7 @@ def test_bad_prompt_options(make_task: MakeTask, tiny: str, option: dict, messag
     assert message in squash(str(err.value)) and "methods[0]" in str(err.value)
 
 
+@pytest.mark.slow
 def test_prompt_longer_than_the_context_is_reported_or_truncated(tiny: str, tmp_path: Path) -> None:
     rows = dataset_rows()
     write_jsonl(tmp_path / "train.jsonl", rows[:60])

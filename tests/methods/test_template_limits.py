@@ -15,6 +15,7 @@ from tailor.runner.run import run_task
 
 
 @pytest.mark.parametrize("source", list(HOSTILE.values()), ids=list(HOSTILE))
+@pytest.mark.slow
 def test_a_hostile_template_is_refused_quickly_naming_it(source: str) -> None:
     template = compile_template(source, "methods[0].templates[0]", ["text"])
     t0 = time.perf_counter()

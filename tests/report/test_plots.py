@@ -215,6 +215,7 @@ def _ids(svg: str) -> list[str]:
     return [el.get("id") for el in root.iter() if el.get("id")]
 
 
+@pytest.mark.slow
 def test_learning_curves_draw_one_series_and_band_per_method_and_the_crossover() -> None:
     svg = learning_curves_svg(_curve(), "accuracy")
     ids = _ids(svg)
@@ -259,6 +260,7 @@ def test_break_even_draws_each_method_once_and_marks_every_crossing() -> None:
     assert break_even_svg([]) == ""
 
 
+@pytest.mark.slow
 def test_several_figures_share_a_page_without_sharing_ids() -> None:
     figures = _figures(_report())
     assert figures["pareto_unit"] == "USD" and figures["break_even_unit"] == "USD"
@@ -274,6 +276,7 @@ def _no_external_urls(html: str) -> None:
 
 
 @pytest.mark.parametrize(("curve", "costs"), [(True, True), (False, False), (False, True)])
+@pytest.mark.slow
 def test_the_page_renders_with_and_without_its_curve_and_cost_sections(curve: bool, costs: bool) -> None:
     html_page = html(_report(curve=curve, costs=costs))
     _no_external_urls(html_page)

@@ -7,6 +7,7 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 from conftest import dataset_rows, squash, task_doc, write_jsonl
 from typer.testing import CliRunner
@@ -23,6 +24,7 @@ def test_a_winner_chosen_on_a_small_dev_split_is_warned_about(finished_run: Path
     assert "the choice is noisy" in (finished_run / "report.html").read_text()
 
 
+@pytest.mark.slow
 def test_test_examples_also_in_train_are_warned_about_on_the_console_and_in_the_report(tmp_path: Path) -> None:
     rows = dataset_rows()
     train, test = rows[:60], rows[60:]
@@ -44,6 +46,7 @@ def test_test_examples_also_in_train_are_warned_about_on_the_console_and_in_the_
     assert "## Warnings" in (tmp_path / "run" / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_the_console_does_not_say_a_prompt_trains(make_task) -> None:
     task = make_task(methods=[{"name": "zero-shot"}, {"name": "head"}])
     result = CliRunner().invoke(app, ["run", str(task), "--out", str(task.parent / "run")], terminal_width=200)

@@ -236,6 +236,7 @@ def _svg_ids(svg: str) -> set[str]:
     return {e.get("id") for e in ET.fromstring(svg).iter() if e.get("id")}
 
 
+@pytest.mark.slow
 def test_the_plot_draws_evaluations_calls_and_money_only_when_spent(tmp_path: Path) -> None:
     free = search_entry({"trial": "ps", "details": {"search": _search()}, "status": "ok"}, "accuracy")
     paid = search_entry({"trial": "ps", "details": {"search": _search(money=True)}, "status": "ok"}, "accuracy")
@@ -247,6 +248,7 @@ def test_the_plot_draws_evaluations_calls_and_money_only_when_spent(tmp_path: Pa
     assert search_svg({**free, "series": {**free["series"], "best_so_far": []}}) == ""
 
 
+@pytest.mark.slow
 def test_markdown_and_html_show_the_prompt_in_full_the_gap_and_the_plot(tmp_path: Path) -> None:
     run_dir = _run(tmp_path, {"search": _search(), "prompt": ZERO_SHOT_USED})
     paths = write_reports(run_dir)
@@ -266,6 +268,7 @@ def test_markdown_and_html_show_the_prompt_in_full_the_gap_and_the_plot(tmp_path
     )
 
 
+@pytest.mark.slow
 def test_a_few_shot_winner_lists_its_demonstrations(tmp_path: Path) -> None:
     details = {"search": _search(winner=2), "prompt": FEW_SHOT_USED, "demonstrations": DEMONSTRATIONS}
     run_dir = _run(tmp_path, details)

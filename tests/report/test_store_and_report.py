@@ -131,6 +131,7 @@ def test_reports_exist_and_agree(finished_run: Path) -> None:
         assert f"<td>{name}" in leaderboard, f"{name} missing from the HTML leaderboard"
 
 
+@pytest.mark.slow
 def test_cli_report_rebuilds_from_the_store(finished_run: Path, tmp_path: Path) -> None:
     copy = tmp_path / "run"
     shutil.copytree(finished_run, copy)
@@ -190,6 +191,7 @@ def test_interrupted_run_keeps_finished_methods(make_task: MakeTask, monkeypatch
     assert "run interrupted" in paths["md"].read_text()
 
 
+@pytest.mark.slow
 def test_cli_interrupt_and_failure(make_task: MakeTask, monkeypatch) -> None:
     def boom(*args, **kwargs):
         raise RuntimeError("boom")

@@ -44,6 +44,7 @@ def _report_rows(task: Path, run_dir: Path) -> list[dict]:
 
 
 @pytest.mark.parametrize("method", ["zero-shot", "head"])
+@pytest.mark.slow
 def test_an_input_cut_to_fit_the_encoder_is_counted_in_the_report(tmp_path: Path, method: str) -> None:
     rows = dataset_rows()[75:]
     big = {**rows[0], "text": "The striker scored twice in the final. " * 26_000}  # about 1 MB

@@ -108,6 +108,7 @@ def test_missing_dev_file_is_carved_from_train_only(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------------- overlaps
 
 
+@pytest.mark.slow
 def test_train_test_overlap_is_detected_and_reported(tmp_path: Path) -> None:
     rows = dataset_rows()
     train, test = rows[:66], rows[66:]

@@ -153,6 +153,7 @@ def _scored(workdir: Path) -> list[tuple]:
     return db.execute("SELECT key, part, batch, metric FROM scoring ORDER BY step").fetchall()
 
 
+@pytest.mark.slow
 def test_search_spends_its_budget_and_no_more(tmp_path: Path) -> None:
     score = ToyScore()
     search = _search(tmp_path / "w", score, Budget(evaluations=60))
@@ -179,6 +180,7 @@ class FlatScore(ToyScore):
         return int(hashlib.sha256(ex.id.encode()).hexdigest()[:6], 16) % 3 != 0
 
 
+@pytest.mark.slow
 def test_patience_counts_trials_without_a_better_score_on_the_whole_search_part(tmp_path: Path) -> None:
     (tmp_path / "w").mkdir()
     settings = Settings(budget=Budget(evaluations=2000), minibatch=16, patience=15, startup=5, seed=0)
@@ -239,6 +241,7 @@ def test_a_search_killed_and_resumed_stops_on_patience_where_an_uninterrupted_on
     assert _scored(tmp_path / "killed") == _scored(tmp_path / "whole")
 
 
+@pytest.mark.slow
 def test_a_budget_in_calls_is_exceeded_by_at_most_one_batch(tmp_path: Path) -> None:
     outcome = _search(tmp_path / "w", ToyScore(), Budget(calls=1000)).run()
     select = outcome.parts["select"]
@@ -284,6 +287,7 @@ def test_how_many_demonstrations_is_asked_as_an_ordered_rank() -> None:
 
 
 @pytest.mark.parametrize("sampler", ["tpe", "random"])
+@pytest.mark.slow
 def test_a_killed_search_resumes_scoring_nothing_twice(tmp_path: Path, sampler: str) -> None:
     whole = _search(tmp_path / "whole", ToyScore(), Budget(evaluations=50), sampler).run()
     first = ToyScore(fail_after=23)
@@ -409,6 +413,7 @@ def _task(tmp_path: Path, **search) -> Path:
     return tmp_path / "task.yaml"
 
 
+@pytest.mark.slow
 def test_prompt_search_runs_exports_an_ordinary_prompt_and_reloads_identically(tmp_path: Path) -> None:
     task = _task(tmp_path)
     run = CliRunner().invoke(app, ["run", str(task), "--out", str(tmp_path / "run"), "-q"])
@@ -523,6 +528,7 @@ def _run_search(task: Path, out: Path, pool) -> dict:
     return row
 
 
+@pytest.mark.slow
 def test_a_proposer_s_instruction_is_searched_and_its_calls_counted(tmp_path: Path) -> None:
     pool, proposer = _scripted_pool()
     row = _run_search(
@@ -559,6 +565,7 @@ def test_chat_prompts_have_no_answer_prefix_to_search() -> None:
     assert space(False).prefixes[0] == "A:" and len(space(False).prefixes) > 1
 
 
+@pytest.mark.slow
 def test_without_the_proposer_the_hand_written_instruction_is_kept_unless_an_edit_wins(tmp_path: Path) -> None:
     pool, _ = _scripted_pool()
     row = _run_search(_lm_task(tmp_path, edits=0), tmp_path / "r", pool)
@@ -569,6 +576,7 @@ def test_without_the_proposer_the_hand_written_instruction_is_kept_unless_an_edi
     assert calls == search["spent"]["calls"], "every call was spent on scoring (there was no proposer)"
 
 
+@pytest.mark.slow
 def test_a_small_budget_takes_fewer_finalists_and_too_small_a_one_is_refused(tmp_path: Path) -> None:
     # 240 examples: 72 held out, 3 evaluations (minibatches of 16... rounded: 72 / 16 = 4.5 -> 4) per finalist
     search = _search(tmp_path / "w", ToyScore(), Budget(evaluations=12))

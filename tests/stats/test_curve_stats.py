@@ -35,6 +35,7 @@ def _simulated(rng: np.random.Generator, crossing: float, seeds: int = 5) -> tup
     return _route(p), _route(f)
 
 
+@pytest.mark.slow
 def test_crossover_interval_covers_the_true_crossing_at_its_level() -> None:
     rng = np.random.default_rng(2026)
     truth, sims, covered, estimates = 20.0, 2000, 0, []

@@ -27,6 +27,7 @@ def same_accuracy_pair(rng: np.random.Generator, n: int, accuracy: float = 0.8) 
 
 
 @pytest.mark.parametrize("n", [200, pytest.param(1000, marks=pytest.mark.slow)])
+@pytest.mark.slow
 def test_paired_tests_have_the_nominal_false_positive_rate(n: int) -> None:
     rng = np.random.default_rng(n)
     labels = ["right", "wrong"]
@@ -42,6 +43,7 @@ def test_paired_tests_have_the_nominal_false_positive_rate(n: int) -> None:
     assert 0.035 <= false_mcnemar / SIMULATIONS <= 0.065, false_mcnemar / SIMULATIONS
 
 
+@pytest.mark.slow
 def test_the_tests_see_a_real_difference() -> None:
     """The other side of calibration: a 5-point gap on 1,000 examples is found most of the time."""
     rng = np.random.default_rng(0)

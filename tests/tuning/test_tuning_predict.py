@@ -149,6 +149,7 @@ def scored(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, bool, str]]:
     return calls
 
 
+@pytest.mark.slow
 def test_the_same_weights_are_never_scored_on_dev_twice(
     tmp_path: Path, tiny: ModelSpec, scored: list[tuple[int, bool, str]]
 ) -> None:
