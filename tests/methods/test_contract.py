@@ -71,7 +71,10 @@ EXTRA_ARCHS = {"causal": ("qwen2",)}
 TINY_ARCH = {"causal": "llama", "seq2seq": "t5"}
 
 
-# A prompt search on a real model takes seconds per kind: the developer tier runs it on the scripted model only.
+# The developer tier (`-m "not integration and not slow"`) runs each method's contract on the first model kind it
+# supports, plus a seq2seq prompt and LoRA (the encoder-decoder paths); the full suite runs every method x kind and
+# the second causal architecture. A prompt search on a real model takes seconds per kind: on the scripted model only.
+DEVELOPER_TIER_ALSO = {"prompt-seq2seq", "lora-seq2seq"}
 SLOW_CASES = {"prompt-search-encoder", "prompt-search-causal", "prompt-search-seq2seq"}
 
 
@@ -80,14 +83,17 @@ def _cases(route: str | None = None) -> list:
     for name, method in METHODS.items():
         if route and method.route != route:
             continue
+        first = True
         for kind in MODEL_KINDS:
             if kind not in method.model_kinds:
                 continue
-            marks = [pytest.mark.slow] if f"{name}-{kind}" in SLOW_CASES else []
-            cases.append(pytest.param(name, kind, id=f"{name}-{kind}", marks=marks))
+            case_id = f"{name}-{kind}"
+            sampled = (first and case_id not in SLOW_CASES) or case_id in DEVELOPER_TIER_ALSO
+            first = first and case_id in SLOW_CASES
+            cases.append(pytest.param(name, kind, id=case_id, marks=[] if sampled else [pytest.mark.slow]))
             if method.route == "finetune":
                 for arch in EXTRA_ARCHS.get(kind, ()):
-                    cases.append(pytest.param(name, f"{kind}-{arch}", id=f"{name}-{kind}-{arch}"))
+                    cases.append(pytest.param(name, f"{kind}-{arch}", id=f"{case_id}-{arch}", marks=pytest.mark.slow))
     return cases
 
 
