@@ -355,10 +355,10 @@ THIRD_PARTY_READS: dict[tuple[str, str], str] = {
 }
 
 
-def _literal_getattrs(module: str) -> list[tuple[str, int]]:
-    tree = ast.parse(MODULES[module].read_text())
+def _literal_getattrs_in(source: str) -> list[tuple[str, int]]:
+    """(name, line) of every ``getattr``/``hasattr`` call in ``source`` whose attribute name is a literal string."""
     found = []
-    for node in ast.walk(tree):
+    for node in ast.walk(ast.parse(source)):
         if (
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Name)
@@ -371,18 +371,14 @@ def _literal_getattrs(module: str) -> list[tuple[str, int]]:
     return found
 
 
+@functools.cache
+def _literal_getattrs(module: str) -> list[tuple[str, int]]:
+    return _literal_getattrs_in(MODULES[module].read_text())
+
+
 def test_the_getattr_finder_sees_literal_names_only() -> None:
     code = "getattr(a, 'x', None)\nhasattr(b, 'y')\ngetattr(c, name)\nobj.getattr(d, 'z')\n"
-    tree = ast.parse(code)
-    names = [
-        n.args[1].value
-        for n in ast.walk(tree)
-        if isinstance(n, ast.Call)
-        and isinstance(n.func, ast.Name)
-        and n.func.id in ("getattr", "hasattr")
-        and isinstance(n.args[1], ast.Constant)
-    ]
-    assert sorted(names) == ["x", "y"]
+    assert sorted(name for name, _ in _literal_getattrs_in(code)) == ["x", "y"]
 
 
 @pytest.mark.parametrize("module", sorted(m for m in MODULES if m.startswith(CONTRACT_READERS)))
